@@ -1,0 +1,314 @@
+"""The attribute-aware dataset every part of fairmetric reads.
+
+An :class:`AttributeDataset` yields ``(x, label, attributes)`` items and exposes the label and
+attribute columns as arrays *without loading any input*, so samplers, splits and audits can work on
+the metadata alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "AttributeDataset",
+    "TensorAttributeDataset",
+    "ImageFileDataset",
+    "encode_column",
+]
+
+
+def encode_column(values: Sequence[Any] | np.ndarray, *, name: str) -> tuple[np.ndarray, list[str]]:
+    """Map a column of labels or attribute values to integer codes.
+
+    Integer columns are kept as they are (their names are the decimal strings of the values 0..max);
+    any other values (strings, booleans, floats) are mapped to ``0..K-1`` in sorted order, and the
+    mapping is returned so reports can show the original names.
+
+    Args:
+        values: the column, one entry per sample.
+        name: the column's name, used in error messages.
+
+    Returns:
+        ``(codes, names)``: ``codes`` is an ``int64`` array, ``names[c]`` is the original value of
+        code ``c``.
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"column {name!r} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        return arr.astype(np.int64), []
+    if arr.dtype.kind in "iu":
+        if arr.min() < 0:
+            raise ValueError(
+                f"column {name!r} has negative integer codes (min {arr.min()}); integer codes must "
+                "be 0..K-1, or pass the values as strings to have them mapped"
+            )
+        codes = arr.astype(np.int64)
+        return codes, [str(v) for v in range(int(codes.max()) + 1)]
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"column {name!r} contains NaN or infinite values")
+        if np.all(arr == np.round(arr)) and arr.min() >= 0:
+            codes = arr.astype(np.int64)
+            return codes, [str(v) for v in range(int(codes.max()) + 1)]
+    uniques, codes = np.unique(arr.astype(str), return_inverse=True)
+    return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+class AttributeDataset(Dataset):
+    """A labelled dataset whose samples also carry sensitive attributes.
+
+    Items are ``(x, label, attributes)`` with ``label`` an ``int`` and ``attributes`` a ``LongTensor``
+    of shape ``(A,)``. Subclasses implement :meth:`load_input`; everything else (array views, name
+    mappings, subsets) lives here.
+
+    Args:
+        labels: class label per sample (integers ``0..C-1`` or any values, mapped to integers).
+        attributes: ``(N, A)`` attribute values, or a mapping ``{attribute_name: column}``.
+        attribute_names: names of the ``A`` attribute columns (required when ``attributes`` is an
+            array).
+        label_names: original names of the label codes (filled in automatically when labels are
+            given as strings).
+        attribute_value_names: ``{attribute_name: [name of code 0, name of code 1, ...]}``.
+        name: a short name of the dataset, used in reports.
+    """
+
+    def __init__(
+        self,
+        *,
+        labels: Sequence[Any] | np.ndarray,
+        attributes: np.ndarray | dict[str, Sequence[Any]] | None = None,
+        attribute_names: Sequence[str] | None = None,
+        label_names: Sequence[str] | None = None,
+        attribute_value_names: dict[str, Sequence[str]] | None = None,
+        name: str = "dataset",
+    ) -> None:
+        codes, auto_label_names = encode_column(labels, name="labels")
+        n = len(codes)
+        self.labels: np.ndarray = codes
+        self.label_names: list[str] = (
+            list(label_names) if label_names is not None else auto_label_names
+        )
+        if self.label_names and n and len(self.label_names) <= int(codes.max()):
+            raise ValueError(
+                f"label_names has {len(self.label_names)} entries but labels go up to "
+                f"{int(codes.max())}; give one name per label code"
+            )
+
+        value_names = dict(attribute_value_names or {})
+        if attributes is None:
+            attributes = np.zeros((n, 0), dtype=np.int64)
+            attribute_names = []
+        if isinstance(attributes, dict):
+            if attribute_names is not None and list(attribute_names) != list(attributes):
+                raise ValueError("attribute_names disagrees with the keys of the attributes mapping")
+            attribute_names = list(attributes)
+            columns = [attributes[a] for a in attribute_names]
+        else:
+            arr = np.asarray(attributes)
+            if arr.ndim == 1:
+                arr = arr[:, None]
+            if arr.ndim != 2:
+                raise ValueError(f"attributes must be (N, A), got shape {arr.shape}")
+            if attribute_names is None:
+                raise ValueError(
+                    "attribute_names is required when attributes is an array: "
+                    "give one name per column"
+                )
+            if len(attribute_names) != arr.shape[1]:
+                raise ValueError(
+                    f"attribute_names has {len(attribute_names)} names but attributes has "
+                    f"{arr.shape[1]} columns"
+                )
+            columns = [arr[:, j] for j in range(arr.shape[1])]
+        attribute_names = [str(a) for a in attribute_names]
+        if len(set(attribute_names)) != len(attribute_names):
+            raise ValueError(f"attribute names must be unique, got {attribute_names}")
+
+        encoded = []
+        for a, col in zip(attribute_names, columns):
+            col_codes, auto_names = encode_column(col, name=a)
+            if len(col_codes) != n:
+                raise ValueError(
+                    f"attribute {a!r} has {len(col_codes)} values but there are {n} labels; "
+                    "every sample needs one value per attribute"
+                )
+            encoded.append(col_codes)
+            value_names.setdefault(a, auto_names)
+        self.attributes: np.ndarray = (
+            np.stack(encoded, axis=1) if encoded else np.zeros((n, 0), dtype=np.int64)
+        )
+        self.attribute_names: list[str] = attribute_names
+        self.attribute_value_names: dict[str, list[str]] = {
+            a: list(value_names[a]) for a in attribute_names
+        }
+        self.name = name
+
+    # -- metadata ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of distinct labels present."""
+        return int(len(np.unique(self.labels)))
+
+    def attribute_index(self, attribute: str) -> int:
+        """Column of ``attribute`` in :attr:`attributes`; a clear error lists the valid names."""
+        if attribute not in self.attribute_names:
+            raise ValueError(
+                f"unknown attribute {attribute!r}; this dataset has: "
+                f"{', '.join(self.attribute_names) or '(no attributes)'}"
+            )
+        return self.attribute_names.index(attribute)
+
+    def attribute(self, attribute: str) -> np.ndarray:
+        """The ``(N,)`` integer column of one attribute."""
+        return self.attributes[:, self.attribute_index(attribute)]
+
+    def value_name(self, attribute: str, code: int) -> str:
+        """Original name of value ``code`` of ``attribute``."""
+        names = self.attribute_value_names[attribute]
+        return names[code] if 0 <= code < len(names) else str(code)
+
+    # -- items ------------------------------------------------------------------------------
+    def load_input(self, index: int) -> Any:
+        """Load the input ``x`` of sample ``index`` (image tensor, feature vector, ...)."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[Any, int, torch.Tensor]:
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples")
+        return (
+            self.load_input(index),
+            int(self.labels[index]),
+            torch.from_numpy(self.attributes[index].copy()),
+        )
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> AttributeDataset:
+        """A dataset of the given samples, keeping every name mapping."""
+        return _Subset(self, np.asarray(indices, dtype=np.int64))
+
+    def describe(self) -> str:
+        """One line per attribute with the count of each value: a quick look at the balance."""
+        lines = [f"{self.name}: {len(self)} samples, {self.num_classes} classes"]
+        for j, a in enumerate(self.attribute_names):
+            counts = np.bincount(self.attributes[:, j], minlength=len(self.attribute_value_names[a]))
+            parts = [f"{self.value_name(a, v)}={c}" for v, c in enumerate(counts) if c]
+            lines.append(f"  {a}: " + ", ".join(parts))
+        return "\n".join(lines)
+
+
+class _Subset(AttributeDataset):
+    """A view on some samples of a parent dataset (no inputs are copied)."""
+
+    def __init__(self, parent: AttributeDataset, indices: np.ndarray) -> None:
+        if indices.size and (indices.min() < -len(parent) or indices.max() >= len(parent)):
+            raise IndexError(f"subset indices out of range for a dataset of {len(parent)} samples")
+        indices = np.where(indices < 0, indices + len(parent), indices)
+        self.parent = parent
+        self.indices = indices
+        self.labels = parent.labels[indices]
+        self.label_names = parent.label_names
+        self.attributes = parent.attributes[indices]
+        self.attribute_names = parent.attribute_names
+        self.attribute_value_names = parent.attribute_value_names
+        self.name = parent.name
+
+    def load_input(self, index: int) -> Any:
+        return self.parent.load_input(int(self.indices[index]))
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> AttributeDataset:
+        return _Subset(self.parent, self.indices[np.asarray(indices, dtype=np.int64)])
+
+    def __getattr__(self, item: str) -> Any:
+        # dataset-specific extras of the parent (e.g. ``input_shape``) stay reachable
+        if item in ("parent", "indices"):
+            raise AttributeError(item)
+        return getattr(self.parent, item)
+
+
+class TensorAttributeDataset(AttributeDataset):
+    """An in-memory dataset: inputs are rows of one tensor (images ``(N, C, H, W)`` or vectors)."""
+
+    def __init__(self, inputs: torch.Tensor | np.ndarray, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        inputs = torch.as_tensor(inputs)
+        if inputs.shape[0] != len(self.labels):
+            raise ValueError(
+                f"inputs has {inputs.shape[0]} rows but there are {len(self.labels)} labels"
+            )
+        if inputs.is_floating_point():
+            inputs = inputs.float()
+        self.inputs = inputs
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input, e.g. ``(3, 32, 32)`` or ``(16,)``."""
+        return tuple(self.inputs.shape[1:])
+
+    def load_input(self, index: int) -> torch.Tensor:
+        return self.inputs[index]
+
+
+class ImageFileDataset(AttributeDataset):
+    """Images on disk, loaded lazily with PIL and turned into tensors by ``transform``.
+
+    Args:
+        paths: one image path per sample.
+        transform: maps a PIL image to a tensor; default resizes to ``image_size`` and scales to
+            ``[0, 1]``.
+        image_size: side of the square tensor the default transform produces.
+        bboxes: optional ``(N, 4)`` crop boxes ``(x, y, width, height)`` in pixels.
+        **kwargs: passed to :class:`AttributeDataset`.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        transform: Callable[[Any], torch.Tensor] | None = None,
+        image_size: int = 64,
+        bboxes: np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if len(paths) != len(self.labels):
+            raise ValueError(f"got {len(paths)} image paths but {len(self.labels)} labels")
+        self.paths = [Path(p) for p in paths]
+        self.image_size = int(image_size)
+        self.transform = transform or default_image_transform(self.image_size)
+        self.bboxes = None if bboxes is None else np.asarray(bboxes, dtype=np.float64)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (3, self.image_size, self.image_size)
+
+    def load_input(self, index: int) -> torch.Tensor:
+        from PIL import Image
+
+        path = self.paths[index]
+        if not path.is_file():
+            raise FileNotFoundError(f"image file missing: {path}")
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if self.bboxes is not None:
+                x, y, w, h = self.bboxes[index]
+                img = img.crop((int(x), int(y), int(x + w), int(y + h)))
+            return self.transform(img)
+
+
+def default_image_transform(image_size: int) -> Callable[[Any], torch.Tensor]:
+    """Resize to a square of side ``image_size`` and convert to a float tensor in ``[0, 1]``."""
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [transforms.Resize((image_size, image_size)), transforms.ToTensor()]
+    )

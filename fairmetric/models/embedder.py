@@ -1,0 +1,245 @@
+"""The embedding model: a timm backbone, a projection head and optional L2 normalisation.
+
+``Embedder`` holds only what is deployed. Training-time extras (attribute heads, adversaries) live
+outside it, so :func:`save_embedder` exports exactly the model a user ships and
+:func:`load_embedder` rebuilds it without any training state.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fairmetric.utils import atomic_write_bytes
+
+__all__ = ["Embedder", "save_embedder", "load_embedder", "MODEL_FILE", "CONFIG_FILE"]
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+_FORMAT = "fairmetric-embedder"
+
+
+def _mlp_backbone(in_features: int, hidden: int = 128, layers: int = 2) -> nn.Module:
+    blocks: list[nn.Module] = []
+    width = in_features
+    for _ in range(layers):
+        blocks += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+        width = hidden
+    return nn.Sequential(*blocks)
+
+
+def _timm_backbone(
+    name: str, in_chans: int, pretrained_weights: str | None, kwargs: dict[str, Any]
+) -> nn.Module:
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"unknown backbone {name!r}: not a timm model name (see timm.list_models()), "
+            f"nor 'mlp'.{hint}"
+        )
+    if pretrained_weights is not None:
+        path = Path(pretrained_weights)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"pretrained weights file not found: {path} (give a local .pth or .safetensors "
+                "file; fairmetric never downloads weights)"
+            )
+        return timm.create_model(
+            name,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(path)},
+            num_classes=0,
+            in_chans=in_chans,
+            **kwargs,
+        )
+    return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
+
+
+class Embedder(nn.Module):
+    """Backbone + linear projection to ``embedding_dim`` + optional L2 normalisation.
+
+    ``forward(x)`` computes ``e = normalize(W h(x) + b)`` where ``h`` is the pooled backbone
+    feature. Image inputs are expected in ``[0, 1]``; the model standardises them with the
+    backbone's mean and standard deviation itself, so an exported model needs no external
+    preprocessing beyond resizing.
+
+    Args:
+        backbone: a timm model name (``pretrained=False`` unless ``pretrained_weights`` is given) or
+            ``"mlp"`` for vector inputs.
+        embedding_dim: size of the embedding.
+        normalize: L2-normalise the output.
+        input_size: shape of one input, ``(C, H, W)`` for images or ``(D,)`` for vectors.
+        pretrained_weights: a local weights file for the timm backbone.
+        backbone_kwargs: extra keyword arguments for ``timm.create_model`` (or ``hidden`` and
+            ``layers`` for the MLP).
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: str = "test_resnet",
+        embedding_dim: int = 64,
+        normalize: bool = True,
+        input_size: Sequence[int] = (3, 32, 32),
+        pretrained_weights: str | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
+        input_size = tuple(int(s) for s in input_size)
+        backbone_kwargs = dict(backbone_kwargs or {})
+        if backbone == "mlp":
+            if len(input_size) != 1:
+                raise ValueError(
+                    f"the 'mlp' backbone takes vector inputs, got input_size={input_size}; "
+                    "use a timm backbone for images"
+                )
+            self.backbone = _mlp_backbone(input_size[0], **backbone_kwargs)
+            mean = std = None
+        else:
+            if len(input_size) != 3:
+                raise ValueError(
+                    f"timm backbones take images (C, H, W), got input_size={input_size}; "
+                    "use backbone='mlp' for vector inputs"
+                )
+            self.backbone = _timm_backbone(
+                backbone, input_size[0], pretrained_weights, backbone_kwargs
+            )
+            cfg = getattr(self.backbone, "pretrained_cfg", {}) or {}
+            mean, std = cfg.get("mean"), cfg.get("std")
+            if mean is not None and len(mean) != input_size[0]:
+                mean = std = None
+        self.register_buffer(
+            "input_mean",
+            torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) if mean else torch.zeros(0),
+        )
+        self.register_buffer(
+            "input_std",
+            torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) if std else torch.zeros(0),
+        )
+        self.feature_dim = self._infer_feature_dim(input_size)
+        self.head = nn.Linear(self.feature_dim, embedding_dim)
+        self.embedding_dim = int(embedding_dim)
+        self.normalize = bool(normalize)
+        self.input_size = input_size
+        self.backbone_name = backbone
+        self.backbone_kwargs = backbone_kwargs
+
+    @torch.no_grad()
+    def _infer_feature_dim(self, input_size: tuple[int, ...]) -> int:
+        # timm's num_features can disagree with the real width: measure it
+        was_training = self.backbone.training
+        self.backbone.eval()
+        out = self.backbone(self._standardize(torch.zeros(2, *input_size)))
+        self.backbone.train(was_training)
+        if out.ndim != 2:
+            raise ValueError(
+                f"backbone {self.backbone.__class__.__name__} returned shape {tuple(out.shape)}; "
+                "expected pooled features (N, F)"
+            )
+        return int(out.shape[1])
+
+    def _standardize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_mean.numel():
+            return (x - self.input_mean) / self.input_std
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``h(x)``, shape ``(N, feature_dim)``."""
+        return self.backbone(self._standardize(x))
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The raw (pre-normalisation) embedding ``W h + b``."""
+        return self.head(h)
+
+    def finalize(self, raw: torch.Tensor) -> torch.Tensor:
+        """Apply the output normalisation to a raw embedding."""
+        return F.normalize(raw, dim=1) if self.normalize else raw
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.finalize(self.project(self.features(x)))
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this model (its weights aside), JSON-serialisable."""
+        return {
+            "format": _FORMAT,
+            "backbone": self.backbone_name,
+            "embedding_dim": self.embedding_dim,
+            "normalize": self.normalize,
+            "input_size": list(self.input_size),
+            "backbone_kwargs": self.backbone_kwargs,
+            "feature_dim": self.feature_dim,
+        }
+
+
+def save_embedder(model: Embedder, directory: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
+    """Export ``model`` as ``model.safetensors`` + ``config.json`` in ``directory`` (atomically).
+
+    Only the :class:`Embedder` is written: attribute heads or adversaries used in training are not
+    part of it. ``extra`` adds JSON metadata (e.g. the training run) to the config.
+    """
+    from safetensors.torch import save
+
+    if not isinstance(model, Embedder):
+        raise TypeError(f"save_embedder expects an Embedder, got {type(model).__name__}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    atomic_write_bytes(directory / MODEL_FILE, save(state))
+    config = model.config()
+    if extra:
+        config["extra"] = extra
+    atomic_write_bytes(directory / CONFIG_FILE, json.dumps(config, indent=2).encode())
+    return directory
+
+
+def load_embedder(directory: str | Path, *, map_location: str | torch.device = "cpu") -> Embedder:
+    """Load a model exported by :func:`save_embedder` (no training code or state needed)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    cfg_path, weights_path = directory / CONFIG_FILE, directory / MODEL_FILE
+    for p in (cfg_path, weights_path):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{p} not found: an exported fairmetric model is a folder with {CONFIG_FILE} and "
+                f"{MODEL_FILE} (written by `fairmetric train` into RUN/model)"
+            )
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path} is not valid JSON ({e}); re-export the model") from None
+    if not isinstance(config, dict) or config.get("format") != _FORMAT:
+        raise ValueError(f"{cfg_path} is not a fairmetric embedder config (no format={_FORMAT!r})")
+    model = Embedder(
+        backbone=config["backbone"],
+        embedding_dim=config["embedding_dim"],
+        normalize=config["normalize"],
+        input_size=config["input_size"],
+        backbone_kwargs=config.get("backbone_kwargs") or {},
+    )
+    try:
+        state = load_file(str(weights_path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(
+            f"{weights_path} is corrupt or not a safetensors file ({e}); re-export the model"
+        ) from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights_path} does not match the architecture in {cfg_path}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model.to(map_location).eval()

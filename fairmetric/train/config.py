@@ -1,0 +1,281 @@
+"""Typed experiment configuration: dataclasses, loaded from YAML, with ``key=value`` overrides.
+
+The defaults are the coloured-digits baseline (``configs/colored_digits_baseline.yaml`` spells them
+out). ``load_config("exp.yaml", ["train.epochs=3", "loss.params.margin=0.1"])`` reads a file and
+applies overrides; an unknown key is an error that lists the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from fairmetric.utils import atomic_write_bytes
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "LossConfig",
+    "MinerConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "ExperimentConfig",
+    "load_config",
+    "config_from_dict",
+    "apply_overrides",
+    "save_config",
+    "config_to_dict",
+]
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where it lies, and how it is split.
+
+    ``params`` goes to the dataset builder (e.g. ``p_majority`` for coloured digits, ``attributes``
+    for CelebA). ``imbalance`` subsamples the training split: ``{attribute, share, by,
+    minority_value}`` (see :func:`fairmetric.data.imbalanced_subsample`).
+    """
+
+    name: str = "colored_digits"
+    root: str | None = None
+    image_size: int = 32
+    split: str = "auto"
+    test_fraction: float = 0.5
+    params: dict[str, Any] = field(default_factory=lambda: {"p_majority": 0.95, "copies": 2})
+    imbalance: dict[str, Any] | None = None
+    eval_attributes: list[str] | None = None
+
+
+@dataclass
+class ModelConfig:
+    """The :class:`~fairmetric.models.Embedder`."""
+
+    backbone: str = "test_resnet"
+    embedding_dim: int = 64
+    normalize: bool = True
+    pretrained_weights: str | None = None
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """A pytorch-metric-learning loss by class name, with its keyword arguments."""
+
+    name: str = "TripletMarginLoss"
+    params: dict[str, Any] = field(default_factory=lambda: {"margin": 0.2})
+
+
+@dataclass
+class MinerConfig:
+    """An optional pytorch-metric-learning miner (``name: null`` for none)."""
+
+    name: str | None = "TripletMarginMiner"
+    params: dict[str, Any] = field(
+        default_factory=lambda: {"margin": 0.2, "type_of_triplets": "semihard"}
+    )
+
+
+@dataclass
+class OptimConfig:
+    """Adam on the embedder (and on the loss's own parameters, e.g. proxies, at ``loss_lr``)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss_lr: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    epochs: int = 8
+    batch_size: int = 40
+    m_per_class: int = 8
+    batches_per_epoch: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    eval_batch_size: int = 256
+    recall_k: list[int] = field(default_factory=lambda: [1])
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: data, model, objective, optimiser and loop."""
+
+    name: str = "colored_digits_baseline"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    miner: MinerConfig = field(default_factory=MinerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# -- construction from plain dicts ---------------------------------------------------------------
+
+
+def _valid_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    for name, tp in typing.get_type_hints(cls).items():
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            keys += _valid_keys(tp, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (with the usual int→float widening)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if tp is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ValueError(
+            f"unknown config key {prefix}{unknown[0]!r}; valid keys are: "
+            + ", ".join(_valid_keys(root_cls))
+        )
+    kwargs = {}
+    for k, v in data.items():
+        tp = hints[k]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            kwargs[k] = _build(tp, v or {}, f"{prefix}{k}.", root_cls)
+        else:
+            kwargs[k] = _coerce(v, tp, f"{prefix}{k}")
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from nested dicts, validating keys and types.
+
+    Missing sections and keys take their defaults; for ``params`` mappings a given mapping replaces
+    the default one as a whole (so a new loss does not inherit the old loss's arguments).
+    """
+    return _build(ExperimentConfig, data or {}, "", ExperimentConfig)
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Nested plain-dict form of a config (what is written to the run folder)."""
+    return dataclasses.asdict(cfg)
+
+
+def _set_path(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ValueError(f"override {key!r}: {p!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (values parsed as YAML) to a nested config dict.
+
+    Keys are dotted paths (``train.epochs=3``); inside a ``params`` mapping any sub-key is
+    allowed (``loss.params.margin=0.1``). Validation happens in :func:`config_from_dict`.
+    """
+    import copy
+
+    data = copy.deepcopy(data)
+    valid = _valid_keys(ExperimentConfig)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value (e.g. train.epochs=3)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        free_prefixes = ("data.params.", "data.imbalance.", "model.backbone_kwargs.",
+                         "loss.params.", "miner.params.")
+        if key not in valid and not key.startswith(free_prefixes):
+            raise ValueError(f"unknown config key {key!r}; valid keys are: {', '.join(valid)}")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as e:
+            raise ValueError(f"override {item!r}: cannot parse the value ({e})") from None
+        _set_path(data, key, value)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path} (see configs/ for examples)")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a mapping of config sections, got {type(data).__name__}")
+    # resolve defaults first so that an override of one ``params`` entry keeps the others
+    resolved = config_to_dict(config_from_dict(data))
+    return config_from_dict(apply_overrides(resolved, overrides or []))
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (atomically)."""
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    return atomic_write_bytes(path, text.encode())

@@ -1,0 +1,283 @@
+"""The training loop: any PML loss and miner, m-per-class batches, per-group evaluation each epoch.
+
+``train(cfg, out_dir)`` writes into ``out_dir``:
+
+- ``config.yaml`` — the resolved config;
+- ``checkpoint.pt`` — model, loss, optimiser and RNG state after each epoch (atomic, resumable);
+- ``metrics.jsonl`` — one line per evaluation (epoch 0 is the untrained model);
+- ``model/`` — the exported embedder (``model.safetensors`` + ``config.json``) after the last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from fairmetric.data.dataset import AttributeDataset
+from fairmetric.data.registry import build_splits
+from fairmetric.models.embed import embed_dataset
+from fairmetric.models.embedder import Embedder, save_embedder
+from fairmetric.sampling import MPerClassBatchSampler
+from fairmetric.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from fairmetric.train.config import ExperimentConfig, config_to_dict, save_config
+from fairmetric.train.evaluate import recall_by_group
+from fairmetric.train.factories import build_loss, build_miner
+from fairmetric.utils import atomic_write_bytes, resolve_device, seed_everything
+
+__all__ = ["train", "build_data", "build_model", "evaluate_model"]
+
+MODEL_DIR = "model"
+METRICS_FILE = "metrics.jsonl"
+
+
+def build_data(cfg: ExperimentConfig) -> dict[str, AttributeDataset]:
+    """The splits an experiment config describes."""
+    d = cfg.data
+    return build_splits(
+        d.name,
+        root=d.root,
+        image_size=d.image_size,
+        split=d.split,
+        test_fraction=d.test_fraction,
+        imbalance=d.imbalance,
+        seed=cfg.train.seed,
+        params=d.params,
+    )
+
+
+def build_model(cfg: ExperimentConfig, input_size: tuple[int, ...]) -> Embedder:
+    """The embedder an experiment config describes, for inputs of ``input_size``."""
+    m = cfg.model
+    return Embedder(
+        backbone=m.backbone,
+        embedding_dim=m.embedding_dim,
+        normalize=m.normalize,
+        input_size=input_size,
+        pretrained_weights=m.pretrained_weights,
+        backbone_kwargs=m.backbone_kwargs,
+    )
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    dataset: AttributeDataset,
+    *,
+    ks: list[int],
+    attributes: list[str] | None,
+    device: torch.device,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Exact Recall@k of ``model`` on ``dataset``, overall and per attribute value."""
+    emb = embed_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress)
+    return recall_by_group(emb, ks, attributes)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    s = state["numpy"]
+    np.random.set_state(
+        ("MT19937", s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"],
+         s["cached_gaussian"])
+    )
+    random.setstate(state["python"])
+
+
+def _config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict) and key != "params":
+            diffs += _config_differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            diffs.append(f"{prefix}{key}")
+    return diffs
+
+
+def _summary_line(record: dict[str, Any], k: int) -> str:
+    r = record["metrics"].get(f"recall@{k}", {})
+    parts = [f"epoch {record['epoch']}"]
+    if record.get("loss") is not None:
+        parts.append(f"loss {record['loss']:.4f}")
+    if r.get("overall") is not None:
+        parts.append(f"R@{k} {r['overall']:.3f}")
+    for attr, gap in (r.get("gap") or {}).items():
+        if gap is not None:
+            parts.append(f"{attr} gap {gap:.3f}")
+    return " | ".join(parts)
+
+
+def train(
+    cfg: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train an embedder as ``cfg`` describes, writing the run into ``out_dir``.
+
+    Args:
+        cfg: the experiment.
+        out_dir: run folder (created). If it already holds a checkpoint, ``resume=True`` continues
+            from it; otherwise an error protects the earlier run.
+        resume: continue from ``out_dir/checkpoint.pt``. The config must match the checkpoint's,
+            except ``train.epochs`` (raise it to train longer).
+        progress: show progress bars.
+        log: where per-epoch summary lines go.
+
+    Returns:
+        ``{"history": [...], "final": {...}, "model_dir": str}``.
+    """
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_FILE
+    state = None
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(
+                f"--resume given but {ckpt_path} does not exist; drop --resume to start a new run"
+            )
+        state = load_checkpoint(ckpt_path)
+        diffs = [
+            d for d in _config_differences(state["config"], config_to_dict(cfg))
+            if d != "train.epochs"
+        ]
+        if diffs:
+            raise ValueError(
+                f"cannot resume {out}: the config differs from the checkpoint's in "
+                f"{', '.join(diffs)}; use the run's own config ({out / 'config.yaml'})"
+            )
+    elif ckpt_path.exists():
+        raise FileExistsError(
+            f"{out} already holds a training run ({ckpt_path.name}); pass --resume to continue it "
+            "or choose another --out"
+        )
+    tc = cfg.train
+    if tc.epochs < 1:
+        raise ValueError(f"train.epochs must be >= 1, got {tc.epochs}")
+
+    seed_everything(tc.seed)
+    device = resolve_device(tc.device)
+    splits = build_data(cfg)
+    train_set, test_set = splits["train"], splits["test"]
+    eval_attributes = cfg.data.eval_attributes
+    for a in eval_attributes or []:
+        test_set.attribute_index(a)  # clear error for an unknown attribute
+    input_size = tuple(getattr(train_set, "input_shape", ()))
+    if not input_size:
+        raise ValueError(f"dataset {train_set.name} does not expose input_shape")
+
+    model = build_model(cfg, input_size).to(device)
+    classes = np.unique(train_set.labels)
+    lut = torch.full((int(train_set.labels.max()) + 1,), -1, dtype=torch.long)
+    lut[torch.from_numpy(classes)] = torch.arange(len(classes))
+    loss_fn = build_loss(
+        cfg.loss.name, cfg.loss.params, num_classes=len(classes),
+        embedding_size=cfg.model.embedding_dim,
+    ).to(device)
+    miner = build_miner(cfg.miner.name, cfg.miner.params)
+    groups = [{"params": list(model.parameters()), "lr": cfg.optim.lr}]
+    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+    if loss_params:
+        groups.append({"params": loss_params, "lr": cfg.optim.loss_lr or cfg.optim.lr})
+    optimizer = torch.optim.Adam(groups, weight_decay=cfg.optim.weight_decay)
+    sampler = MPerClassBatchSampler(
+        train_set.labels, m=tc.m_per_class, batch_size=tc.batch_size,
+        num_batches=tc.batches_per_epoch, seed=tc.seed,
+    )
+    loader = DataLoader(
+        train_set, batch_sampler=sampler, num_workers=tc.num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=tc.num_workers > 0,
+    )
+
+    def evaluate() -> dict[str, Any]:
+        return evaluate_model(
+            model, test_set, ks=tc.recall_k, attributes=eval_attributes, device=device,
+            batch_size=tc.eval_batch_size,
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    if state is not None:
+        model.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+        log(f"resuming {out} after epoch {start_epoch}")
+    else:
+        history = [{"epoch": 0, "loss": None, "metrics": evaluate()}]
+        start_epoch = 0
+        log(_summary_line(history[0], tc.recall_k[0]) + " (untrained)")
+
+    for epoch in range(start_epoch, tc.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        total, steps, t0 = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress, leave=False)
+        for x, y, _attrs in bar:
+            x = x.to(device, non_blocking=True)
+            y = lut[y].to(device, non_blocking=True)
+            emb = model(x)
+            indices = miner(emb, y) if miner is not None else None
+            loss = loss_fn(emb, y, indices)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            steps += 1
+            bar.set_postfix(loss=f"{total / steps:.4f}")
+        record = {
+            "epoch": epoch + 1,
+            "loss": total / max(steps, 1),
+            "seconds": time.perf_counter() - t0,
+            "metrics": evaluate(),
+        }
+        history.append(record)
+        log(_summary_line(record, tc.recall_k[0]))
+        save_checkpoint(
+            {
+                "epoch": epoch + 1,
+                "config": config_to_dict(cfg),
+                "model": model.state_dict(),
+                "loss": loss_fn.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(),
+                "history": history,
+            },
+            ckpt_path,
+        )
+        lines = "".join(json.dumps(h) + "\n" for h in history)
+        atomic_write_bytes(out / METRICS_FILE, lines.encode())
+
+    model_dir = save_embedder(
+        model, out / MODEL_DIR, extra={"run": cfg.name, "epochs": tc.epochs, "dataset": cfg.data.name}
+    )
+    return {"history": history, "final": history[-1], "model_dir": str(model_dir)}
