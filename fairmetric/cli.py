@@ -41,12 +41,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "train.epochs=4 --out runs/baseline"
         ),
     )
-    p.add_argument("--config", type=Path, help="YAML experiment config (default: built-in "
-                   "coloured-digits baseline)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="YAML experiment config (default: built-in coloured-digits baseline)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help=_OVERRIDES_HELP)
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=_run_train)
 
@@ -79,8 +83,11 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="run folder or exported model folder")
     p.add_argument("--split", default="test", help="which split to embed")
     p.add_argument("--out", type=Path, required=True, help="output file (.npz or .safetensors)")
-    p.add_argument("--config", type=Path, help="experiment config describing the data "
-                   "(default: the run's config.yaml)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="experiment config describing the data (default: the run's config.yaml)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help=_OVERRIDES_HELP)
     p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -126,7 +133,10 @@ def _run_embed(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown split {args.split!r}; this dataset has: {', '.join(splits)}")
     model = load_embedder(model_dir)
     emb = embed_dataset(
-        model, splits[args.split], batch_size=args.batch_size, device=args.device,
+        model,
+        splits[args.split],
+        batch_size=args.batch_size,
+        device=args.device,
         progress=not args.no_progress,
         metadata={"model": str(model_dir), "split": args.split, "config": str(config)},
     )
@@ -166,8 +176,9 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_env(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("env", help="print library versions and available devices",
-                       formatter_class=_Formatter)
+    p = sub.add_parser(
+        "env", help="print library versions and available devices", formatter_class=_Formatter
+    )
     p.set_defaults(run=_run_env)
 
 

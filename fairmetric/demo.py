@@ -94,13 +94,19 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
     names = emb.attribute_value_names[attribute]
     counts = {names[v]: int(c) for v, c in enumerate(np.bincount(col, minlength=len(names)))}
     train_counts = np.bincount(train_set.attribute(attribute), minlength=len(names))
-    share = ", ".join(f"{names[v]} {c / train_counts.sum():.0%}" for v, c in enumerate(train_counts))
+    share = ", ".join(
+        f"{names[v]} {c / train_counts.sum():.0%}" for v, c in enumerate(train_counts)
+    )
     print()
-    print(format_group_table(
-        f"Recall@1 per colour group on the test split (digits unseen in training; training "
-        f"colours: {share})",
-        attribute, counts, {"untrained": untrained, "trained": trained},
-    ))
+    print(
+        format_group_table(
+            f"Recall@1 per colour group on the test split (digits unseen in training; training "
+            f"colours: {share})",
+            attribute,
+            counts,
+            {"untrained": untrained, "trained": trained},
+        )
+    )
     summary = {
         "train_colour_share": {names[v]: int(c) for v, c in enumerate(train_counts)},
         "test_counts": counts,
@@ -109,6 +115,8 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print()
-    print(f"outputs in {out}/: run/ (config, checkpoint, metrics.jsonl, exported model/), "
-          f"{Path(emb_path).name}, summary.json  [{summary['seconds']:.0f} s]")
+    print(
+        f"outputs in {out}/: run/ (config, checkpoint, metrics.jsonl, exported model/), "
+        f"{Path(emb_path).name}, summary.json  [{summary['seconds']:.0f} s]"
+    )
     return summary

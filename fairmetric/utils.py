@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -24,9 +24,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as e:
-        raise ValueError(f"invalid device {device!r} ({e}); use 'auto', 'cpu' or 'cuda[:N]'") from None
+        raise ValueError(
+            f"invalid device {device!r} ({e}); use 'auto', 'cpu' or 'cuda[:N]'"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+        raise ValueError(
+            f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'"
+        )
     return dev
 
 
@@ -44,7 +48,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # mode 0o666 lets the umask decide the permissions, as a plain open() would
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -52,7 +58,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

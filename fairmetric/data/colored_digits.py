@@ -75,9 +75,7 @@ def render_digits(
     bg = torch.tensor([COLOUR_GROUPS[g][2] for g in groups], dtype=torch.float32)[:, :, None, None]
     out = bg + canvas * (fg - bg)
     if noise > 0:
-        out = out + noise * torch.from_numpy(
-            rng.standard_normal(out.shape).astype(np.float32)
-        )
+        out = out + noise * torch.from_numpy(rng.standard_normal(out.shape).astype(np.float32))
     return out.clamp_(0.0, 1.0)
 
 

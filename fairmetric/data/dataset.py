@@ -107,7 +107,9 @@ class AttributeDataset(Dataset):
             attribute_names = []
         if isinstance(attributes, dict):
             if attribute_names is not None and list(attribute_names) != list(attributes):
-                raise ValueError("attribute_names disagrees with the keys of the attributes mapping")
+                raise ValueError(
+                    "attribute_names disagrees with the keys of the attributes mapping"
+                )
             attribute_names = list(attributes)
             columns = [attributes[a] for a in attribute_names]
         else:
@@ -200,7 +202,9 @@ class AttributeDataset(Dataset):
         """One line per attribute with the count of each value: a quick look at the balance."""
         lines = [f"{self.name}: {len(self)} samples, {self.num_classes} classes"]
         for j, a in enumerate(self.attribute_names):
-            counts = np.bincount(self.attributes[:, j], minlength=len(self.attribute_value_names[a]))
+            counts = np.bincount(
+                self.attributes[:, j], minlength=len(self.attribute_value_names[a])
+            )
             parts = [f"{self.value_name(a, v)}={c}" for v, c in enumerate(counts) if c]
             lines.append(f"  {a}: " + ", ".join(parts))
         return "\n".join(lines)
@@ -229,10 +233,16 @@ class _Subset(AttributeDataset):
         return _Subset(self.parent, self.indices[np.asarray(indices, dtype=np.int64)])
 
     def __getattr__(self, item: str) -> Any:
-        # dataset-specific extras of the parent (e.g. ``input_shape``) stay reachable
+        # dataset-specific extras of the parent stay reachable; per-sample ones (an array or list
+        # with one entry per parent sample, e.g. ``partition`` or ``paths``) are indexed
         if item in ("parent", "indices"):
             raise AttributeError(item)
-        return getattr(self.parent, item)
+        value = getattr(self.parent, item)
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == len(self.parent):
+            return value[self.indices]
+        if isinstance(value, list) and len(value) == len(self.parent):
+            return [value[i] for i in self.indices]
+        return value
 
 
 class TensorAttributeDataset(AttributeDataset):
@@ -309,6 +319,4 @@ def default_image_transform(image_size: int) -> Callable[[Any], torch.Tensor]:
     """Resize to a square of side ``image_size`` and convert to a float tensor in ``[0, 1]``."""
     from torchvision import transforms
 
-    return transforms.Compose(
-        [transforms.Resize((image_size, image_size)), transforms.ToTensor()]
-    )
+    return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])

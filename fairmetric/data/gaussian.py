@@ -26,6 +26,8 @@ def make_gaussian_groups(
     group_probs: Sequence[float] = (0.8, 0.2),
     group_shrink: Sequence[float] = (1.0, 0.4),
     group_noise: Sequence[float] = (0.3, 0.45),
+    nuisance_dim: int = 16,
+    nuisance_scale: float = 0.5,
     class_offset: int = 0,
     seed: int = 0,
 ) -> TensorAttributeDataset:
@@ -33,7 +35,8 @@ def make_gaussian_groups(
 
     Class ``c`` has a centre ``m_g + s_g (u_c - m_g)`` with ``u_c`` a random unit-scale direction,
     ``m_g`` the centre of its group ``g`` and ``s_g = group_shrink[g]``; samples are the centre plus
-    isotropic noise of scale ``group_noise[g] / sqrt(dim)`` per coordinate.
+    isotropic noise of scale ``group_noise[g] / sqrt(dim)`` per coordinate, followed by
+    ``nuisance_dim`` coordinates of class-independent noise.
 
     Args:
         n_classes: number of classes.
@@ -43,11 +46,14 @@ def make_gaussian_groups(
             whenever ``n_classes >= len(group_probs)``).
         group_shrink: per group, how far class centres spread around the group centre (1 = fully).
         group_noise: per group, the within-class spread.
+        nuisance_dim: extra coordinates of pure noise (std ``nuisance_scale``) appended to each
+            vector: they carry no class information, so a metric must learn to ignore them.
+        nuisance_scale: standard deviation of the nuisance coordinates.
         class_offset: first label (use different offsets to build class-disjoint splits).
         seed: random seed.
 
     Returns:
-        A :class:`TensorAttributeDataset` of ``(dim,)`` vectors with one attribute, ``group``.
+        A :class:`TensorAttributeDataset` of ``(dim + nuisance_dim,)`` vectors with one attribute, ``group``.
     """
     n_groups = len(group_probs)
     if n_groups < 1 or len(group_shrink) != n_groups or len(group_noise) != n_groups:
@@ -60,6 +66,8 @@ def make_gaussian_groups(
         raise ValueError(f"group_probs must be non-negative with a positive sum, got {group_probs}")
     if n_classes < 1 or samples_per_class < 1 or dim < 1:
         raise ValueError("n_classes, samples_per_class and dim must all be >= 1")
+    if nuisance_dim < 0 or nuisance_scale < 0:
+        raise ValueError("nuisance_dim and nuisance_scale must be >= 0")
     probs = probs / probs.sum()
     rng = np.random.default_rng(seed)
 
@@ -76,6 +84,8 @@ def make_gaussian_groups(
 
     labels = np.repeat(np.arange(n_classes), samples_per_class)
     x = centres[labels] + noise[labels] * rng.standard_normal((len(labels), dim))
+    if nuisance_dim:
+        x = np.hstack([x, nuisance_scale * rng.standard_normal((len(labels), nuisance_dim))])
     return TensorAttributeDataset(
         x.astype(np.float32),
         labels=labels + class_offset,

@@ -13,8 +13,14 @@ __all__ = ["DATASETS", "build_splits"]
 Splits = dict[str, AttributeDataset]
 
 
-def _colored_digits(root: str | None, image_size: int, split: str, test_fraction: float,
-                    seed: int, params: dict[str, Any]) -> Splits:
+def _colored_digits(
+    root: str | None,
+    image_size: int,
+    split: str,
+    test_fraction: float,
+    seed: int,
+    params: dict[str, Any],
+) -> Splits:
     from fairmetric.data.colored_digits import make_colored_digits
 
     if split not in ("auto", "official"):
@@ -25,8 +31,14 @@ def _colored_digits(root: str | None, image_size: int, split: str, test_fraction
     }
 
 
-def _gaussian(root: str | None, image_size: int, split: str, test_fraction: float, seed: int,
-              params: dict[str, Any]) -> Splits:
+def _gaussian(
+    root: str | None,
+    image_size: int,
+    split: str,
+    test_fraction: float,
+    seed: int,
+    params: dict[str, Any],
+) -> Splits:
     from fairmetric.data.gaussian import make_gaussian_groups
 
     full = make_gaussian_groups(**{"seed": seed, **params})

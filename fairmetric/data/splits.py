@@ -108,7 +108,9 @@ def imbalanced_subsample(
     is_min = column == minority_value
     n_min, n_rest = int(is_min.sum()), int((~is_min).sum())
     if n_rest == 0:
-        raise ValueError(f"every sample has {attribute}={minority_value}: nothing to balance against")
+        raise ValueError(
+            f"every sample has {attribute}={minority_value}: nothing to balance against"
+        )
 
     rng = np.random.default_rng(seed)
     current = n_min / (n_min + n_rest)

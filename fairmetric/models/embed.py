@@ -19,7 +19,12 @@ __all__ = ["embed_dataset", "embed_tensors"]
 
 @torch.inference_mode()
 def embed_tensors(
-    model: nn.Module, loader: Any, *, device: torch.device, progress: bool = False, desc: str = "embed"
+    model: nn.Module,
+    loader: Any,
+    *,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "embed",
 ) -> np.ndarray:
     """Run ``model`` over the batches ``(x, ...)`` of ``loader``; returns ``(N, D)`` float32."""
     was_training = model.training

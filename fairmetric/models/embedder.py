@@ -183,7 +183,9 @@ class Embedder(nn.Module):
         }
 
 
-def save_embedder(model: Embedder, directory: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
+def save_embedder(
+    model: Embedder, directory: str | Path, *, extra: dict[str, Any] | None = None
+) -> Path:
     """Export ``model`` as ``model.safetensors`` + ``config.json`` in ``directory`` (atomically).
 
     Only the :class:`Embedder` is written: attribute heads or adversaries used in training are not

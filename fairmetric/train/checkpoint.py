@@ -25,7 +25,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, *, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
     Raises:

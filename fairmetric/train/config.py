@@ -242,11 +242,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     valid = _valid_keys(ExperimentConfig)
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key=value (e.g. train.epochs=3)")
+            raise ValueError(
+                f"override {item!r} is not of the form key=value (e.g. train.epochs=3)"
+            )
         key, raw = item.split("=", 1)
         key = key.strip()
-        free_prefixes = ("data.params.", "data.imbalance.", "model.backbone_kwargs.",
-                         "loss.params.", "miner.params.")
+        free_prefixes = (
+            "data.params.",
+            "data.imbalance.",
+            "model.backbone_kwargs.",
+            "loss.params.",
+            "miner.params.",
+        )
         if key not in valid and not key.startswith(free_prefixes):
             raise ValueError(f"unknown config key {key!r}; valid keys are: {', '.join(valid)}")
         try:
@@ -257,7 +264,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
     """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides."""
     data: dict[str, Any] = {}
     if path is not None:
@@ -269,7 +278,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as e:
             raise ValueError(f"{path} is not valid YAML: {e}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping of config sections, got {type(data).__name__}")
+            raise ValueError(
+                f"{path} must hold a mapping of config sections, got {type(data).__name__}"
+            )
     # resolve defaults first so that an override of one ``params`` entry keeps the others
     resolved = config_to_dict(config_from_dict(data))
     return config_from_dict(apply_overrides(resolved, overrides or []))

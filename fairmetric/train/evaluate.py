@@ -81,7 +81,9 @@ def recall_by_group(
             values = {}
             for v in np.unique(col):
                 mask = (col == v) & valid
-                values[emb.attribute_value_names[a][v]] = float(h[mask].mean()) if mask.any() else None
+                values[emb.attribute_value_names[a][v]] = (
+                    float(h[mask].mean()) if mask.any() else None
+                )
             by_group[a] = values
             present = [r for r in values.values() if r is not None]
             gaps[a] = float(max(present) - min(present)) if len(present) > 1 else None

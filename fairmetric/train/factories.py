@@ -52,9 +52,7 @@ def _lookup(kind: str, name: str, registry: dict[str, type]) -> type:
     if name not in registry:
         close = difflib.get_close_matches(name, list(registry), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown {kind} {name!r}.{hint} Available: {', '.join(sorted(registry))}"
-        )
+        raise ValueError(f"unknown {kind} {name!r}.{hint} Available: {', '.join(sorted(registry))}")
     return registry[name]
 
 
@@ -74,11 +72,16 @@ def _instantiate(kind: str, cls: type, params: dict[str, Any]) -> Any:
         return cls(**params)
     except TypeError as e:
         sig = inspect.signature(cls.__init__)
-        raise ValueError(f"bad parameters for {kind} {cls.__name__}: {e}. Signature: {sig}") from None
+        raise ValueError(
+            f"bad parameters for {kind} {cls.__name__}: {e}. Signature: {sig}"
+        ) from None
 
 
 def build_loss(
-    name: str, params: dict[str, Any] | None = None, *, num_classes: int | None = None,
+    name: str,
+    params: dict[str, Any] | None = None,
+    *,
+    num_classes: int | None = None,
     embedding_size: int | None = None,
 ) -> nn.Module:
     """Instantiate a PML loss by class name (``num_classes``/``embedding_size`` auto-filled)."""

@@ -103,8 +103,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     s = state["numpy"]
     np.random.set_state(
-        ("MT19937", s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"],
-         s["cached_gaussian"])
+        (
+            "MT19937",
+            s["keys"].numpy().astype(np.uint32),
+            s["pos"],
+            s["has_gauss"],
+            s["cached_gaussian"],
+        )
     )
     random.setstate(state["python"])
 
@@ -165,7 +170,8 @@ def train(
             )
         state = load_checkpoint(ckpt_path)
         diffs = [
-            d for d in _config_differences(state["config"], config_to_dict(cfg))
+            d
+            for d in _config_differences(state["config"], config_to_dict(cfg))
             if d != "train.epochs"
         ]
         if diffs:
@@ -198,7 +204,9 @@ def train(
     lut = torch.full((int(train_set.labels.max()) + 1,), -1, dtype=torch.long)
     lut[torch.from_numpy(classes)] = torch.arange(len(classes))
     loss_fn = build_loss(
-        cfg.loss.name, cfg.loss.params, num_classes=len(classes),
+        cfg.loss.name,
+        cfg.loss.params,
+        num_classes=len(classes),
         embedding_size=cfg.model.embedding_dim,
     ).to(device)
     miner = build_miner(cfg.miner.name, cfg.miner.params)
@@ -208,17 +216,27 @@ def train(
         groups.append({"params": loss_params, "lr": cfg.optim.loss_lr or cfg.optim.lr})
     optimizer = torch.optim.Adam(groups, weight_decay=cfg.optim.weight_decay)
     sampler = MPerClassBatchSampler(
-        train_set.labels, m=tc.m_per_class, batch_size=tc.batch_size,
-        num_batches=tc.batches_per_epoch, seed=tc.seed,
+        train_set.labels,
+        m=tc.m_per_class,
+        batch_size=tc.batch_size,
+        num_batches=tc.batches_per_epoch,
+        seed=tc.seed,
     )
     loader = DataLoader(
-        train_set, batch_sampler=sampler, num_workers=tc.num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=tc.num_workers > 0,
+        train_set,
+        batch_sampler=sampler,
+        num_workers=tc.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=tc.num_workers > 0,
     )
 
     def evaluate() -> dict[str, Any]:
         return evaluate_model(
-            model, test_set, ks=tc.recall_k, attributes=eval_attributes, device=device,
+            model,
+            test_set,
+            ks=tc.recall_k,
+            attributes=eval_attributes,
+            device=device,
             batch_size=tc.eval_batch_size,
         )
 
@@ -278,6 +296,8 @@ def train(
         atomic_write_bytes(out / METRICS_FILE, lines.encode())
 
     model_dir = save_embedder(
-        model, out / MODEL_DIR, extra={"run": cfg.name, "epochs": tc.epochs, "dataset": cfg.data.name}
+        model,
+        out / MODEL_DIR,
+        extra={"run": cfg.name, "epochs": tc.epochs, "dataset": cfg.data.name},
     )
     return {"history": history, "final": history[-1], "model_dir": str(model_dir)}
