@@ -177,7 +177,15 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _add_env(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "env", help="print library versions and available devices", formatter_class=_Formatter
+        "env",
+        help="print library versions and available devices",
+        formatter_class=_Formatter,
+        description=(
+            "Print the versions of fairmetric and the libraries it builds on (torch, torchvision, "
+            "timm, pytorch-metric-learning, faiss, numpy, scikit-learn, safetensors), the CPU "
+            "threads torch uses, the CUDA devices it sees and the GPUs faiss can use. Paste it "
+            "into bug reports."
+        ),
     )
     p.set_defaults(run=_run_env)
 

@@ -1,0 +1,32 @@
+# The two set-up commands of the README:
+#   make demo   create .venv if missing, install fairmetric, run `fairmetric demo`
+#   make test   create .venv if missing, install with the test extra, lint, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/fairmetric demo
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check fairmetric tests examples
+	$(BIN)/ruff format --check fairmetric tests examples
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

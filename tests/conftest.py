@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny, fast experiment configs."""
+
+from __future__ import annotations
+
+import pytest
+
+from fairmetric.train.config import ExperimentConfig, load_config
+
+# vectors + MLP: an epoch takes milliseconds
+GAUSSIAN = [
+    "name=test_gaussian",
+    "data.name=gaussian",
+    "data.split=class_disjoint",
+    "data.params={n_classes: 16, samples_per_class: 12, dim: 8, nuisance_dim: 8}",
+    "model.backbone=mlp",
+    "model.embedding_dim=8",
+    "model.backbone_kwargs={hidden: 32, layers: 2}",
+    "train.batch_size=32",
+    "train.m_per_class=4",
+    "train.device=cpu",
+]
+
+# images + timm test_resnet, tiny
+DIGITS = [
+    "name=test_digits",
+    "data.image_size=16",
+    "data.params={p_majority: 0.9, copies: 1, max_shift: 2}",
+    "model.embedding_dim=16",
+    "train.batches_per_epoch=3",
+    "train.device=cpu",
+]
+
+
+@pytest.fixture
+def gaussian_cfg() -> ExperimentConfig:
+    return load_config(None, GAUSSIAN + ["train.epochs=2"])
+
+
+@pytest.fixture
+def digits_cfg() -> ExperimentConfig:
+    return load_config(None, DIGITS + ["train.epochs=2"])

@@ -1,0 +1,174 @@
+"""The command line: help everywhere, train → embed round trip, demo, env, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fairmetric import EmbeddingSet
+from fairmetric.cli import main
+from fairmetric.train import build_data, load_config
+from tests.conftest import DIGITS, GAUSSIAN
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["embed"], ["demo"], ["env"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: fairmetric" in out
+    if command:
+        assert len(out) > 200  # a real description, not a bare usage line
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "commands" in capsys.readouterr().out
+
+
+def test_env(capsys):
+    import torch
+
+    assert main(["env"]) == 0
+    out = capsys.readouterr().out
+    assert torch.__version__ in out and "pytorch-metric-learning" in out and "faiss" in out
+
+
+def test_train_then_embed(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *GAUSSIAN, "train.epochs=1", "--out", str(run), "--no-progress"]) == 0
+    assert (run / "model" / "model.safetensors").is_file()
+    for suffix in (".npz", ".safetensors"):
+        out = tmp_path / f"emb{suffix}"
+        assert (
+            main(
+                [
+                    "embed",
+                    "--model",
+                    str(run),
+                    "--split",
+                    "test",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+        emb = EmbeddingSet.load(out)
+        test = build_data(load_config(run / "config.yaml"))["test"]
+        assert len(emb) == len(test) and emb.dim == 8
+        np.testing.assert_array_equal(emb.labels, test.labels)
+        np.testing.assert_array_equal(emb.attributes, test.attributes)
+        assert emb.metadata["split"] == "test"
+
+
+def test_embed_exported_folder_needs_config(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", *GAUSSIAN, "train.epochs=1", "--out", str(run), "--no-progress"])
+    capsys.readouterr()
+    out = tmp_path / "e.npz"
+    assert main(["embed", "--model", str(run / "model"), "--out", str(out)]) == 2
+    assert "pass --config" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(run / "model"),
+                "--config",
+                str(run / "config.yaml"),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert EmbeddingSet.load(out).dim == 8
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "train.epoch=3", "--out", "X"], "unknown config key 'train.epoch'"),
+        (["train", "train.epochs=three", "--out", "X"], "train.epochs: expected an integer"),
+        (["train", "--config", "missing.yaml", "--out", "X"], "config file not found"),
+        (["train", "data.name=imagenet", "--out", "X"], "unknown dataset 'imagenet'"),
+        (["train", "loss.name=TripletLoss", "--out", "X"], "Did you mean"),
+        (["train", "model.backbone=resnet_tiny_x", "--out", "X"], "unknown backbone"),
+        (["embed", "--model", "nowhere", "--out", "e.npz"], "does not exist"),
+        (["embed", "--model", "nowhere", "--out", "e.txt"], ".npz or .safetensors"),
+    ],
+)
+def test_errors_are_clear(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "fairmetric: error:" in err and message in err
+
+
+def test_embed_unknown_split(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", *GAUSSIAN, "train.epochs=1", "--out", str(run), "--no-progress"])
+    capsys.readouterr()
+    assert (
+        main(["embed", "--model", str(run), "--split", "valid", "--out", str(tmp_path / "e.npz")])
+        == 2
+    )
+    assert "unknown split 'valid'; this dataset has: train, test" in capsys.readouterr().err
+
+
+def test_demo_smoke(tmp_path, capsys):
+    out = tmp_path / "demo"
+    tiny = [o for o in DIGITS if not o.startswith("name=")] + ["train.epochs=1"]
+    assert main(["demo", "--out", str(out), "--no-progress", *tiny]) == 0
+    printed = capsys.readouterr().out
+    assert "Recall@1 per colour group" in printed and "gap" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["recall@1"]["trained"]["by_group"]["colour"]) == {"light", "dark"}
+    assert (out / "test_embeddings.npz").is_file()
+    # a second demo replaces the first; a folder the demo did not write is refused
+    assert main(["demo", "--out", str(out), "--no-progress", *tiny]) == 0
+    other = tmp_path / "mine"
+    other.mkdir()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(other), *tiny]) == 2
+    assert "not written by 'fairmetric demo'" in capsys.readouterr().err
+
+
+def test_module_entry_point_and_version():
+    out = subprocess.run(
+        [sys.executable, "-m", "fairmetric", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.startswith("fairmetric ")
+
+
+def test_quickstart_example_runs(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "quickstart.py"),
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Recall@1 overall" in out.stdout and "gap" in out.stdout
+    assert (tmp_path / "test_embeddings.npz").is_file()
