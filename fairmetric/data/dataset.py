@@ -26,9 +26,11 @@ __all__ = [
 def encode_column(values: Sequence[Any] | np.ndarray, *, name: str) -> tuple[np.ndarray, list[str]]:
     """Map a column of labels or attribute values to integer codes.
 
-    Integer columns are kept as they are (their names are the decimal strings of the values 0..max);
-    any other values (strings, booleans, floats) are mapped to ``0..K-1`` in sorted order, and the
-    mapping is returned so reports can show the original names.
+    Integer columns (and integer-valued non-negative floats) are kept as they are (their names are
+    the decimal strings of the values 0..max); other floats are mapped to ``0..K-1`` in numeric
+    order; any other values (strings, booleans) are mapped in sorted *string* order (so "10" comes
+    before "2": give numbers as numbers). The mapping is returned so reports can show the original
+    names.
 
     Args:
         values: the column, one entry per sample.
@@ -57,6 +59,8 @@ def encode_column(values: Sequence[Any] | np.ndarray, *, name: str) -> tuple[np.
         if np.all(arr == np.round(arr)) and arr.min() >= 0:
             codes = arr.astype(np.int64)
             return codes, [str(v) for v in range(int(codes.max()) + 1)]
+        uniques, codes = np.unique(arr, return_inverse=True)  # numeric order
+        return codes.astype(np.int64), [str(u) for u in uniques]
     uniques, codes = np.unique(arr.astype(str), return_inverse=True)
     return codes.astype(np.int64), [str(u) for u in uniques]
 
@@ -95,7 +99,7 @@ class AttributeDataset(Dataset):
         self.label_names: list[str] = (
             list(label_names) if label_names is not None else auto_label_names
         )
-        if self.label_names and n and len(self.label_names) <= int(codes.max()):
+        if n and len(self.label_names) <= int(codes.max()):
             raise ValueError(
                 f"label_names has {len(self.label_names)} entries but labels go up to "
                 f"{int(codes.max())}; give one name per label code"
@@ -176,7 +180,7 @@ class AttributeDataset(Dataset):
 
     def value_name(self, attribute: str, code: int) -> str:
         """Original name of value ``code`` of ``attribute``."""
-        names = self.attribute_value_names[attribute]
+        names = self.attribute_value_names[self.attribute_names[self.attribute_index(attribute)]]
         return names[code] if 0 <= code < len(names) else str(code)
 
     # -- items ------------------------------------------------------------------------------
@@ -296,6 +300,11 @@ class ImageFileDataset(AttributeDataset):
         self.image_size = int(image_size)
         self.transform = transform or default_image_transform(self.image_size)
         self.bboxes = None if bboxes is None else np.asarray(bboxes, dtype=np.float64)
+        if self.bboxes is not None and self.bboxes.shape != (len(self.paths), 4):
+            raise ValueError(
+                f"bboxes must have shape ({len(self.paths)}, 4) as (x, y, width, height), "
+                f"got {self.bboxes.shape}"
+            )
 
     @property
     def input_shape(self) -> tuple[int, ...]:

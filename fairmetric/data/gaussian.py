@@ -33,7 +33,7 @@ def make_gaussian_groups(
 ) -> TensorAttributeDataset:
     """Sample a Gaussian group-mixture dataset.
 
-    Class ``c`` has a centre ``m_g + s_g (u_c - m_g)`` with ``u_c`` a random unit-scale direction,
+    Class ``c`` has a centre ``m_g + s_g u_c`` with ``u_c`` a random unit direction,
     ``m_g`` the centre of its group ``g`` and ``s_g = group_shrink[g]``; samples are the centre plus
     isotropic noise of scale ``group_noise[g] / sqrt(dim)`` per coordinate, followed by
     ``nuisance_dim`` coordinates of class-independent noise.

@@ -11,6 +11,7 @@ from fairmetric.data.splits import class_disjoint_split, imbalanced_subsample
 __all__ = ["DATASETS", "build_splits"]
 
 Splits = dict[str, AttributeDataset]
+_IMBALANCE_KEYS = {"attribute", "share", "by", "minority_value"}
 
 
 def _colored_digits(
@@ -156,13 +157,21 @@ def build_splits(
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    if imbalance:
+        imbalance = dict(imbalance)
+        unknown = sorted(set(imbalance) - _IMBALANCE_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown data.imbalance key(s) {unknown}; allowed: {sorted(_IMBALANCE_KEYS)}"
+            )
+        if "attribute" not in imbalance or "share" not in imbalance:
+            raise ValueError("data.imbalance needs 'attribute' and 'share' (e.g. share: 0.05)")
     try:
         splits = DATASETS[name](root, image_size, split, test_fraction, seed, dict(params or {}))
     except TypeError as e:
+        if "keyword argument" not in str(e):  # a genuine bug, not a misspelt parameter
+            raise
         raise ValueError(f"bad data.params for dataset {name!r}: {e}") from None
     if imbalance:
-        imbalance = dict(imbalance)
-        if "attribute" not in imbalance or "share" not in imbalance:
-            raise ValueError("data.imbalance needs 'attribute' and 'share' (e.g. share: 0.05)")
         splits["train"] = imbalanced_subsample(splits["train"], seed=seed, **imbalance)
     return splits

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import math
+
 import numpy as np
 
 from fairmetric.data.dataset import AttributeDataset
@@ -86,7 +88,9 @@ def imbalanced_subsample(
         minority_value: the value whose share is set (default: the least frequent value).
         by: ``"sample"`` drops individual samples; ``"class"`` drops whole classes, which keeps
             every remaining class complete (the attribute must then be constant within each class).
-            With ``"class"`` the achieved share is the closest reachable one at or below the target.
+            With ``"class"`` classes are taken in random order and the achieved share is at or
+            below the target (at least one minority class is always kept, even if it alone
+            exceeds the target).
         seed: seed of the random choice of what is dropped.
 
     Returns:
@@ -101,7 +105,7 @@ def imbalanced_subsample(
     if minority_value is None:
         present = np.flatnonzero(counts)
         minority_value = int(present[np.argmin(counts[present])])
-    if counts.size <= minority_value or counts[minority_value] == 0:
+    if minority_value < 0 or counts.size <= minority_value or counts[minority_value] == 0:
         raise ValueError(
             f"value {minority_value} of attribute {attribute!r} does not occur in the dataset"
         )
@@ -114,15 +118,15 @@ def imbalanced_subsample(
 
     rng = np.random.default_rng(seed)
     current = n_min / (n_min + n_rest)
-    if current > share:  # drop minority samples
-        reduce_mask, keep_target = is_min, int(round(share * n_rest / (1.0 - share)))
-    else:  # drop majority samples
-        reduce_mask, keep_target = ~is_min, int(round(n_min * (1.0 - share) / share))
-    keep_target = max(keep_target, 1)
+    if current > share:  # drop minority samples: keep about share * n_rest / (1 - share)
+        reduce_mask, exact = is_min, share * n_rest / (1.0 - share)
+    else:  # drop majority samples: keep about n_min * (1 - share) / share
+        reduce_mask, exact = ~is_min, n_min * (1.0 - share) / share
     candidates = np.flatnonzero(reduce_mask)
 
     if by == "sample":
-        kept = rng.choice(candidates, size=min(keep_target, len(candidates)), replace=False)
+        size = min(max(int(round(exact)), 1), len(candidates))
+        kept = rng.choice(candidates, size=size, replace=False)
     else:
         labels = dataset.labels
         for c in np.unique(labels[candidates]):
@@ -132,9 +136,12 @@ def imbalanced_subsample(
                     f"{c} has several values; use by='sample'"
                 )
         cls = rng.permutation(np.unique(labels[candidates]))
-        sizes = np.array([(labels[candidates] == c).sum() for c in cls])
-        n_keep = int(np.searchsorted(np.cumsum(sizes), keep_target, side="right"))
-        n_keep = max(n_keep, 1)
+        cumulative = np.cumsum([(labels[candidates] == c).sum() for c in cls])
+        if reduce_mask is is_min:  # largest prefix of minority classes not above the target
+            n_keep = int(np.searchsorted(cumulative, math.floor(exact + 1e-9), side="right"))
+        else:  # smallest prefix of majority classes that brings the share down to the target
+            n_keep = int(np.searchsorted(cumulative, math.ceil(exact - 1e-9), side="left")) + 1
+        n_keep = min(max(n_keep, 1), len(cls))
         kept = candidates[np.isin(labels[candidates], cls[:n_keep])]
     keep = np.sort(np.concatenate([np.flatnonzero(~reduce_mask), kept]))
     return dataset.subset(keep)

@@ -31,7 +31,7 @@ def embed_tensors(
     model.eval()
     chunks = []
     try:
-        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        for batch in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             chunks.append(model(x.to(device, non_blocking=True)).float().cpu())
     finally:

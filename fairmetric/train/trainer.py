@@ -154,7 +154,7 @@ def train(
             from it; otherwise an error protects the earlier run.
         resume: continue from ``out_dir/checkpoint.pt``. The config must match the checkpoint's,
             except ``train.epochs`` (raise it to train longer).
-        progress: show progress bars.
+        progress: show progress bars (on a terminal; off when output is redirected).
         log: where per-epoch summary lines go.
 
     Returns:
@@ -259,7 +259,12 @@ def train(
         sampler.set_epoch(epoch)
         model.train()
         total, steps, t0 = 0.0, 0, time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{tc.epochs}",
+            disable=None if progress else True,
+            leave=False,
+        )
         for x, y, _attrs in bar:
             x = x.to(device, non_blocking=True)
             y = lut[y].to(device, non_blocking=True)
