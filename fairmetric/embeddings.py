@@ -108,13 +108,6 @@ class EmbeddingSet:
         self.attribute_value_names = {
             a: [str(s) for s in v] for a, v in columns.attribute_value_names.items()
         }
-        _check_names_cover_codes("label_names", self.label_names, self.labels)
-        for j, a in enumerate(self.attribute_names):
-            _check_names_cover_codes(
-                f"attribute_value_names[{a!r}]",
-                self.attribute_value_names[a],
-                self.attributes[:, j],
-            )
         for what, names in (
             ("label_names", self.label_names),
             ("attribute_names", self.attribute_names),
@@ -359,15 +352,6 @@ def _check_lengths(n: int, labels: Any, attributes: np.ndarray | dict[str, Any] 
                 f"embeddings has {n} rows but {what} has {length} values; give one attribute value "
                 "per row"
             )
-
-
-def _check_names_cover_codes(what: str, names: Sequence[str], codes: np.ndarray) -> None:
-    top = int(codes.max()) if codes.size else -1
-    if len(names) <= top:
-        raise ValueError(
-            f"{what} has {len(names)} names but the codes go up to {top}; give one name per code "
-            "(or leave it out to use the codes' decimal strings)"
-        )
 
 
 def _normalise_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:

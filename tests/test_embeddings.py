@@ -146,7 +146,7 @@ def test_attribute_array_without_names_is_refused():
 def test_names_must_cover_codes():
     with pytest.raises(ValueError, match="label_names has 2 .* go up to 2"):
         EmbeddingSet(embeddings=np.zeros((3, 2)), labels=[0, 1, 2], label_names=["a", "b"])
-    with pytest.raises(ValueError, match="label_names has 0 names but the codes go up to 1"):
+    with pytest.raises(ValueError, match="label_names has 0 entries but labels go up to 1"):
         EmbeddingSet(embeddings=np.zeros((2, 2)), labels=[0, 1], label_names=[])
     with pytest.raises(ValueError, match=r"attribute_value_names\['g'\] has 1 names"):
         EmbeddingSet(

@@ -147,6 +147,12 @@ class AttributeDataset(Dataset):
                 )
             encoded.append(col_codes)
             value_names.setdefault(a, auto_names)
+            if col_codes.size and len(value_names[a]) <= int(col_codes.max()):
+                raise ValueError(
+                    f"attribute_value_names[{a!r}] has {len(value_names[a])} names but the codes "
+                    f"go up to {int(col_codes.max())}; give one name per code (or leave it out "
+                    "to use the codes' decimal strings)"
+                )
         self.attributes: np.ndarray = (
             np.stack(encoded, axis=1) if encoded else np.zeros((n, 0), dtype=np.int64)
         )

@@ -7,10 +7,9 @@ is subsampled so that one value of a sensitive attribute makes up a chosen share
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
-
-import math
 
 import numpy as np
 

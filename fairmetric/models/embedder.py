@@ -35,6 +35,47 @@ def _mlp_backbone(in_features: int, hidden: int = 128, layers: int = 2) -> nn.Mo
     return nn.Sequential(*blocks)
 
 
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Read a local weights file (.safetensors or a torch file, loaded with weights_only=True)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt files raise many different types
+        raise ValueError(
+            f"pretrained weights file {path} is corrupt or not a weights file "
+            f"({type(e).__name__}: {str(e)[:200]})"
+        ) from None
+    for key in ("state_dict", "model", "model_state_dict"):  # common checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"pretrained weights file {path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_backbone_weights(model: nn.Module, path: Path) -> None:
+    """Load ``path`` into ``model`` strictly, except for the classifier (dropped at num_classes=0)."""
+    state = _read_weights(path)
+    classifier = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or ()
+    prefixes = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
+    own = model.state_dict()
+    unexpected = [k for k in state if k not in own and not k.startswith(prefixes)]
+    missing = [k for k in own if k not in state]
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if unexpected or missing or wrong:
+        raise ValueError(
+            f"pretrained weights {path} do not fit this backbone: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]} "
+            f"({len(missing)}/{len(unexpected)}/{len(wrong)} in all); are they for another "
+            "architecture or another in_chans?"
+        )
+    model.load_state_dict({k: state[k] for k in own})
+
+
 def _timm_backbone(
     name: str, in_chans: int, pretrained_weights: str | None, kwargs: dict[str, Any]
 ) -> nn.Module:
@@ -47,6 +88,7 @@ def _timm_backbone(
             f"unknown backbone {name!r}: not a timm model name (see timm.list_models()), "
             f"nor 'mlp'.{hint}"
         )
+    path = None
     if pretrained_weights is not None:
         path = Path(pretrained_weights)
         if not path.is_file():
@@ -54,15 +96,17 @@ def _timm_backbone(
                 f"pretrained weights file not found: {path} (give a local .pth or .safetensors "
                 "file; fairmetric never downloads weights)"
             )
-        return timm.create_model(
-            name,
-            pretrained=True,
-            pretrained_cfg_overlay={"file": str(path)},
-            num_classes=0,
-            in_chans=in_chans,
-            **kwargs,
+    try:
+        model = timm.create_model(
+            name, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs
         )
-    return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
+    except TypeError as e:
+        raise ValueError(f"bad model.backbone_kwargs for {name!r}: {e}") from None
+    if path is not None:
+        # timm's own pretrained loading turns non-strict at num_classes=0 and would silently
+        # leave a mismatched backbone random: load and check the file ourselves
+        _load_backbone_weights(model, path)
+    return model
 
 
 class Embedder(nn.Module):
@@ -105,7 +149,15 @@ class Embedder(nn.Module):
                     f"the 'mlp' backbone takes vector inputs, got input_size={input_size}; "
                     "use a timm backbone for images"
                 )
-            self.backbone = _mlp_backbone(input_size[0], **backbone_kwargs)
+            if pretrained_weights is not None:
+                raise ValueError(
+                    "pretrained_weights applies to timm backbones only; the 'mlp' backbone "
+                    "starts from random weights"
+                )
+            try:
+                self.backbone = _mlp_backbone(input_size[0], **backbone_kwargs)
+            except TypeError as e:
+                raise ValueError(f"bad backbone_kwargs for 'mlp' (hidden, layers): {e}") from None
             mean = std = None
         else:
             if len(input_size) != 3:
@@ -119,7 +171,9 @@ class Embedder(nn.Module):
             cfg = getattr(self.backbone, "pretrained_cfg", {}) or {}
             mean, std = cfg.get("mean"), cfg.get("std")
             if mean is not None and len(mean) != input_size[0]:
-                mean = std = None
+                # e.g. grayscale input to a backbone configured for RGB: use the channel average
+                mean = [sum(mean) / len(mean)] * input_size[0]
+                std = [sum(std) / len(std)] * input_size[0]
         self.register_buffer(
             "input_mean",
             torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) if mean else torch.zeros(0),
@@ -141,8 +195,15 @@ class Embedder(nn.Module):
         # timm's num_features can disagree with the real width: measure it
         was_training = self.backbone.training
         self.backbone.eval()
-        out = self.backbone(self._standardize(torch.zeros(2, *input_size)))
-        self.backbone.train(was_training)
+        try:
+            out = self.backbone(self._standardize(torch.zeros(2, *input_size)))
+        except RuntimeError as e:
+            raise ValueError(
+                f"backbone {self.backbone.__class__.__name__} cannot process inputs of "
+                f"input_size={input_size} ({str(e)[:160]}); use larger images (data.image_size)"
+            ) from None
+        finally:
+            self.backbone.train(was_training)
         if out.ndim != 2:
             raise ValueError(
                 f"backbone {self.backbone.__class__.__name__} returned shape {tuple(out.shape)}; "
@@ -220,28 +281,41 @@ def load_embedder(directory: str | Path, *, map_location: str | torch.device = "
                 f"{MODEL_FILE} (written by `fairmetric train` into RUN/model)"
             )
     try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{cfg_path} is not valid JSON ({e}); re-export the model") from None
     if not isinstance(config, dict) or config.get("format") != _FORMAT:
         raise ValueError(f"{cfg_path} is not a fairmetric embedder config (no format={_FORMAT!r})")
-    model = Embedder(
-        backbone=config["backbone"],
-        embedding_dim=config["embedding_dim"],
-        normalize=config["normalize"],
-        input_size=config["input_size"],
-        backbone_kwargs=config.get("backbone_kwargs") or {},
-    )
+    expected = {"backbone": str, "embedding_dim": int, "normalize": bool, "input_size": list}
+    for key, tp in expected.items():
+        if not isinstance(config.get(key), tp) or (tp is int and isinstance(config[key], bool)):
+            raise ValueError(
+                f"{cfg_path}: key {key!r} is missing or not a {tp.__name__}; re-export the model"
+            )
+    try:
+        model = Embedder(
+            backbone=config["backbone"],
+            embedding_dim=config["embedding_dim"],
+            normalize=config["normalize"],
+            input_size=config["input_size"],
+            backbone_kwargs=config.get("backbone_kwargs") or {},
+        )
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{cfg_path} describes a model that cannot be built: {e}") from None
     try:
         state = load_file(str(weights_path), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(
             f"{weights_path} is corrupt or not a safetensors file ({e}); re-export the model"
         ) from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
         raise ValueError(
             f"{weights_path} does not match the architecture in {cfg_path}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
         )
+    model.load_state_dict(state)
     return model.to(map_location).eval()

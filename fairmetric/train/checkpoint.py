@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,17 @@ _FORMAT = "fairmetric-checkpoint-v1"
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically."""
+    if "format" in state:
+        raise ValueError("checkpoint state must not have a 'format' key (it is the file's marker)")
     buffer = io.BytesIO()
     torch.save({"format": _FORMAT, **state}, buffer)
+    try:  # refuse now what load_checkpoint (weights_only=True) could not read back
+        torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"checkpoint state holds something a weights-only load cannot read ({str(e)[:200]}); "
+            "store tensors, numbers, strings, lists and dicts only"
+        ) from None
     return atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -39,7 +46,7 @@ def load_checkpoint(
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as e:
+    except Exception as e:  # a corrupt file can raise almost any type from the unpickler
         raise ValueError(
             f"checkpoint {path} is corrupt or not a torch checkpoint ({type(e).__name__}: "
             f"{str(e)[:200]}); delete it to start over, or restore a copy"

@@ -174,6 +174,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ValueError(f"{key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -190,10 +195,17 @@ def _build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
     unknown = [k for k in data if k not in names]
     if unknown:
         raise ValueError(
-            f"unknown config key {prefix}{unknown[0]!r}; valid keys are: "
+            f"unknown config key {prefix + unknown[0]!r}; valid keys are: "
             + ", ".join(_valid_keys(root_cls))
         )
     kwargs = {}
+    if (
+        cls in (LossConfig, MinerConfig)
+        and "name" in data
+        and "params" not in data
+        and data["name"] != cls().name
+    ):
+        kwargs["params"] = {}  # a different loss/miner does not inherit the default's arguments
     for k, v in data.items():
         tp = hints[k]
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
@@ -240,28 +252,37 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
     data = copy.deepcopy(data)
     valid = _valid_keys(ExperimentConfig)
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(
-                f"override {item!r} is not of the form key=value (e.g. train.epochs=3)"
-            )
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        free_prefixes = (
-            "data.params.",
-            "data.imbalance.",
-            "model.backbone_kwargs.",
-            "loss.params.",
-            "miner.params.",
-        )
-        if key not in valid and not key.startswith(free_prefixes):
-            raise ValueError(f"unknown config key {key!r}; valid keys are: {', '.join(valid)}")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError as e:
-            raise ValueError(f"override {item!r}: cannot parse the value ({e})") from None
+    parsed = [_parse_override(item, valid) for item in overrides]
+    # switching to another loss or miner drops the old one's params (explicit params still apply)
+    for key, value in parsed:
+        section = key.split(".")[0]
+        if key in ("loss.name", "miner.name") and (data.get(section) or {}).get("name") != value:
+            data.setdefault(section, {})["params"] = {}
+    for key, value in parsed:
         _set_path(data, key, value)
     return data
+
+
+def _parse_override(item: str, valid: list[str]) -> tuple[str, Any]:
+    """Split ``key=value``, check the key, parse the value as YAML."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} is not of the form key=value (e.g. train.epochs=3)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    free_prefixes = (
+        "data.params.",
+        "data.imbalance.",
+        "model.backbone_kwargs.",
+        "loss.params.",
+        "miner.params.",
+    )
+    if key not in valid and not key.startswith(free_prefixes):
+        raise ValueError(f"unknown config key {key!r}; valid keys are: {', '.join(valid)}")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as e:
+        raise ValueError(f"override {item!r}: cannot parse the value ({e})") from None
+    return key, value
 
 
 def load_config(

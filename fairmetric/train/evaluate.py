@@ -36,12 +36,28 @@ def knn_hits(
         ``(hits, valid)``: ``hits`` is ``(N, len(ks))`` bool; ``valid`` marks the queries whose class
         has at least one other sample (only those count towards Recall@k).
     """
-    x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    x = np.asarray(embeddings)
+    y = np.asarray(labels)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be (N, D), got shape {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(
+            f"labels must have shape ({x.shape[0]},) to match embeddings, got {y.shape}"
+        )
+    if not np.all(np.isfinite(x)):
+        bad = np.flatnonzero(~np.isfinite(x).all(1))
+        raise ValueError(f"{bad.size} embedding rows contain NaN/Inf (first: {bad[:5].tolist()})")
+    if y.size and (y.dtype.kind not in "iu" or y.min() < 0):
+        raise ValueError("labels must be non-negative integer codes")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if not ks or any(int(k) != k or k < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {list(ks)}")
+    # float64 on centred data: |q|^2 + |x|^2 - 2 q.x cancels badly in float32 far from the origin
+    x = torch.from_numpy(x.astype(np.float64) - x.mean(0, dtype=np.float64))
+    y = torch.from_numpy(y.astype(np.int64))
     n = x.shape[0]
     ks = [int(k) for k in ks]
-    if not ks or min(ks) < 1:
-        raise ValueError(f"ks must be positive integers, got {ks}")
     if max(ks) >= n:
         raise ValueError(f"k={max(ks)} needs more than {max(ks)} samples, got {n}")
     kmax = max(ks)

@@ -32,7 +32,7 @@ def _pml_classes(module_name: str, base_name: str) -> dict[str, type]:
     base = getattr(module, base_name, None)
     out = {}
     for name, obj in vars(module).items():
-        if inspect.isclass(obj) and not name.startswith("Base"):
+        if inspect.isclass(obj) and not name.startswith(("Base", "Generic")):
             if base is None or issubclass(obj, base):
                 out[name] = obj
     return out
@@ -90,7 +90,11 @@ def build_loss(
     accepted = inspect.signature(cls.__init__).parameters
     if "num_classes" in accepted and "num_classes" not in params and num_classes is not None:
         params["num_classes"] = num_classes
-    if "embedding_size" in accepted and "embedding_size" not in params and embedding_size:
+    if (
+        "embedding_size" in accepted
+        and "embedding_size" not in params
+        and embedding_size is not None
+    ):
         params["embedding_size"] = embedding_size
     return _instantiate("loss", cls, params)
 

@@ -195,20 +195,11 @@ def test_missing_pretrained_weights_file(tmp_path):
         Embedder(backbone="test_resnet", input_size=(3, 16, 16), pretrained_weights=str(tmp_path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an image smaller than the backbone accepts fails with a RuntimeError from "
-    "deep inside torch's conv instead of a ValueError naming input_size",
-)
 def test_too_small_input_size_is_a_clear_error():
     with pytest.raises(ValueError, match="input_size"):
         Embedder(backbone="test_convnext", input_size=(3, 16, 16))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: pretrained_weights is silently ignored for backbone='mlp'",
-)
 def test_mlp_refuses_pretrained_weights(tmp_path):
     weights = tmp_path / "w.pth"
     torch.save({"w": torch.zeros(1)}, weights)
@@ -253,11 +244,6 @@ def test_local_pretrained_weights_are_loaded(tmp_path, fmt):
     assert not torch.equal(plain.backbone.conv1[0].weight, backbone_state["conv1.0.weight"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: timm loads pretrained weights non-strictly when num_classes=0, so a file for "
-    "another architecture leaves the backbone randomly initialised without an error",
-)
 def test_pretrained_weights_of_another_architecture_are_refused(tmp_path):
     path = tmp_path / "vit.pth"
     torch.save(timm.create_model("test_vit", pretrained=False).state_dict(), path)
@@ -265,11 +251,6 @@ def test_pretrained_weights_of_another_architecture_are_refused(tmp_path):
         Embedder(backbone="test_resnet", input_size=(3, 16, 16), pretrained_weights=str(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a corrupt pretrained weights file raises torch's RuntimeError (weights_only "
-    "unpickler) instead of a ValueError naming the file",
-)
 def test_corrupt_pretrained_weights_file(tmp_path):
     path = tmp_path / "junk.pth"
     path.write_bytes(bytes(range(256)) * 2)
@@ -354,11 +335,6 @@ def test_load_corrupt_config(exported, text):
         load_embedder(exported)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a config.json that is not UTF-8 raises a bare UnicodeDecodeError that names "
-    "neither the file nor the fix (read_text() is outside the try)",
-)
 def test_load_non_utf8_config(exported):
     (exported / CONFIG_FILE).write_bytes(b"\xff\xfe\x00\x81garbage")
     with pytest.raises(ValueError, match="config.json"):
@@ -380,11 +356,6 @@ def test_load_config_with_wrong_format(exported, config):
         load_embedder(exported)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_embedder indexes config keys without checking them: a missing key is a "
-    "KeyError, a mistyped value a TypeError from Embedder",
-)
 @pytest.mark.parametrize(
     "edit", [{"embedding_dim": None}, {"embedding_dim": "five"}, {"input_size": None}]
 )
@@ -426,12 +397,6 @@ def test_load_weights_with_missing_tensors(exported):
     assert "head.bias" in str(info.value) and "extra.weight" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_state_dict(strict=False) still raises RuntimeError on a shape mismatch, so "
-    "weights of another architecture (same-named tensors such as input_mean or head.weight with "
-    "other sizes) escape as a deep traceback instead of a ValueError",
-)
 @pytest.mark.parametrize("case", ["resnet-into-mlp", "mlp-into-resnet", "other-embedding-dim"])
 def test_load_weights_of_another_architecture(tmp_path, resnet, mlp, case):
     wider = make("mlp", MLP_SIZE, embedding_dim=9, backbone_kwargs={"hidden": 12, "layers": 2})

@@ -154,11 +154,6 @@ def test_random_bytes(tmp_path, seed):
         load_checkpoint(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_checkpoint catches only some exception types; bytes that the weights-only "
-    "unpickler chokes on otherwise (text files, some garbage) escape as IndexError/KeyError",
-)
 @pytest.mark.parametrize("text", ["epoch: 3\n", "h6:trnp}]q(3( [:59v"])
 def test_text_file(tmp_path, text):
     path = tmp_path / CHECKPOINT_FILE
@@ -216,12 +211,6 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, fail_
     assert temp_files(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: save_checkpoint writes states that load_checkpoint then refuses (a NumPy array "
-    "fails the weights_only load; a 'format' key overwrites the marker) instead of refusing "
-    "them when saving",
-)
 @pytest.mark.parametrize("state", [{"a": np.ones(2)}, {"format": "mine"}], ids=["numpy", "format"])
 def test_save_refuses_what_load_cannot_read(tmp_path, state):
     path = tmp_path / CHECKPOINT_FILE

@@ -142,11 +142,6 @@ def test_unknown_keys_in_files_list_the_valid_keys(tmp_path, text):
     assert message.endswith("valid keys are: " + ", ".join(VALID_KEYS))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='bug: the nested unknown key is quoted only in part, "unknown config key '
-    "train.'epoch'\" instead of 'train.epoch'",
-)
 def test_unknown_nested_key_is_quoted_whole(tmp_path):
     with pytest.raises(ValueError, match="unknown config key 'train.epoch';"):
         load_config(write(tmp_path, "train:\n  epoch: 3\n"))
@@ -247,11 +242,6 @@ def test_int_widens_to_float():
         assert type(value) is float and value == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: PyYAML (YAML 1.1) reads 1e-3 as the string '1e-3', so the usual way to write a "
-    "learning rate is refused as 'expected a number'",
-)
 @pytest.mark.parametrize("how", ["override", "file"])
 def test_scientific_notation_floats(tmp_path, how):
     if how == "override":
@@ -319,12 +309,6 @@ def test_apply_overrides_does_not_modify_its_input():
     assert out["loss"]["params"]["margin"] == 0.9 and out["train"]["epochs"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a loss or miner named without params inherits the default TripletMargin "
-    "params ({margin: 0.2, ...}), which the new class rejects; config_from_dict's docstring "
-    "says a new loss does not inherit the old loss's arguments",
-)
 @pytest.mark.parametrize("how", ["file", "override"])
 def test_switching_the_loss_does_not_inherit_the_old_params(tmp_path, how):
     if how == "file":

@@ -187,11 +187,6 @@ def test_bad_ks(ks, match):
         knn_hits(x, y, ks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: distances come from |q|^2 + |x|^2 - 2 q.x in float32, which cancels "
-    "catastrophically when embeddings share a large offset: wrong neighbours, silently",
-)
 def test_large_common_offset_does_not_change_neighbours():
     x, y = random_data(n=60, classes=6)
     shifted = x + np.float32(1000.0)
@@ -200,11 +195,6 @@ def test_large_common_offset_does_not_change_neighbours():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: knn_hits does not check its inputs: mismatched lengths, 1-D embeddings and "
-    "negative labels escape as torch RuntimeError/IndexError; NaN rows give silent hits",
-)
 @pytest.mark.parametrize("case", ["length", "1d", "negative", "nan"])
 def test_bad_inputs_are_value_errors(case):
     x, y = random_data(n=8, classes=2)
