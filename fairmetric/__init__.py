@@ -21,10 +21,12 @@ _EXPORTS = {
     "load_config": "fairmetric.train.config",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "audit", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "audit":  # the subpackage is callable: fairmetric.audit(embeddings, ...)
+        return importlib.import_module("fairmetric.audit")
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'fairmetric' has no attribute {name!r}")

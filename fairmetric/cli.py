@@ -145,6 +145,155 @@ def _run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- audit -------------------------------------------------------------------------------------
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="audit embeddings for subgroup gaps (JSON, Markdown and HTML reports; CI gate)",
+        formatter_class=_Formatter,
+        description=(
+            "Measure how well an embedding space serves each subgroup: Recall@k, MAP@R, intra- "
+            "and inter-class alignment, uniformity, neighbourhood homophily and attribute "
+            "leakage, per value of each attribute and their intersection, with gaps and "
+            "stratified bootstrap intervals, from one faiss k-NN search.\n\n"
+            "SOURCE is one of:\n"
+            "  emb.npz | emb.safetensors      an EmbeddingSet file (fairmetric embed)\n"
+            "  emb.npy --labels labels.csv    a matrix + CSV with header label,<attributes>\n"
+            "  runs/NAME                      a fairmetric run or exported model folder\n"
+            "  resnet50 [--weights FILE]      a timm model's pooled features (needs --config)\n"
+            "  package.module:function        a callable batch -> embeddings (needs --config)\n\n"
+            "exit status: 0 ok, 1 a --fail-if condition holds, 2 bad input.\n\n"
+            "examples:\n"
+            "  fairmetric audit emb.npz --out audit/\n"
+            "  fairmetric audit runs/baseline --fail-if 'recall@1.difference>0.05'\n"
+            "  fairmetric audit mypkg.encoders:embed --config configs/celeba_baseline.yaml "
+            "--set data.root=/data/celeba"
+        ),
+    )
+    p.add_argument("source", help="what to audit (see above)")
+    p.add_argument("--attributes", type=_csv_list, help="comma-separated attributes (default: all)")
+    p.add_argument(
+        "--k",
+        type=lambda s: [int(v) for v in _csv_list(s)],
+        default=[1, 2, 4, 8],
+        help="Recall@k cut-offs, comma-separated",
+    )
+    p.add_argument(
+        "--metric",
+        choices=["cosine", "l2", "ip"],
+        default="cosine",
+        help="similarity used for neighbours",
+    )
+    p.add_argument(
+        "--index",
+        choices=["auto", "exact", "ivf", "hnsw"],
+        default="auto",
+        help="faiss index: exact, or approximate for millions of embeddings",
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=200, help="bootstrap replicates for intervals (0: none)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of bootstrap and sampling")
+    p.add_argument("--out", type=Path, help="folder for report.json, report.md, report.html")
+    p.add_argument(
+        "--fail-if",
+        action="append",
+        default=[],
+        metavar="COND",
+        help="exit 1 if COND holds, e.g. 'recall@1.difference>0.05' or "
+        "'map@r.worst.colour<0.3' (STAT: overall, difference, ratio, worst, min, max); "
+        "repeatable",
+    )
+    p.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="drop NaN/Inf rows (and zero rows under cosine) instead of failing",
+    )
+    p.add_argument(
+        "--no-intersectional",
+        action="store_true",
+        help="skip the intersection of several attributes",
+    )
+    p.add_argument(
+        "--no-linear-probe", action="store_true", help="skip the linear-probe leakage measurement"
+    )
+    p.add_argument("--threads", type=int, help="faiss threads")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="experiment config whose data section describes the inputs (model sources)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. data.root=/data/celeba; repeatable",
+    )
+    p.add_argument("--split", default="test", help="data split to embed (model sources)")
+    p.add_argument("--labels", type=Path, help="CSV of labels/attributes for a .npy source")
+    p.add_argument("--weights", type=Path, help="local weights file for a timm model source")
+    p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (model sources)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=_run_audit)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from fairmetric.audit import audit, check_conditions, load_source, parse_condition
+    from fairmetric.audit.writers import render_summary
+
+    for condition in args.fail_if:  # fail fast on a typo, before any work
+        parse_condition(condition)
+    progress = not args.no_progress
+    data = load_source(
+        args.source,
+        config=args.config,
+        overrides=args.overrides,
+        split=args.split,
+        labels_csv=args.labels,
+        weights=args.weights,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=progress,
+    )
+    report = audit(
+        data,
+        attributes=args.attributes,
+        ks=args.k,
+        metric=args.metric,
+        index=args.index,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        intersectional=not args.no_intersectional,
+        linear_probe=not args.no_linear_probe,
+        threads=args.threads,
+        drop_invalid=args.drop_invalid,
+        progress=progress,
+        source=str(args.source),
+    )
+    print(render_summary(report))
+    dropped = report.metadata["dropped_invalid"]["count"]
+    if dropped:
+        print(f"note: dropped {dropped} invalid embedding row(s) (--drop-invalid)")
+    if args.out:
+        paths = report.save(args.out)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    else:
+        print("(pass --out DIR to write report.json, report.md and report.html)")
+    violations = check_conditions(report, args.fail_if)
+    for v in violations:
+        print(f"FAIL {v}", file=sys.stderr)
+    return 1 if violations else 0
+
+
 # -- demo --------------------------------------------------------------------------------------
 
 
@@ -212,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fairmetric {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_train, _add_embed, _add_demo, _add_env):
+    for add in (_add_train, _add_embed, _add_audit, _add_demo, _add_env):
         add(sub)
     return parser
 

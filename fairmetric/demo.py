@@ -13,7 +13,7 @@ import numpy as np
 from fairmetric.train.config import load_config
 from fairmetric.train.evaluate import recall_by_group
 
-__all__ = ["run_demo", "format_group_table"]
+__all__ = ["run_demo", "format_group_table", "format_audit_table"]
 
 _MARKER = ".fairmetric-demo"
 
@@ -49,11 +49,40 @@ def format_group_table(
     return "\n".join(rows)
 
 
+def format_audit_table(report: Any, attribute: str) -> str:
+    """A few headline audit metrics per group of ``attribute``, with 95% intervals."""
+    names = ["recall@1", "map@r", "intra_class_alignment", "inter_class_alignment", "uniformity"]
+    names = [n for n in names if n in report.metrics]
+    groups = list(report.metrics[names[0]].by_group[attribute])
+    rows = [f"Audit of the trained embedding by {attribute} (95% bootstrap intervals):"]
+    header = f"{'metric':<24}" + "".join(f"{g:>24}" for g in groups) + f"{'gap':>9}  better"
+    rows += [header, "-" * len(header)]
+    for name in names:
+        m = report.metrics[name]
+        cells = []
+        for g in groups:
+            e = m.by_group[attribute][g]
+            if e.value is None:
+                cells.append(f"{'n/a':>24}")
+            elif e.ci_low is None:
+                cells.append(f"{e.value:>24.3f}")
+            else:
+                cells.append(f"{f'{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]':>24}")
+        gap = m.difference(attribute)
+        better = "higher" if m.higher_is_better else "lower"
+        rows.append(
+            f"{name:<24}" + "".join(cells) + f"{'n/a' if gap is None else f'{gap:.3f}':>9}"
+            f"  {better}"
+        )
+    return "\n".join(rows)
+
+
 def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: bool = True) -> dict:
     """Train a baseline on colour-imbalanced coloured digits and report Recall@1 per colour group.
 
-    Writes into ``out``: the training run (``run/``), the test embeddings (``test_embeddings.npz``)
-    and ``summary.json``. A folder left by an earlier demo is replaced; any other existing folder is
+    Writes into ``out``: the training run (``run/``), the test embeddings (``test_embeddings.npz``),
+    the fairness audit of the test embeddings (``audit/report.{json,md,html}``) and
+    ``summary.json``. A folder left by an earlier demo is replaced; any other existing folder is
     left alone and an error raised.
     """
     from fairmetric.models.embed import embed_dataset
@@ -107,6 +136,12 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
             {"untrained": untrained, "trained": trained},
         )
     )
+    from fairmetric.audit import audit
+
+    report = audit(emb, bootstrap=200, seed=cfg.train.seed, source=str(emb_path))
+    report.save(out / "audit")
+    print()
+    print(format_audit_table(report, attribute))
     summary = {
         "train_colour_share": {names[v]: int(c) for v, c in enumerate(train_counts)},
         "test_counts": counts,
@@ -117,6 +152,7 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
     print()
     print(
         f"outputs in {out}/: run/ (config, checkpoint, metrics.jsonl, exported model/), "
-        f"{Path(emb_path).name}, summary.json  [{summary['seconds']:.0f} s]"
+        f"{Path(emb_path).name}, summary.json, and the fairness audit audit/report.html "
+        f"(open it in a browser) with report.json and report.md  [{summary['seconds']:.0f} s]"
     )
     return summary

@@ -57,13 +57,24 @@ class Grouping:
 
     Attributes:
         name: attribute name (``"colour"``; ``"colour×sex"`` for an intersection).
-        codes: ``(N,)`` integer group of each sample.
-        names: ``names[c]`` is the display name of code ``c``.
+        codes: ``(N,)`` non-negative integer group of each sample.
+        names: ``names[c]`` is the display name of code ``c`` (one name per code).
     """
 
     name: str
     codes: np.ndarray
     names: list[str]
+
+    def __post_init__(self) -> None:
+        codes = np.asarray(self.codes)
+        if codes.ndim != 1 or codes.dtype.kind not in "iu":
+            raise ValueError(f"grouping {self.name!r}: codes must be a 1-D integer array")
+        if codes.size and codes.min() < 0:
+            raise ValueError(f"grouping {self.name!r}: codes must be >= 0 (got {codes.min()})")
+        if codes.size and codes.max() >= len(self.names):
+            raise ValueError(
+                f"grouping {self.name!r}: code {codes.max()} has no name ({len(self.names)} names)"
+            )
 
 
 def _difference(values: dict[str, float], overall: float | None, method: GapMethod) -> float | None:
@@ -93,8 +104,10 @@ def _ratio(values: dict[str, float], overall: float | None, method: GapMethod) -
         for v in present:
             if v == overall:
                 ratios.append(1.0)
-            elif v == 0 or overall == 0 or v * overall < 0:
+            elif v * overall < 0:
                 return None
+            elif v == 0 or overall == 0:
+                ratios.append(0.0)
             else:
                 ratios.append(min(v / overall, overall / v))
         return min(ratios)
@@ -107,7 +120,7 @@ class GroupMetric:
 
     Gap conventions follow fairlearn's ``MetricFrame``: ``difference("between_groups")`` is
     ``max - min`` over groups, ``difference("to_overall")`` is ``max |group - overall|``;
-    ``ratio("between_groups")`` is ``min / max``, ``ratio("to_overall")`` is
+    ``ratio("between_groups")`` is ``min / max`` (in ``[0, 1]`` for non-negative values), ``ratio("to_overall")`` is
     ``min over groups of min(group/overall, overall/group)``. NA groups are left out.
 
     Attributes:
@@ -159,7 +172,7 @@ class GroupMetric:
     def ratio(
         self, attribute: str | None = None, method: GapMethod = "between_groups"
     ) -> float | None:
-        """Smallest ratio between groups (or to overall), in ``[0, 1]`` for same-sign values."""
+        """Smallest ratio between groups (or to overall), in ``[0, 1]`` for non-negative values."""
         return _ratio(self.values(attribute), self.overall.value, method)
 
     def group_min(self, attribute: str | None = None) -> float | None:
@@ -187,6 +200,10 @@ class GroupMetric:
         level: float = 0.95,
     ) -> tuple[float | None, float | None]:
         """Percentile bootstrap interval of a gap (``(None, None)`` without bootstrap)."""
+        if kind not in ("difference", "ratio"):
+            raise ValueError(f"kind must be 'difference' or 'ratio', got {kind!r}")
+        if method not in ("between_groups", "to_overall"):
+            raise ValueError(f"method must be 'between_groups' or 'to_overall', got {method!r}")
         a = self._attribute(attribute)
         reps = self.replicates.get(a)
         if not reps:
@@ -230,12 +247,7 @@ class GroupMetric:
         }
 
 
-def _ratio_value(
-    num: float, den: float, transform: Callable[[float], float] | None
-) -> float | None:
-    if den <= 0:
-        return None
-    v = num / den
+def _transformed(v: float, transform: Callable[[float], float] | None) -> float | None:
     if transform is not None:
         if v <= 0 and transform is math.log:
             return None
@@ -243,20 +255,38 @@ def _ratio_value(
     return float(v) if math.isfinite(v) else None
 
 
+def _ratio_value(
+    num: float, den: float, transform: Callable[[float], float] | None
+) -> float | None:
+    if den <= 0:
+        return None
+    return _transformed(num / den, transform)
+
+
 def _bootstrap_sums(
-    num: np.ndarray, den: np.ndarray, n_boot: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Replicate sums of ``num`` and ``den`` under resampling with replacement (chunked)."""
-    n = len(num)
-    out_num = np.empty(n_boot)
-    out_den = np.empty(n_boot)
+    arrays: list[np.ndarray], n_boot: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Replicate sums of each array under one resampling with replacement (chunked).
+
+    All arrays are indexed by the same draws, so quantities computed from them stay paired.
+    """
+    n = len(arrays[0])
+    out = [np.empty(n_boot) for _ in arrays]
     chunk = max(1, 4_000_000 // max(n, 1))
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
         draws = rng.integers(0, n, size=(b, n))
-        out_num[start : start + b] = num[draws].sum(axis=1)
-        out_den[start : start + b] = den[draws].sum(axis=1)
-    return out_num, out_den
+        for a, o in zip(arrays, out):
+            o[start : start + b] = a[draws].sum(axis=1)
+    return out
+
+
+def _apply(values: np.ndarray, transform: Callable[[float], float] | None) -> np.ndarray:
+    """Element-wise :func:`_transformed`, NaN where the value is undefined."""
+    if transform is None:
+        return values
+    out = [_transformed(float(v), transform) if np.isfinite(v) else None for v in values]
+    return np.array([np.nan if v is None else v for v in out], dtype=np.float64)
 
 
 def group_metric_from_samples(
@@ -274,100 +304,144 @@ def group_metric_from_samples(
     level: float = 0.95,
     na_reason: str = "no sample of this group qualifies for this metric",
     min_count: int = 1,
+    group_num: dict[str, np.ndarray] | None = None,
+    group_den: dict[str, np.ndarray] | None = None,
+    overall_mode: Literal["pooled", "macro"] = "pooled",
 ) -> GroupMetric:
     """Build a :class:`GroupMetric` from per-sample contributions.
 
     Args:
         name: metric name.
-        num: ``(N,)`` per-sample numerators.
+        num: ``(N,)`` per-sample numerators (of the overall value, and of the group values unless
+            ``group_num`` overrides them).
         den: ``(N,)`` per-sample denominators (default 1 each: a plain mean).
-        valid: ``(N,)`` which samples count (default all).
+        valid: ``(N,)`` which samples count (default all; samples with ``den == 0`` never do).
         groupings: the attributes (and intersections) to slice by.
         higher_is_better: decides the worst group.
         description: one line for reports.
         transform: applied to the ratio of sums (e.g. ``math.log``).
         n_boot: bootstrap replicates (0: no intervals). Resampling is stratified within the groups
-            of each grouping; the overall interval comes from the first grouping's replicates (a
-            plain bootstrap when there is no grouping).
+            of each grouping, so every replicate keeps each group's size; group and overall
+            replicates share the same draws (when ``group_num``/``group_den`` make a group count
+            other samples than the overall does, the two sets are resampled separately).
+            The overall interval comes from the first grouping's replicates (a plain bootstrap
+            when there is no grouping).
         seed: bootstrap seed.
         level: interval coverage.
         na_reason: the reason recorded for groups with fewer than ``min_count`` valid samples.
         min_count: valid samples a group needs for a value.
+        group_num: per grouping name, contributions that replace ``num`` for its group values
+            (pair statistics: "pairs inside the group" depend on the grouping).
+        group_den: likewise for ``den``.
+        overall_mode: ``"pooled"`` (ratio of sums over all samples) or ``"macro"`` (mean of the
+            group values of the single grouping, e.g. balanced accuracy).
     """
     num = np.asarray(num, dtype=np.float64)
+    if num.ndim != 1:
+        raise ValueError(f"num must have shape (N,), got {num.shape}")
     n = len(num)
     den = np.ones(n) if den is None else np.asarray(den, dtype=np.float64)
     valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     if den.shape != (n,) or valid.shape != (n,):
         raise ValueError(f"num, den and valid must all have shape ({n},)")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    valid = valid & (den > 0)  # a sample with no pairs contributes nothing
     for g in groupings:
         if g.codes.shape != (n,):
             raise ValueError(f"grouping {g.name!r} has {len(g.codes)} codes for {n} samples")
+    if overall_mode not in ("pooled", "macro"):
+        raise ValueError(f"overall_mode must be 'pooled' or 'macro', got {overall_mode!r}")
+    if overall_mode == "macro" and len(groupings) != 1:
+        raise ValueError("overall_mode='macro' needs exactly one grouping")
+    group_num = group_num or {}
+    group_den = group_den or {}
+    unknown = sorted((set(group_num) | set(group_den)) - {g.name for g in groupings})
+    if unknown:
+        raise ValueError(
+            f"group_num/group_den name unknown groupings {unknown}; the groupings are "
+            f"{[g.name for g in groupings]}"
+        )
     q = (1 - level) / 2
     rng = np.random.default_rng(seed)
 
-    def interval(rep_num: np.ndarray, rep_den: np.ndarray) -> tuple[float | None, float | None]:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            vals = rep_num / rep_den
-            if transform is not None:
-                vals = np.array([transform(v) if v > 0 else np.nan for v in vals])
-        vals = vals[np.isfinite(vals)]
-        if vals.size == 0:
+    def interval(values: np.ndarray) -> tuple[float | None, float | None]:
+        values = values[np.isfinite(values)]
+        if values.size == 0:
             return None, None
-        return float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))
+        return float(np.quantile(values, q)), float(np.quantile(values, 1 - q))
 
-    v_num, v_den = num[valid], den[valid]
-    overall_value = _ratio_value(v_num.sum(), v_den.sum(), transform)
+    def ratio_reps(rn: np.ndarray, rd: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _apply(rn / rd, transform)
+
+    overall_value = _ratio_value(num[valid].sum(), den[valid].sum(), transform)
     overall_ci: tuple[float | None, float | None] = (None, None)
     by_group: dict[str, dict[str, Estimate]] = {}
     replicates: dict[str, dict[str, np.ndarray]] = {}
 
     for gi, grouping in enumerate(groupings):
+        g_num = np.asarray(group_num.get(grouping.name, num), dtype=np.float64)
+        g_den = np.asarray(group_den.get(grouping.name, den), dtype=np.float64)
+        if g_num.shape != (n,) or g_den.shape != (n,):
+            raise ValueError(f"group_num/group_den of {grouping.name!r} must have shape ({n},)")
+        g_valid = valid & (g_den > 0)
         groups: dict[str, Estimate] = {}
         reps: dict[str, np.ndarray] = {}
         tot_num = np.zeros(n_boot)
         tot_den = np.zeros(n_boot)
-        codes_present = np.unique(grouping.codes)
-        for code in codes_present:
-            gname = grouping.names[code] if code < len(grouping.names) else str(code)
-            member = grouping.codes == code
-            sel = member & valid
+        for code in np.unique(grouping.codes):
+            gname = grouping.names[code]
+            sel = (grouping.codes == code) & g_valid
             count = int(sel.sum())
-            value = _ratio_value(num[sel].sum(), den[sel].sum(), transform) if count else None
+            value = _ratio_value(g_num[sel].sum(), g_den[sel].sum(), transform) if count else None
+            rep = np.full(n_boot, np.nan)
+            overall_sel = (grouping.codes == code) & valid
+            if n_boot and np.array_equal(sel, overall_sel):
+                # the usual case: one resampling of the group serves group and overall sums
+                rn, rd, on, od = _bootstrap_sums(
+                    [g_num[sel], g_den[sel], num[sel], den[sel]], n_boot, rng
+                )
+                tot_num += on
+                tot_den += od
+                rep = ratio_reps(rn, rd)
+            elif n_boot:
+                # grouping-specific contributions count other samples: resample each set within
+                # the group so every replicate keeps both counts exact
+                if sel.any():
+                    rn, rd = _bootstrap_sums([g_num[sel], g_den[sel]], n_boot, rng)
+                    rep = ratio_reps(rn, rd)
+                if overall_sel.any():
+                    on, od = _bootstrap_sums([num[overall_sel], den[overall_sel]], n_boot, rng)
+                    tot_num += on
+                    tot_den += od
             if count < min_count or value is None:
                 groups[gname] = Estimate(None, count, na_reason=na_reason)
                 reps[gname] = np.full(n_boot, np.nan)
-                if n_boot and count:
-                    rn, rd = _bootstrap_sums(num[sel], den[sel], n_boot, rng)
-                    tot_num += rn
-                    tot_den += rd
                 continue
-            lo = hi = None
-            if n_boot:
-                rn, rd = _bootstrap_sums(num[sel], den[sel], n_boot, rng)
-                tot_num += rn
-                tot_den += rd
-                lo, hi = interval(rn, rd)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    rv = rn / rd
-                    if transform is not None:
-                        rv = np.array([transform(v) if v > 0 else np.nan for v in rv])
-                reps[gname] = rv
+            lo, hi = interval(rep) if n_boot else (None, None)
+            reps[gname] = rep
             groups[gname] = Estimate(value, count, lo, hi)
         by_group[grouping.name] = groups
+        if overall_mode == "macro":
+            present = [e.value for e in groups.values() if e.value is not None]
+            overall_value = float(np.mean(present)) if present else None
         if n_boot:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ov = tot_num / tot_den
-                if transform is not None:
-                    ov = np.array([transform(v) if v > 0 else np.nan for v in ov])
+            if overall_mode == "macro":
+                stacked = np.array([reps[g] for g, e in groups.items() if e.value is not None])
+                ov = stacked.mean(axis=0) if stacked.size else np.full(n_boot, np.nan)
+            else:
+                ov = ratio_reps(tot_num, tot_den)
             reps["__overall__"] = ov
             replicates[grouping.name] = reps
             if gi == 0:
-                overall_ci = interval(tot_num, tot_den)
+                overall_ci = interval(ov)
 
-    if n_boot and not groupings and v_num.size:
-        rn, rd = _bootstrap_sums(v_num, v_den, n_boot, rng)
-        overall_ci = interval(rn, rd)
+    if n_boot and not groupings and valid.any():
+        rn, rd = _bootstrap_sums([num[valid], den[valid]], n_boot, rng)
+        overall_ci = interval(ratio_reps(rn, rd))
     overall = Estimate(
         overall_value,
         int(valid.sum()),

@@ -50,6 +50,7 @@ def embed_dataset(
     num_workers: int = 0,
     progress: bool = False,
     metadata: dict[str, Any] | None = None,
+    allow_invalid: bool = False,
 ) -> EmbeddingSet:
     """Embed every sample of ``dataset`` (in order) and keep its labels and attributes.
 
@@ -61,6 +62,8 @@ def embed_dataset(
         num_workers: DataLoader worker processes.
         progress: show a progress bar.
         metadata: stored in the returned set (e.g. model and split names).
+        allow_invalid: keep rows whose embedding has NaN/Inf (for audits that report or drop
+            them) instead of raising.
     """
     dev = resolve_device(device)
     model.to(dev)
@@ -80,4 +83,5 @@ def embed_dataset(
         label_names=dataset.label_names,
         attribute_value_names=dataset.attribute_value_names,
         metadata={"dataset": dataset.name, **(metadata or {})},
+        allow_invalid=allow_invalid,
     )

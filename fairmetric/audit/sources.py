@@ -1,0 +1,205 @@
+"""Turn what a user points ``fairmetric audit`` at into an :class:`EmbeddingSet`.
+
+Accepted sources:
+
+- an embedding file: ``.npz`` or ``.safetensors`` written by :meth:`EmbeddingSet.save`;
+- a ``.npy`` matrix plus a CSV of labels and attributes (``labels_csv``: header ``label,<attr>...``,
+  one row per embedding);
+- a fairmetric run folder (its ``config.yaml`` describes the data) or exported model folder (give a
+  ``config``), embedded on the config's split;
+- a timm model name (its pooled features, ``pretrained=False`` or a local ``weights`` file), with a
+  ``config`` describing the data;
+- ``module:function``: any Python callable mapping a batch of inputs (a float tensor, images in
+  ``[0, 1]`` or vectors) to embeddings (a tensor or array), with a ``config`` describing the data —
+  the way to audit released models such as sentence encoders or face-recognition networks.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from fairmetric.embeddings import EmbeddingSet
+
+__all__ = ["load_source", "CallableEncoder"]
+
+
+class CallableEncoder(nn.Module):
+    """Wrap a plain function ``batch -> embeddings`` as a module (numpy outputs are converted)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fn(x)
+        out = torch.as_tensor(np.asarray(out) if not isinstance(out, torch.Tensor) else out)
+        if out.ndim != 2 or out.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"the encoder returned shape {tuple(out.shape)} for a batch of {x.shape[0]}; it "
+                "must return one embedding row per input, (batch, D)"
+            )
+        return out.float()
+
+
+class _Features(nn.Module):
+    """A timm backbone's pooled features (what a released backbone offers as its embedding)."""
+
+    def __init__(self, embedder: nn.Module) -> None:
+        super().__init__()
+        self.embedder = embedder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedder.features(x)
+
+
+def _read_labels_csv(path: Path, n: int) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"labels CSV not found: {path}")
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    if not rows or not rows[0] or rows[0][0].strip() != "label":
+        raise ValueError(f"{path}: the first line must be a header starting with 'label'")
+    header = [h.strip() for h in rows[0]]
+    body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
+    if len(body) != n:
+        raise ValueError(
+            f"{path} has {len(body)} rows but the .npy file has {n} embeddings; they must match "
+            "one to one"
+        )
+    for i, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise ValueError(f"{path} line {i}: expected {len(header)} fields, got {len(r)}")
+
+    def column(j: int) -> list[Any]:
+        values = [r[j].strip() for r in body]
+        return [int(v) for v in values] if all(v.isdigit() for v in values) else values
+
+    return {
+        "labels": column(0),
+        "attributes": {h: column(j) for j, h in enumerate(header) if j > 0},
+    }
+
+
+def _data_split(config: str | Path | None, overrides: list[str] | None, split: str, what: str):
+    from fairmetric.train.config import load_config
+    from fairmetric.train.trainer import build_data
+
+    if config is None:
+        raise ValueError(
+            f"auditing {what} needs a dataset: pass --config CONFIG (its data section)"
+        )
+    cfg = load_config(config, overrides)
+    splits = build_data(cfg)
+    if split not in splits:
+        raise ValueError(f"unknown split {split!r}; this dataset has: {', '.join(splits)}")
+    return splits[split]
+
+
+def _import_callable(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import module {module_name!r} of {spec!r}: {e}") from None
+    fn = module
+    for part in attr.split("."):
+        if not hasattr(fn, part):
+            raise ValueError(f"{module_name!r} has no attribute {attr!r} (from {spec!r})")
+        fn = getattr(fn, part)
+    if not callable(fn):
+        raise ValueError(f"{spec!r} is not callable")
+    return fn
+
+
+def load_source(
+    source: str | Path,
+    *,
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    split: str = "test",
+    labels_csv: str | Path | None = None,
+    weights: str | Path | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    progress: bool = False,
+) -> EmbeddingSet:
+    """Resolve an audit source (see the module docstring) into an :class:`EmbeddingSet`.
+
+    Rows with NaN/Inf are kept (``allow_invalid``) so the audit can report or drop them.
+    """
+    from fairmetric.models.embed import embed_dataset
+
+    text = str(source)
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix in (".npz", ".safetensors"):
+        return EmbeddingSet.load(path, allow_invalid=True)
+    if suffix == ".npy":
+        if not path.is_file():
+            raise FileNotFoundError(f"embedding matrix not found: {path}")
+        if labels_csv is None:
+            raise ValueError(f"a .npy matrix carries no labels: pass --labels CSV for {path}")
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise ValueError(f"{path} is not a plain numpy array file ({e})") from None
+        columns = _read_labels_csv(Path(labels_csv), len(matrix))
+        return EmbeddingSet(
+            embeddings=matrix, allow_invalid=True, metadata={"source": text}, **columns
+        )
+    if path.is_dir():
+        from fairmetric.models.embedder import CONFIG_FILE, load_embedder
+
+        model_dir = path / "model" if (path / "model" / CONFIG_FILE).is_file() else path
+        if not (model_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(
+                f"{path} is neither a fairmetric run folder (model/{CONFIG_FILE}) nor an "
+                f"exported model folder ({CONFIG_FILE})"
+            )
+        if config is None and (path / "config.yaml").is_file():
+            config = path / "config.yaml"
+        dataset = _data_split(config, overrides, split, f"the model in {path}")
+        model: nn.Module = load_embedder(model_dir)
+    elif ":" in text and not path.exists():
+        model = CallableEncoder(_import_callable(text))  # a typo fails before any data work
+        dataset = _data_split(config, overrides, split, f"the encoder {text}")
+    else:
+        import timm
+
+        if not timm.is_model(text):
+            if path.suffix or path.exists():
+                raise ValueError(
+                    f"cannot audit {text!r}: not an embedding file (.npz, .safetensors, .npy + "
+                    "--labels), a model folder, a timm model name or module:function"
+                )
+            raise FileNotFoundError(
+                f"{text!r} is not an existing file or folder, a timm model name, or module:function"
+            )
+        from fairmetric.models.embedder import Embedder
+
+        dataset = _data_split(config, overrides, split, f"the timm model {text}")
+        model = _Features(
+            Embedder(
+                backbone=text,
+                embedding_dim=1,
+                input_size=tuple(dataset.input_shape),
+                pretrained_weights=None if weights is None else str(weights),
+            )
+        )
+    return embed_dataset(
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        metadata={"source": text, "split": split},
+        allow_invalid=True,
+    )
