@@ -15,7 +15,18 @@ Metrics (``metric=``):
 - ``"ip"``: raw inner products ``⟨x_i, x_j⟩``, descending.
 
 Indexes (``index=``): ``"exact"`` (``IndexFlatL2``/``IndexFlatIP``), ``"ivf"`` (``IndexIVFFlat``),
-``"hnsw"`` (``IndexHNSWFlat``), or ``"auto"`` = exact when ``N <= exact_max``, else IVF.
+``"hnsw"`` (``IndexHNSWFlat``), or ``"auto"`` = exact when ``N <= exact_max``, else IVF (IVF
+settings are then ignored when exact is picked).
+
+**IVF.** ``nlist ≈ 4·sqrt(N)`` lists (:func:`default_nlist`), trained by seeded k-means on a random
+sample, with an L2 coarse quantizer for every metric (it probes better lists than an inner-product
+one on clustered data, for cosine and ip too). IVF scores inside the visited lists are exact, so a
+query finds its true nearest neighbour exactly when that neighbour's list is among the ``nprobe``
+lists probed; :func:`nprobe_needed` measures this on a sample of the data being indexed, and the
+default ``nprobe`` is the smallest that reaches ``target_recall`` Recall@1 against exact search
+(the measured value is in ``params["calibration"]``). No fixed ``nprobe`` fits all data: on
+Gaussian clusters, 100k × 128, the same target needs 47 of 1265 lists when clusters are tight and
+234 when they overlap heavily.
 
 **Missing neighbours.** Approximate indexes can return fewer than ``k`` neighbours (an IVF probe
 that visits small lists, an HNSW graph region with few reachable nodes). Those slots hold id
@@ -67,12 +78,16 @@ IndexKind = Literal["auto", "exact", "ivf", "hnsw"]
 _METRICS: tuple[str, ...] = get_args(Metric)
 _INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
 
-#: default number of queries per chunk (scaled down for very large k, see ``_chunk_size``)
+#: default number of queries per chunk (fewer for very large k, see NeighborIndex.iter_search)
 DEFAULT_CHUNK_SIZE = 8192
 # the most results one chunk may hold by default: 8192 queries x 512 neighbours (~50 MB)
 _MAX_CHUNK_RESULTS = 8192 * 512
 # faiss GPU k-selection supports k (and nprobe) up to 2048
 _GPU_MAX_K = 2048
+# IVF scans its lists about 25x slower per vector than exact (BLAS) search: measured on this
+# project's 2-core CPU, 200k and 1M x 128, IVF time / exact time = 0.7 at 1/32 of the lists
+# probed and 1.3-1.6 at 1/16, so beyond ~1/25 IVF costs more than it saves
+_IVF_MAX_PROBE_FRACTION = 1 / 25
 # rows per block when validating / normalising, so no N x D temporary is made
 _ROW_BLOCK = 65536
 _SHOW_INDICES = 5
@@ -96,6 +111,7 @@ def nprobe_needed(
     metric: Metric,
     queries: int = 2000,
     seed: int = 0,
+    gpu_resources: Any = None,
 ) -> np.ndarray:
     """For a seeded sample of query rows, the IVF ``nprobe`` each needs to find its true nearest
     neighbour (self excluded), sorted ascending.
@@ -114,13 +130,17 @@ def nprobe_needed(
         metric: the search metric (it defines the true neighbour).
         queries: sample size (all rows when ``N`` is smaller).
         seed: seed of the sample.
+        gpu_resources: a ``faiss.StandardGpuResources`` to run the exact search on the GPU.
     """
     n = x.shape[0]
     m = min(n, queries)
     rows = np.sort(np.random.default_rng([seed, 1]).choice(n, m, replace=False))
     q = x[rows]
     faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-    scores, ids = faiss.knn(q, x, 2, metric=faiss_metric)
+    if gpu_resources is not None:
+        scores, ids = faiss.knn_gpu(gpu_resources, q, x, 2, metric=faiss_metric)
+    else:
+        scores, ids = faiss.knn(q, x, 2, metric=faiss_metric)
     nn = _drop_self(scores, ids, rows)[1][:, 0]
     nn_list = quantizer.assign(x[nn], 1)[:, 0]
     centroids = quantizer.reconstruct_n(0, nlist).astype(np.float64)
@@ -169,7 +189,8 @@ def _as_float32(x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
     """``x`` as a C-contiguous float32 ``(N, D)`` array (no copy when it already is one), checked
     for shape and finite values, and whether that array is a copy (``owned``)."""
     if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        x = (x.float() if x.is_floating_point() and x.dtype != torch.float64 else x).numpy()
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (N, D), got shape {arr.shape}")
@@ -387,6 +408,7 @@ class NeighborIndex:
                 "the GPU, or use_gpu=False"
             )
         gpu = kind != "hnsw" and (use_gpu if use_gpu is not None else _gpu_available())
+        self._auto = index == "auto"
 
         if kind == "ivf":
             nlist = default_nlist(n) if nlist is None else _check_int(nlist, "nlist", low=1, high=n)
@@ -399,96 +421,27 @@ class NeighborIndex:
                 nprobe = _check_int(nprobe, "nprobe", low=1, high=nlist, hint=f" (nlist={nlist})")
 
         self.n, self.d, self.metric = n, d, metric
-        self.index_used: str = kind
         self._gpu = bool(gpu)
         self._threads = threads
         self._ef_search = ef_search
         self._gpu_res = faiss.StandardGpuResources() if self._gpu else None
-        faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        flat_name = "IndexFlatL2" if metric == "l2" else "IndexFlatIP"
-        prefix = "Gpu" if self._gpu else ""
-
+        extra: dict[str, Any] = {}
         with _omp_threads(threads):
+            if kind == "ivf":
+                ivf = self._build_ivf(x32, nlist, nprobe, train_size, target_recall, seed)
+                if ivf is None:  # "auto", and IVF would be slower than exact search
+                    kind = "exact"
+                    extra["ivf_rejected"] = self._rejected
+                else:
+                    idx, extra = ivf
             if kind == "exact":
                 idx = self._to_gpu(faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d))
                 idx.add(x32)
-                self.description = f"{prefix}{flat_name} (exact, {metric})"
-                extra: dict[str, Any] = {}
-            elif kind == "ivf":
-                # L2 k-means and an L2 coarse quantizer for every metric: measured on clustered
-                # data it probes better lists for cosine and ip too (100k x 128, nprobe=80:
-                # Recall@1 0.999 vs 0.993 with a spherical IP quantizer for cosine, 0.996 vs
-                # 0.989 with faiss's default IP quantizer for ip)
-                quantizer = faiss.IndexFlatL2(d)
-                idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
-                idx.cp.seed = seed
-                if train_size == n:
-                    sample = x32
-                else:
-                    rows = np.random.default_rng(seed).choice(n, train_size, replace=False)
-                    sample = x32[np.sort(rows)]
-                idx.train(sample)
-                del sample
-                needed = nprobe_needed(x32, quantizer, nlist, metric=metric, seed=seed)
-                source = "given" if nprobe is not None else "calibrated"
-                # aim 1.645 standard errors above the target on the sample, so the recall on
-                # all queries reaches the target with ~95% confidence, not just on average
-                m = len(needed)
-                sample_target = min(
-                    1.0, target_recall + 1.645 * math.sqrt(target_recall * (1 - target_recall) / m)
-                )
-                if nprobe is None:
-                    nprobe = nprobe_for_recall(needed, sample_target)
-                    if self._gpu and nprobe > _GPU_MAX_K:
-                        warnings.warn(
-                            f"IVF needs nprobe={nprobe} for Recall@1 >= {target_recall} but faiss "
-                            f"GPU allows at most {_GPU_MAX_K}; using {_GPU_MAX_K}",
-                            stacklevel=2,
-                        )
-                        nprobe = _GPU_MAX_K
-                    if nprobe > max(nlist // 4, 16):
-                        warnings.warn(
-                            f"IVF needs nprobe={nprobe} of nlist={nlist} lists for Recall@1 >= "
-                            f"{target_recall} on this data, so it saves little over exact "
-                            "search: consider index='exact'",
-                            stacklevel=2,
-                        )
-                elif self._gpu and nprobe > _GPU_MAX_K:
-                    raise ValueError(
-                        f"nprobe={nprobe} exceeds faiss GPU's limit of {_GPU_MAX_K}; "
-                        "use use_gpu=False"
-                    )
-                calibration = {
-                    "nprobe_source": source,
-                    "target_recall@1": target_recall,
-                    "sample_target@1": round(sample_target, 6),
-                    "sample_queries": m,
-                    "recall@1": float(np.mean(needed <= nprobe)),
-                }
-                idx.nprobe = nprobe
-                if self._gpu:
-                    idx = self._to_gpu(idx)
-                    faiss.GpuParameterSpace().set_index_parameter(idx, "nprobe", nprobe)
-                else:
-                    self._quantizer = quantizer  # the IVF index does not own it
-                idx.add(x32)
-                self.description = f"{prefix}IndexIVFFlat(nlist={nlist}, nprobe={nprobe}, {metric})"
-                extra = {
-                    "nlist": nlist,
-                    "nprobe": nprobe,
-                    "train_size": train_size,
-                    "calibration": calibration,
-                }
-            else:
-                idx = faiss.IndexHNSWFlat(d, hnsw_m, faiss_metric)
-                idx.add(x32)
-                ef_text = ef_search if ef_search is not None else "max(64, 2k)"
-                self.description = f"IndexHNSWFlat(M={hnsw_m}, efSearch={ef_text}, {metric})"
-                extra = {
-                    "hnsw_m": hnsw_m,
-                    "ef_construction": int(idx.hnsw.efConstruction),
-                    "ef_search": ef_search if ef_search is not None else "max(64, 2k)",
-                }
+                name = "IndexFlatL2" if metric == "l2" else "IndexFlatIP"
+                self.description = f"{'Gpu' if self._gpu else ''}{name} (exact, {metric})"
+            elif kind == "hnsw":
+                idx, extra = self._build_hnsw(x32, hnsw_m)
+        self.index_used: str = kind
         self._index = idx
         if kind == "exact" and not self._gpu and owned:
             # our float32 copy duplicates the index storage: read queries from the index instead
@@ -505,6 +458,102 @@ class NeighborIndex:
             "threads": threads if threads is not None else int(faiss.omp_get_max_threads()),
             "gpu": self._gpu,
             "seed": seed,
+        }
+
+    def _build_ivf(
+        self,
+        x32: np.ndarray,
+        nlist: int,
+        nprobe: int | None,
+        train_size: int,
+        target_recall: float,
+        seed: int,
+    ) -> tuple[Any, dict[str, Any]] | None:
+        """Train, calibrate and fill an ``IndexIVFFlat``; ``None`` when ``index="auto"`` and the
+        calibrated ``nprobe`` makes IVF slower than exact search."""
+        n, d = x32.shape
+        metric = self.metric
+        faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        # L2 k-means and an L2 coarse quantizer for every metric: measured on clustered data it
+        # probes better lists for cosine and ip too (100k x 128, nprobe=80: Recall@1 0.999 vs
+        # 0.993 with a spherical IP quantizer for cosine, 0.996 vs 0.989 with faiss's default IP
+        # quantizer for ip)
+        quantizer = faiss.IndexFlatL2(d)
+        idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
+        idx.cp.seed = seed
+        if train_size == n:
+            idx.train(x32)
+        else:
+            rows = np.random.default_rng(seed).choice(n, train_size, replace=False)
+            idx.train(x32[np.sort(rows)])
+        needed = nprobe_needed(
+            x32, quantizer, nlist, metric=metric, seed=seed, gpu_resources=self._gpu_res
+        )
+        # aim 1.645 standard errors above the target on the sample, so the recall over all
+        # queries reaches the target with ~95% confidence, not just on average
+        m = len(needed)
+        sample_target = min(
+            1.0, target_recall + 1.645 * math.sqrt(target_recall * (1 - target_recall) / m)
+        )
+        source = "given" if nprobe is not None else "calibrated"
+        if nprobe is None:
+            nprobe = nprobe_for_recall(needed, sample_target)
+            if nprobe > nlist * _IVF_MAX_PROBE_FRACTION:
+                message = (
+                    f"IVF needs nprobe={nprobe} of nlist={nlist} lists for Recall@1 >= "
+                    f"{target_recall} on this data; scanning more than "
+                    f"{_IVF_MAX_PROBE_FRACTION:.0%} of the lists is slower than exact search"
+                )
+                if self._auto:
+                    warnings.warn(f"{message}: index='auto' uses exact search", stacklevel=3)
+                    self._rejected = {"nlist": nlist, "nprobe_needed": nprobe}
+                    return None
+                warnings.warn(
+                    f"{message}: consider index='exact' (or a lower target_recall)", stacklevel=3
+                )
+            if self._gpu and nprobe > _GPU_MAX_K:
+                warnings.warn(
+                    f"IVF needs nprobe={nprobe} for Recall@1 >= {target_recall} but faiss GPU "
+                    f"allows at most {_GPU_MAX_K}; using {_GPU_MAX_K}",
+                    stacklevel=3,
+                )
+                nprobe = _GPU_MAX_K
+        elif self._gpu and nprobe > _GPU_MAX_K:
+            raise ValueError(
+                f"nprobe={nprobe} exceeds faiss GPU's limit of {_GPU_MAX_K}; use use_gpu=False"
+            )
+        idx.nprobe = nprobe
+        if self._gpu:
+            idx = self._to_gpu(idx)
+            faiss.GpuParameterSpace().set_index_parameter(idx, "nprobe", nprobe)
+        else:
+            self._quantizer = quantizer  # the IVF index does not own it
+        idx.add(x32)
+        prefix = "Gpu" if self._gpu else ""
+        self.description = f"{prefix}IndexIVFFlat(nlist={nlist}, nprobe={nprobe}, {metric})"
+        return idx, {
+            "nlist": nlist,
+            "nprobe": nprobe,
+            "train_size": train_size,
+            "calibration": {
+                "nprobe_source": source,
+                "target_recall@1": target_recall,
+                "sample_target@1": round(sample_target, 6),
+                "sample_queries": m,
+                "recall@1": float(np.mean(needed <= nprobe)),
+            },
+        }
+
+    def _build_hnsw(self, x32: np.ndarray, hnsw_m: int) -> tuple[Any, dict[str, Any]]:
+        faiss_metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        idx = faiss.IndexHNSWFlat(x32.shape[1], hnsw_m, faiss_metric)
+        idx.add(x32)
+        ef = self._ef_search if self._ef_search is not None else "max(64, 2k)"
+        self.description = f"IndexHNSWFlat(M={hnsw_m}, efSearch={ef}, {self.metric})"
+        return idx, {
+            "hnsw_m": hnsw_m,
+            "ef_construction": int(idx.hnsw.efConstruction),
+            "ef_search": ef,
         }
 
     def _to_gpu(self, idx: Any) -> Any:

@@ -96,6 +96,8 @@ def test_float64_and_tensor_input_give_same_result():
         s, i = NeighborIndex(inp).search(None, 5)
         np.testing.assert_array_equal(i, ref[1])
         np.testing.assert_allclose(s, ref[0], rtol=1e-6)
+    half = torch.from_numpy(x).to(torch.bfloat16)  # numpy has no bfloat16: cast on the way
+    assert NeighborIndex(half).search(None, 5)[1].shape == (60, 5)
 
 
 def test_input_array_not_modified_and_cosine_vectors_are_unit():
@@ -250,10 +252,23 @@ def test_hnsw_ef_search_and_params():
 def test_auto_picks_exact_then_ivf():
     x = _clustered(2000, 8, 20)
     assert NeighborIndex(x, exact_max=2000).index_used == "exact"
-    index = NeighborIndex(x, exact_max=1999)
+    index = NeighborIndex(x, exact_max=1999, target_recall=0.5)
     assert index.index_used == "ivf" and index.params["index"] == "ivf"
     assert index.params["nlist"] == default_nlist(2000) == 51
     assert index.params["train_size"] == 2000
+
+
+def test_auto_falls_back_to_exact_when_ivf_would_be_slower():
+    x = np.random.default_rng(0).normal(size=(4000, 32)).astype(np.float32)  # no structure
+    with pytest.warns(UserWarning, match="index='auto' uses exact search"):
+        index = NeighborIndex(x, exact_max=100)
+    assert index.index_used == "exact" and index.description == "IndexFlatL2 (exact, l2)"
+    rejected = index.params["ivf_rejected"]
+    assert rejected["nlist"] == 102 and rejected["nprobe_needed"] > 102 / 25
+    ref = knn_bruteforce(x[:300], 3)[1]
+    with pytest.warns(UserWarning, match="uses exact search"):
+        small = NeighborIndex(x[:300], exact_max=10)
+    np.testing.assert_array_equal(small.search(None, 3)[1], ref)
 
 
 def test_default_nlist():
@@ -300,7 +315,7 @@ def test_given_nprobe_reports_its_calibrated_recall():
 
 def test_ivf_warns_when_it_needs_most_lists():
     x = np.random.default_rng(0).normal(size=(4000, 32)).astype(np.float32)  # no structure
-    with pytest.warns(UserWarning, match="consider index='exact'"):
+    with pytest.warns(UserWarning, match="slower than exact search: consider index='exact'"):
         NeighborIndex(x, index="ivf", nlist=64, target_recall=1.0)
 
 
