@@ -161,7 +161,11 @@ class EmbeddingSet:
     @property
     def invalid_mask(self) -> np.ndarray:
         """``(N,)`` boolean mask of rows holding a NaN or Inf value."""
-        return ~np.isfinite(self.embeddings).all(axis=1)
+        # a row is finite iff its sum of squares is (NaN and Inf propagate); float64 avoids
+        # overflow of large finite values, and no (N, D) temporary is made
+        return ~np.isfinite(
+            np.einsum("ij,ij->i", self.embeddings, self.embeddings, dtype=np.float64)
+        )
 
     def attribute(self, name: str) -> np.ndarray:
         """The ``(N,)`` integer column of attribute ``name``.

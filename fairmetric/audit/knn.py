@@ -446,10 +446,12 @@ class NeighborIndex:
                 idx, extra = self._build_hnsw(x32, hnsw_m)
         self.index_used: str = kind
         self._index = idx
+        self._x_in_index = False  # True when the rows are the faiss index's own memory
         if kind == "exact" and not self._gpu and owned:
             # our float32 copy duplicates the index storage: read queries from the index instead
             x32 = faiss.rev_swig_ptr(idx.get_xb(), n * d).reshape(n, d)
             x32.flags.writeable = False
+            self._x_in_index = True
         self._x = x32
         self.build_seconds = time.perf_counter() - start
         self.params: dict[str, Any] = {
@@ -572,6 +574,19 @@ class NeighborIndex:
         """
         return self._x
 
+    def release(self) -> None:
+        """Free the faiss index once the searches are done; :attr:`vectors` stays valid.
+
+        When the rows are the index's own storage (an exact index over a copy we made), the
+        index is kept, since freeing it would free the rows. Searching after a release raises.
+        """
+        index = getattr(self, "_index", None)
+        if index is None:
+            return
+        if self._x_in_index:
+            return
+        self._index = None
+
     def __repr__(self) -> str:
         return f"NeighborIndex({self.description}, n={self.n}, d={self.d})"
 
@@ -580,6 +595,8 @@ class NeighborIndex:
     def _search_block(
         self, q: np.ndarray, rows: np.ndarray, k: int, exclude_self: bool
     ) -> tuple[np.ndarray, np.ndarray]:
+        if self._index is None:
+            raise RuntimeError("this NeighborIndex was released; build a new one to search")
         k_search = k + 1 if exclude_self else k
         kwargs: dict[str, Any] = {}
         if self.index_used == "hnsw":

@@ -24,7 +24,8 @@ __all__ = [
 
 
 #: rows per block when a computation converts a float32 matrix to float64 piece by piece
-_BLOCK = 65536
+#: (16384 x 128 float64 = 16 MB per temporary)
+_BLOCK = 16384
 
 
 class NeighbourStats:
@@ -185,34 +186,63 @@ def alignment_by_grouping(
     labels = np.asarray(labels, dtype=np.int64)
     n, d = len(labels), x.shape[1]
     n_labels = int(labels.max()) + 1 if n else 1
-    # per grouping: cell of each sample, and class-within-cell of each sample
-    keysets = []
+    # per grouping: cell of each sample, and class-within-cell of each sample; identical keysets
+    # (an attribute constant within classes makes class-within-cell equal to class) are shared
+    keysets: list[tuple[np.ndarray, np.ndarray]] = []
+    slots: list[tuple[int, int]] = []
+    first_of_class = np.unique(labels, return_index=True)[1] if n else np.zeros(0, dtype=int)
+    class_slot = None
     for codes in groupings.values():
         codes = np.asarray(codes, dtype=np.int64)
-        for keys in (codes, codes * n_labels + labels):
+        pair = []
+        constant = n and np.array_equal(
+            codes, codes[first_of_class][np.searchsorted(labels[first_of_class], labels)]
+        )
+        for within_class in (False, True):
+            if within_class and constant and class_slot is not None:
+                pair.append(class_slot)
+                continue
+            keys = codes * n_labels + labels if within_class else codes
             _, inv, size = np.unique(keys, return_inverse=True, return_counts=True)
             keysets.append((inv.ravel(), size))
+            pair.append(len(keysets) - 1)
+            if within_class and constant:
+                class_slot = len(keysets) - 1
+        slots.append((pair[0], pair[1]))
     mean = x.mean(axis=0, dtype=np.float64)
+
+    def block(b: int) -> np.ndarray:
+        return x[b : b + _BLOCK].astype(np.float64) - mean
+
+    # small matrices are converted once; large ones block by block in each pass
+    cached = [block(b) for b in range(0, n, _BLOCK)] if n * d * 8 <= 256 << 20 else None
+
+    def blocks():
+        for i, b in enumerate(range(0, n, _BLOCK)):
+            yield b, (cached[i] if cached is not None else block(b))
+
     sq = np.empty(n)
-    sums = [np.zeros((len(size), d)) for _, size in keysets]
-    for b in range(0, n, _BLOCK):
-        xb = x[b : b + _BLOCK].astype(np.float64) - mean
+    for b, xb in blocks():
         sq[b : b + _BLOCK] = np.einsum("ij,ij->i", xb, xb)
-        for (inv, size), acc in zip(keysets, sums):
-            acc += _cell_sums(xb, inv[b : b + _BLOCK], len(size))
-    cross = [np.empty(n) for _ in keysets]
-    for b in range(0, n, _BLOCK):
-        xb = x[b : b + _BLOCK].astype(np.float64) - mean
-        for (inv, _), acc, out in zip(keysets, sums, cross):
-            out[b : b + _BLOCK] = np.einsum("ij,ij->i", xb, acc[inv[b : b + _BLOCK]])
     totals = []
-    for (inv, size), c in zip(keysets, cross):
+    for inv, size in keysets:  # one keyset at a time: only its cell sums are held
+        acc = np.zeros((len(size), d))
+        for b, xb in blocks():
+            acc += _cell_sums(xb, inv[b : b + _BLOCK], len(size))
+        cross = np.empty(n)
+        for b, xb in blocks():
+            rows = inv[b : b + _BLOCK]
+            if len(size) <= 64:  # few cells: one small product instead of gathering rows
+                cross[b : b + _BLOCK] = (xb @ acc.T)[np.arange(len(rows)), rows]
+            else:
+                cross[b : b + _BLOCK] = np.einsum("ij,ij->i", xb, acc[rows])
+        del acc
         qsum = np.bincount(inv, weights=sq, minlength=len(size))
-        total = size[inv] * sq + qsum[inv] - 2.0 * c
+        total = size[inv] * sq + qsum[inv] - 2.0 * cross
         totals.append((np.maximum(total, 0.0), (size[inv] - 1).astype(np.float64)))
     out = {}
-    for i, name in enumerate(groupings):
-        (all_sum, all_pairs), (same_sum, same_pairs) = totals[2 * i], totals[2 * i + 1]
+    for name, (i_all, i_same) in zip(groupings, slots):
+        (all_sum, all_pairs), (same_sum, same_pairs) = totals[i_all], totals[i_same]
         diff_sum = np.maximum(all_sum - same_sum, 0.0)
         out[name] = (same_sum, same_pairs, diff_sum, all_pairs - same_pairs)
     return out
@@ -261,8 +291,9 @@ def uniformity_contributions(
             num[members] = e.sum(axis=1)
             den[members] = m - 1
             continue
-        for s in range(0, m, chunk):
-            rows = np.arange(s, min(s + chunk, m))
+        step = max(1, min(chunk, (64 << 20) // max(1, 4 * partners * xm.shape[1])))
+        for s in range(0, m, step):  # temporaries of about 64 MB
+            rows = np.arange(s, min(s + step, m))
             # partner j uniform over the other m - 1 members: draw in [0, m-1), skip self
             j = rng.integers(0, m - 1, size=(len(rows), partners))
             j = j + (j >= rows[:, None])
@@ -286,8 +317,8 @@ def uniformity_by_grouping(
 
     One sample of partners serves every grouping: the samples are put in a random order ``P``
     and the partners of ``P[r]`` are ``P[r + s]`` for shifts ``s = 1..partners`` (mod N), so each
-    partner is uniform over the other samples, never the sample itself, and every round is
-    contiguous arithmetic on one permuted copy. Conditioned on falling inside ``i``'s group a
+    partner is uniform over the other samples and never the sample itself; rows are processed in
+    chunks of about 64 MB, so memory stays O(N·partners) beyond ``x``. Conditioned on falling inside ``i``'s group a
     partner is uniform over the group, so the pairs that do are an unbiased sample of the group's
     pairs. Groups of at most ``exact_max`` samples use all their pairs instead, and groups too
     small to receive about one such partner per sample (``n_g · partners / N < 1``) get partners
@@ -307,20 +338,24 @@ def uniformity_by_grouping(
         }
     partners = min(partners, n - 1)
     order = rng.permutation(n)
-    xp = np.ascontiguousarray(x[order], dtype=np.float32)  # differences taken directly
     codes_p = {name: np.asarray(c, dtype=np.int64)[order] for name, c in groupings.items()}
     num_p = np.zeros(n)
     g_num = {name: np.zeros(n) for name in groupings}
     g_den = {name: np.zeros(n) for name in groupings}
-    for shift in range(1, partners + 1):
-        other = np.roll(xp, -shift, axis=0)  # row r holds P[r + shift]
-        diff = xp - other
-        w = np.exp(-t * np.einsum("ij,ij->i", diff, diff)).astype(np.float64)
-        num_p += w
-        for name, c in codes_p.items():
-            same = c == np.roll(c, -shift)
-            g_num[name] += np.where(same, w, 0.0)
-            g_den[name] += same
+    # rows of the permuted order in chunks (~64 MB of float32 at a time, never a full copy)
+    chunk = max(1, (16 << 20) // max(1, 4 * x.shape[1]))  # 16 MB of float32 rows per chunk
+    for a in range(0, n, chunk):
+        rows = np.arange(a, min(a + chunk, n))
+        xa = np.asarray(x[order[rows]], dtype=np.float32)
+        for shift in range(1, partners + 1):
+            other_rows = (rows + shift) % n  # row r is paired with P[r + shift]
+            diff = xa - np.asarray(x[order[other_rows]], dtype=np.float32)
+            w = np.exp(-t * np.einsum("ij,ij->i", diff, diff)).astype(np.float64)
+            num_p[rows] += w
+            for name, c in codes_p.items():
+                same = c[rows] == c[other_rows]
+                g_num[name][rows] += np.where(same, w, 0.0)
+                g_den[name][rows] += same
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
     overall = (num_p[inverse], np.full(n, float(partners)))
@@ -415,12 +450,17 @@ def linear_probes(
         cell_count = np.bincount(cells[train_rows], minlength=n_cells).astype(np.float64)
         for b in range(0, m, _BLOCK):
             rows = train_rows[b : b + _BLOCK]
-            xs = np.hstack([(x[rows].astype(np.float64) - mean) / std, np.ones((len(rows), 1))])
+            rows = rows[np.argsort(cells[rows], kind="stable")]  # contiguous cells
+            # standardised features in float32 for the products, accumulated in float64
+            xs = np.empty((len(rows), d + 1), dtype=np.float32)
+            xs[:, :d] = (x[rows] - mean) / std
+            xs[:, d] = 1.0
             rc = cells[rows]
-            for c in np.unique(rc):
-                xc = xs[rc == c]
-                cell_gram[c] += xc.T @ xc
-                cell_sum[c] += xc.sum(axis=0)
+            bounds = np.flatnonzero(np.diff(rc)) + 1
+            for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(rows)]):
+                xc = xs[start:stop]
+                cell_gram[rc[start]] += xc.T @ xc
+                cell_sum[rc[start]] += xc.sum(axis=0, dtype=np.float64)
         coefs = {}
         for name, v in value_of.items():
             n_values = int(v.max()) + 1

@@ -509,3 +509,19 @@ def test_exact_search_equals_bruteforce(seed, n, d, metric, exclude_self, duplic
     gap_before = np.concatenate([np.full((n, 1), np.inf), gap_after[:, :-1]], axis=1)
     clear = (gap_after > 10 * tol) & (gap_before > 10 * tol)
     np.testing.assert_array_equal(ids[clear], ref_i[:, :k][clear])
+
+
+def test_release_frees_the_index_but_keeps_vectors():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 4)).astype(np.float32)
+    index = NeighborIndex(x, metric="l2", index="exact")
+    index.release()
+    np.testing.assert_array_equal(index.vectors, x)  # the caller's rows, still valid
+    with pytest.raises(RuntimeError, match="released"):
+        index.search(None, 3)
+    # an exact cosine index reads its rows from the index storage: release keeps the index
+    cos = NeighborIndex(x, metric="cosine", index="exact")
+    before = cos.vectors.copy()
+    cos.release()
+    np.testing.assert_array_equal(cos.vectors, before)
+    assert cos.search(None, 3)[1].shape == (50, 3)
