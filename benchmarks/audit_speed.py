@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 
-def make_data(n: int, dim: int, seed: int = 0, structure: str = "flat"):
+def make_data(n: int, dim: int, seed: int = 0, structure: str = "flat", noise: float | None = None):
     """Clustered unit vectors: classes of 20 samples; a class-level and a sample-level attribute.
 
     ``flat``: independent class centres, noise 0.9 per coordinate (relative to centres of scale
@@ -45,12 +45,12 @@ def make_data(n: int, dim: int, seed: int = 0, structure: str = "flat"):
     x = np.empty((n, dim), dtype=np.float32)
     if structure == "flat":
         centres = rng.standard_normal((n_classes, dim)).astype(np.float32)
-        noise = 0.9
+        noise = 0.9 if noise is None else noise
     elif structure == "nested":
         supers = rng.standard_normal((max(n_classes // 10, 1), dim)).astype(np.float32)
         parent = np.arange(n_classes) % len(supers)
         centres = supers[parent] + 0.5 * rng.standard_normal((n_classes, dim)).astype(np.float32)
-        noise = 0.65
+        noise = 0.65 if noise is None else noise
     else:
         raise ValueError(f"structure must be 'flat' or 'nested', got {structure!r}")
     for s in range(0, n, 100_000):  # in blocks: no float64 temporaries of the whole matrix
@@ -139,14 +139,14 @@ def _rss_mb(field: str) -> float:
     return float("nan")
 
 
-def run_million(dim: int, structure: str, queries: int = 10_000) -> None:
+def run_million(dim: int, structure: str, noise: float | None, queries: int = 10_000) -> None:
     import faiss
 
     from fairmetric.audit import audit
     from fairmetric.audit.knn import NeighborIndex
 
     n = 1_000_000
-    data = make_data(n, dim, structure=structure)
+    data = make_data(n, dim, structure=structure, noise=noise)
     matrix_mb = data.embeddings.nbytes / 2**20
     try:  # reset the peak-RSS counter so only the audit's own peak is measured
         with open("/proc/self/clear_refs", "w") as f:
@@ -158,7 +158,10 @@ def run_million(dim: int, structure: str, queries: int = 10_000) -> None:
     report = audit(data, metric="l2", index="auto", bootstrap=0, progress=False)
     seconds = time.perf_counter() - t
     peak = _rss_mb("VmHWM")
-    print(f"N = {n:,} x {dim}, {structure} clusters: index {report.metadata['index_description']}")
+    print(
+        f"N = {n:,} x {dim}, {structure} clusters (noise {noise}): "
+        f"index {report.metadata['index_description']}"
+    )
     print(
         f"  full audit (no bootstrap): {seconds:.1f} s "
         f"(search {report.metadata['seconds']['search']:.1f} s)"
@@ -212,9 +215,12 @@ def main() -> None:
         default="nested",
         help="cluster structure of the 1M data (see make_data)",
     )
+    parser.add_argument(
+        "--noise", type=float, default=None, help="within-class noise of the 1M data"
+    )
     args = parser.parse_args()
     if args.million:
-        run_million(args.dim, args.structure)
+        run_million(args.dim, args.structure, args.noise)
     else:
         run_sizes([int(s) for s in args.sizes.split(",")], args.dim, args.repeats)
 

@@ -145,8 +145,10 @@ def nprobe_needed(
     else:
         scores, ids = faiss.knn(q, x, 2, metric=faiss_metric)
     nn = _drop_self(scores, ids, rows)[1][:, 0]
-    nn_list = quantizer.assign(x[nn], 1)[:, 0]
-    centroids = quantizer.reconstruct_n(0, nlist).astype(np.float64)
+    nn_list = np.asarray(quantizer.assign(x[nn], 1))[:, 0]
+    # np.asarray: once faiss.contrib.torch_utils is imported (pytorch-metric-learning does), faiss
+    # methods without an array argument return torch tensors
+    centroids = np.asarray(quantizer.reconstruct_n(0, nlist), dtype=np.float64)
     c_norm = (centroids**2).sum(axis=1)
     need = np.empty(m, dtype=np.int64)
     step = max(1, 2**21 // nlist)
@@ -598,14 +600,16 @@ class NeighborIndex:
         if self._index is None:
             raise RuntimeError("this NeighborIndex was released; build a new one to search")
         k_search = k + 1 if exclude_self else k
-        kwargs: dict[str, Any] = {}
         if self.index_used == "hnsw":
             ef = self._ef_search if self._ef_search is not None else max(64, 2 * k_search)
-            kwargs["params"] = faiss.SearchParametersHNSW(efSearch=max(ef, k_search))
+            # set on the index rather than passed as search(params=...): faiss.contrib.torch_utils
+            # (imported by pytorch-metric-learning) replaces search() with one that has no params
+            faiss.downcast_index(self._index).hnsw.efSearch = max(ef, k_search)
         with _omp_threads(self._threads):
-            scores, ids = self._index.search(q, k_search, **kwargs)
-        ids = ids.astype(np.int64, copy=False)
-        scores = scores.astype(np.float32, copy=False)
+            scores, ids = self._index.search(q, k_search)
+        # np.asarray: under faiss.contrib.torch_utils results can come back as tensors
+        ids = np.asarray(ids).astype(np.int64, copy=False)
+        scores = np.asarray(scores).astype(np.float32, copy=False)
         if exclude_self:
             scores, ids = _drop_self(scores, ids, rows)
         missing = ids < 0

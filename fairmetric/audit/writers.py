@@ -11,14 +11,12 @@ Plots come from :mod:`fairmetric.audit.plots`.
 from __future__ import annotations
 
 import html
-import inspect
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fairmetric.audit.frame import Estimate, GroupMetric
@@ -72,16 +70,7 @@ _METADATA_LABELS = {
     "seconds": "seconds",
 }
 
-_DPI = 80
-# boxplot's ``vert`` is deprecated from matplotlib 3.10 in favour of ``orientation``
-_HORIZONTAL: dict[str, Any] = (
-    {"orientation": "horizontal"}
-    if "orientation" in inspect.signature(Axes.boxplot).parameters
-    else {"vert": False}
-)
-
 _DASH = "—"
-_BLUE = "#4c72b0"
 
 
 # ----------------------------------------------------------------------------- formatting

@@ -525,3 +525,18 @@ def test_release_frees_the_index_but_keeps_vectors():
     cos.release()
     np.testing.assert_array_equal(cos.vectors, before)
     assert cos.search(None, 3)[1].shape == (50, 3)
+
+
+def test_ivf_calibration_survives_faiss_torch_utils():
+    """pytorch-metric-learning imports faiss.contrib.torch_utils, which makes some faiss methods
+    return torch tensors: the audit must work in a process that trained with PML first."""
+    import faiss.contrib.torch_utils  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 8)).astype(np.float32)
+    x = (centres[rng.integers(0, 20, 3000)] + 0.1 * rng.standard_normal((3000, 8))).astype(
+        np.float32
+    )
+    index = NeighborIndex(x, metric="l2", index="ivf")
+    scores, ids = index.search(None, 5)
+    assert isinstance(ids, np.ndarray) and ids.shape == (3000, 5)
