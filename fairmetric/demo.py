@@ -55,7 +55,7 @@ def format_audit_table(report: Any, attribute: str) -> str:
     names = [n for n in names if n in report.metrics]
     groups = list(report.metrics[names[0]].by_group[attribute])
     rows = [f"Audit of the trained embedding by {attribute} (95% bootstrap intervals):"]
-    header = f"{'metric':<24}" + "".join(f"{g:>24}" for g in groups) + f"{'gap':>9}  better"
+    header = f"{'metric':<24}" + "".join(f"{g:>26}" for g in groups) + f"{'gap':>9}  better"
     rows += [header, "-" * len(header)]
     for name in names:
         m = report.metrics[name]
@@ -63,11 +63,11 @@ def format_audit_table(report: Any, attribute: str) -> str:
         for g in groups:
             e = m.by_group[attribute][g]
             if e.value is None:
-                cells.append(f"{'n/a':>24}")
+                cells.append(f"{'n/a':>26}")
             elif e.ci_low is None:
-                cells.append(f"{e.value:>24.3f}")
+                cells.append(f"{e.value:>26.3f}")
             else:
-                cells.append(f"{f'{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]':>24}")
+                cells.append(f"{f'{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]':>26}")
         gap = m.difference(attribute)
         better = "higher" if m.higher_is_better else "lower"
         rows.append(

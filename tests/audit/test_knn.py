@@ -527,6 +527,7 @@ def test_release_frees_the_index_but_keeps_vectors():
     assert cos.search(None, 3)[1].shape == (50, 3)
 
 
+@pytest.mark.filterwarnings("ignore:IVF needs")
 def test_ivf_calibration_survives_faiss_torch_utils():
     """pytorch-metric-learning imports faiss.contrib.torch_utils, which makes some faiss methods
     return torch tensors: the audit must work in a process that trained with PML first."""
