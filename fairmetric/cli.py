@@ -300,12 +300,14 @@ def _run_audit(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="train on coloured digits and show Recall@1 per colour group (a few minutes on CPU)",
+        help="train on coloured digits, show Recall@1 per colour group, write an audit report "
+        "(a few minutes on CPU)",
         formatter_class=_Formatter,
         description=(
             "The end-to-end story on the built-in coloured-digits benchmark: train an embedding "
             "on a 95:5 colour-imbalanced training split, embed the balanced test split (digits "
-            "never seen in training), and print Recall@1 per colour group with the gap."
+            "never seen in training), print Recall@1 per colour group with the gap, and audit the "
+            "embedding (OUT/audit/report.html, .md, .json)."
         ),
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo output folder")
