@@ -57,23 +57,37 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def _load_backbone_weights(model: nn.Module, path: Path) -> None:
-    """Load ``path`` into ``model`` strictly, except for the classifier (dropped at num_classes=0)."""
-    state = _read_weights(path)
-    classifier = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or ()
-    prefixes = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
+def _load_strict(
+    model: nn.Module, state: dict[str, torch.Tensor], what: str, ignore: tuple[str, ...] = ()
+) -> None:
+    """Load ``state`` into ``model``, refusing any missing, unexpected or mis-shaped tensor.
+
+    Keys starting with one of ``ignore`` may be extra (a classifier dropped at num_classes=0).
+    ``what`` starts the error message, which names the offending keys.
+    """
     own = model.state_dict()
-    unexpected = [k for k in state if k not in own and not k.startswith(prefixes)]
     missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own and not k.startswith(ignore)]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if unexpected or missing or wrong:
+    if missing or unexpected or wrong:
         raise ValueError(
-            f"pretrained weights {path} do not fit this backbone: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]} "
-            f"({len(missing)}/{len(unexpected)}/{len(wrong)} in all); are they for another "
-            "architecture or another in_chans?"
+            f"{what}: missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape "
+            f"{wrong[:5]} ({len(missing)}/{len(unexpected)}/{len(wrong)} in all)"
         )
     model.load_state_dict({k: state[k] for k in own})
+
+
+def _load_backbone_weights(model: nn.Module, path: Path) -> None:
+    """Load ``path`` into ``model`` strictly, except for the classifier (dropped at num_classes=0)."""
+    classifier = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or ()
+    prefixes = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
+    _load_strict(
+        model,
+        _read_weights(path),
+        f"pretrained weights {path} do not fit this backbone (are they for another architecture "
+        "or another in_chans?)",
+        ignore=prefixes,
+    )
 
 
 def _timm_backbone(
@@ -308,14 +322,5 @@ def load_embedder(directory: str | Path, *, map_location: str | torch.device = "
         raise ValueError(
             f"{weights_path} is corrupt or not a safetensors file ({e}); re-export the model"
         ) from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{weights_path} does not match the architecture in {cfg_path}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
-        )
-    model.load_state_dict(state)
+    _load_strict(model, state, f"{weights_path} does not match the architecture in {cfg_path}")
     return model.to(map_location).eval()
