@@ -210,257 +210,208 @@ def audit(
     # on small machines (a 2000x128 SVD took 4.4 s instead of 0.07 s on 2 cores): the matrix work
     # below is small, so it runs on single-threaded BLAS.
     with threadpool_limits(1, user_api="blas"):
-        return _metrics_and_report(
-            data,
-            x,
-            nn_index,
-            stats,
-            attributes,
-            ks,
-            k_search,
-            t0,
-            t_search,
-            dropped,
-            bootstrap=bootstrap,
-            seed=seed,
-            intersectional=intersectional,
-            homophily_k=homophily_k,
-            leakage_k=leakage_k,
-            linear_probe=linear_probe,
-            pair_partners=pair_partners,
-            uniformity_t=uniformity_t,
-            metric=metric,
-            projection_points=projection_points,
-            progress=progress,
-            source=source,
-        )
+        groupings = build_groupings(data, attributes, intersectional=intersectional)
+        common = {"groupings": groupings, "n_boot": bootstrap, "seed": seed}
+        metrics: dict[str, GroupMetric] = {}
+        lone = "no query of this group has another sample of its class"
 
-
-def _metrics_and_report(
-    data: EmbeddingSet,
-    x: np.ndarray,
-    nn_index: NeighborIndex,
-    stats: NeighbourStats,
-    attributes: list[str],
-    ks: list[int],
-    k_search: int,
-    t0: float,
-    t_search: float,
-    dropped: list[int],
-    *,
-    bootstrap: int,
-    seed: int,
-    intersectional: bool,
-    homophily_k: int,
-    leakage_k: int,
-    linear_probe: bool,
-    pair_partners: int,
-    uniformity_t: float,
-    metric: str,
-    projection_points: int,
-    progress: bool,
-    source: str | None,
-) -> AuditReport:
-    labels = data.labels
-    n = len(data)
-    groupings = build_groupings(data, attributes, intersectional=intersectional)
-    common = {"groupings": groupings, "n_boot": bootstrap, "seed": seed}
-    metrics: dict[str, GroupMetric] = {}
-    lone = "no query of this group has another sample of its class"
-
-    jobs: list[tuple[str, dict[str, Any]]] = []
-    for k in ks:
-        jobs.append(
-            (
-                f"recall@{k}",
-                dict(
-                    num=stats.hits[k].astype(np.float64),
-                    valid=stats.valid,
-                    higher_is_better=True,
-                    na_reason=lone,
-                    description=f"share of queries whose {k} nearest neighbours include their class",
-                ),
-            )
-        )
-    jobs.append(
-        (
-            "map@r",
-            dict(
-                num=stats.ap,
-                valid=stats.valid,
-                higher_is_better=True,
-                na_reason=lone,
-                description=f"mean average precision at R (PML's MAP@R, ranks up to {k_search})",
-            ),
-        )
-    )
-
-    per_group = alignment_by_grouping(
-        x, labels, {"": np.zeros(n, dtype=np.int64), **{g.name: g.codes for g in groupings}}
-    )
-    same, same_p, diff, diff_p = per_group.pop("")
-    jobs.append(
-        (
-            "intra_class_alignment",
-            dict(
-                num=same,
-                den=same_p,
-                group_num={g: v[0] for g, v in per_group.items()},
-                group_den={g: v[1] for g, v in per_group.items()},
-                higher_is_better=False,
-                na_reason="no class has two samples in this group",
-                description="mean squared distance between same-class pairs inside the group "
-                "(lower: tighter classes)",
-            ),
-        )
-    )
-    jobs.append(
-        (
-            "inter_class_alignment",
-            dict(
-                num=diff,
-                den=diff_p,
-                group_num={g: v[2] for g, v in per_group.items()},
-                group_den={g: v[3] for g, v in per_group.items()},
-                higher_is_better=True,
-                na_reason="fewer than two classes in this group",
-                description="mean squared distance between different-class pairs inside the group "
-                "(lower: different classes crowd together)",
-            ),
-        )
-    )
-    (u_num, u_den), u_group = uniformity_by_grouping(
-        x,
-        {g.name: g.codes for g in groupings},
-        t=uniformity_t,
-        partners=pair_partners,
-        seed=seed,
-    )
-    jobs.append(
-        (
-            "uniformity",
-            dict(
-                num=u_num,
-                den=u_den,
-                group_num={g: v[0] for g, v in u_group.items()},
-                group_den={g: v[1] for g, v in u_group.items()},
-                transform=math.log,
-                higher_is_better=False,
-                na_reason="fewer than two samples in this group",
-                description=f"log mean exp(-{uniformity_t:g}·squared distance) over pairs inside the "
-                "group (lower: spread more uniformly)",
-            ),
-        )
-    )
-
-    chance: dict[str, float] = {}
-    probed = [a for a in attributes if len(np.unique(data.attribute(a))) >= 2]
-    probes = {}
-    if linear_probe and probed:
-        columns = np.stack([data.attribute(a) for a in probed], axis=1)
-        cells = np.unique(columns, axis=0, return_inverse=True)[1].ravel()  # the intersection
-        probes = linear_probes(x, {a: data.attribute(a) for a in probed}, cells=cells, seed=seed)
-    for g in groupings[: len(attributes)]:
-        a = g.name
-        codes = data.attribute(a)
-        h = stats.homophily[a]
-        jobs.append(
-            (
-                f"homophily:{a}",
-                dict(
-                    num=np.nan_to_num(h),
-                    valid=~np.isnan(h),
-                    groupings=[g],
-                    higher_is_better=False,
-                    na_reason="no query of this group has a different-class neighbour",
-                    description=f"share of different-class neighbours (of {homophily_k}) with the "
-                    f"query's {a}, over its base rate (1: {a} does not structure the space)",
-                ),
-            )
-        )
-        n_values = len(np.unique(codes))
-        chance[a] = 1.0 / n_values
-        if n_values < 2:
-            continue
-        jobs.append(
-            (
-                f"leakage_knn:{a}",
-                dict(
-                    num=(stats.vote[a] == codes).astype(np.float64),
-                    groupings=[g],
-                    overall_mode="macro",
-                    higher_is_better=False,
-                    description=f"how well a {leakage_k}-NN vote predicts {a}: recall per group, "
-                    f"balanced accuracy overall (chance {chance[a]:.3f})",
-                ),
-            )
-        )
-        if linear_probe:
-            pred = probes[a]
+        jobs: list[tuple[str, dict[str, Any]]] = []
+        for k in ks:
             jobs.append(
                 (
-                    f"leakage_linear:{a}",
+                    f"recall@{k}",
                     dict(
-                        num=(pred == codes).astype(np.float64),
-                        groupings=[g],
-                        overall_mode="macro",
-                        higher_is_better=False,
-                        description=f"how well a cross-validated linear probe predicts {a}: recall per "
-                        f"group, balanced accuracy overall (chance {chance[a]:.3f})",
+                        num=stats.hits[k].astype(np.float64),
+                        valid=stats.valid,
+                        higher_is_better=True,
+                        na_reason=lone,
+                        description=f"share of queries whose {k} nearest neighbours include their class",
                     ),
                 )
             )
+        jobs.append(
+            (
+                "map@r",
+                dict(
+                    num=stats.ap,
+                    valid=stats.valid,
+                    higher_is_better=True,
+                    na_reason=lone,
+                    description=f"mean average precision at R (PML's MAP@R, ranks up to {k_search})",
+                ),
+            )
+        )
 
-    t_metrics = time.perf_counter()
-    for name, kwargs in tqdm(jobs, desc="metrics", disable=None if progress else True, leave=False):
-        metrics[name] = group_metric_from_samples(name, **{**common, **kwargs})
-    t_metrics = time.perf_counter() - t_metrics
+        per_group = alignment_by_grouping(
+            x, labels, {"": np.zeros(n, dtype=np.int64), **{g.name: g.codes for g in groupings}}
+        )
+        same, same_p, diff, diff_p = per_group.pop("")
+        jobs.append(
+            (
+                "intra_class_alignment",
+                dict(
+                    num=same,
+                    den=same_p,
+                    group_num={g: v[0] for g, v in per_group.items()},
+                    group_den={g: v[1] for g, v in per_group.items()},
+                    higher_is_better=False,
+                    na_reason="no class has two samples in this group",
+                    description="mean squared distance between same-class pairs inside the group "
+                    "(lower: tighter classes)",
+                ),
+            )
+        )
+        jobs.append(
+            (
+                "inter_class_alignment",
+                dict(
+                    num=diff,
+                    den=diff_p,
+                    group_num={g: v[2] for g, v in per_group.items()},
+                    group_den={g: v[3] for g, v in per_group.items()},
+                    higher_is_better=True,
+                    na_reason="fewer than two classes in this group",
+                    description="mean squared distance between different-class pairs inside the group "
+                    "(lower: different classes crowd together)",
+                ),
+            )
+        )
+        (u_num, u_den), u_group = uniformity_by_grouping(
+            x,
+            {g.name: g.codes for g in groupings},
+            t=uniformity_t,
+            partners=pair_partners,
+            seed=seed,
+        )
+        jobs.append(
+            (
+                "uniformity",
+                dict(
+                    num=u_num,
+                    den=u_den,
+                    group_num={g: v[0] for g, v in u_group.items()},
+                    group_den={g: v[1] for g, v in u_group.items()},
+                    transform=math.log,
+                    higher_is_better=False,
+                    na_reason="fewer than two samples in this group",
+                    description=f"log mean exp(-{uniformity_t:g}·squared distance) over pairs inside the "
+                    "group (lower: spread more uniformly)",
+                ),
+            )
+        )
 
-    homophily_plot = {}
-    rng = np.random.default_rng(seed)
-    for a in attributes:
-        h = stats.homophily[a]
-        codes = data.attribute(a)
-        per = {}
-        for v in np.unique(codes):
-            vals = h[(codes == v) & ~np.isnan(h)]
-            if vals.size > 5000:
-                vals = rng.choice(vals, 5000, replace=False)
-            per[data.attribute_value_names[a][v]] = vals
-        homophily_plot[a] = per
+        chance: dict[str, float] = {}
+        probed = [a for a in attributes if len(np.unique(data.attribute(a))) >= 2]
+        probes = {}
+        if linear_probe and probed:
+            columns = np.stack([data.attribute(a) for a in probed], axis=1)
+            cells = np.unique(columns, axis=0, return_inverse=True)[1].ravel()  # the intersection
+            probes = linear_probes(
+                x, {a: data.attribute(a) for a in probed}, cells=cells, seed=seed
+            )
+        for g in groupings[: len(attributes)]:
+            a = g.name
+            codes = data.attribute(a)
+            h = stats.homophily[a]
+            jobs.append(
+                (
+                    f"homophily:{a}",
+                    dict(
+                        num=np.nan_to_num(h),
+                        valid=~np.isnan(h),
+                        groupings=[g],
+                        higher_is_better=False,
+                        na_reason="no query of this group has a different-class neighbour",
+                        description=f"share of different-class neighbours (of {homophily_k}) with the "
+                        f"query's {a}, over its base rate (1: {a} does not structure the space)",
+                    ),
+                )
+            )
+            n_values = len(np.unique(codes))
+            chance[a] = 1.0 / n_values
+            if n_values < 2:
+                continue
+            jobs.append(
+                (
+                    f"leakage_knn:{a}",
+                    dict(
+                        num=(stats.vote[a] == codes).astype(np.float64),
+                        groupings=[g],
+                        overall_mode="macro",
+                        higher_is_better=False,
+                        description=f"how well a {leakage_k}-NN vote predicts {a}: recall per group, "
+                        f"balanced accuracy overall (chance {chance[a]:.3f})",
+                    ),
+                )
+            )
+            if linear_probe:
+                pred = probes[a]
+                jobs.append(
+                    (
+                        f"leakage_linear:{a}",
+                        dict(
+                            num=(pred == codes).astype(np.float64),
+                            groupings=[g],
+                            overall_mode="macro",
+                            higher_is_better=False,
+                            description=f"how well a cross-validated linear probe predicts {a}: recall per "
+                            f"group, balanced accuracy overall (chance {chance[a]:.3f})",
+                        ),
+                    )
+                )
 
-    metadata = {
-        "n": n,
-        "dim": data.dim,
-        "classes": int(len(np.unique(labels))),
-        "k": ks,
-        "k_search": k_search,
-        "metric": metric,
-        "index": nn_index.index_used,
-        "index_description": nn_index.description,
-        "index_params": nn_index.params,
-        "seed": seed,
-        "bootstrap": bootstrap,
-        "level": 0.95,
-        "attributes": attributes,
-        "groupings": [g.name for g in groupings],
-        "homophily_k": homophily_k,
-        "leakage_k": leakage_k,
-        "leakage_chance": chance,
-        "pair_partners": pair_partners,
-        "uniformity_t": uniformity_t,
-        "dropped_invalid": {"count": len(dropped), "first_indices": dropped[:20]},
-        "source": source or data.metadata.get("source") or data.metadata.get("dataset"),
-        "fairmetric_version": __version__,
-        "seconds": {
-            "search": round(t_search, 3),
-            "metrics": round(t_metrics, 3),
-            "total": round(time.perf_counter() - t0, 3),
-        },
-    }
-    return AuditReport(
-        metrics=metrics,
-        metadata=metadata,
-        projection=_projection(x, data, attributes, projection_points, seed),
-        homophily=homophily_plot,
-    )
+        t_metrics = time.perf_counter()
+        for name, kwargs in tqdm(
+            jobs, desc="metrics", disable=None if progress else True, leave=False
+        ):
+            metrics[name] = group_metric_from_samples(name, **{**common, **kwargs})
+        t_metrics = time.perf_counter() - t_metrics
+
+        homophily_plot = {}
+        rng = np.random.default_rng(seed)
+        for a in attributes:
+            h = stats.homophily[a]
+            codes = data.attribute(a)
+            per = {}
+            for v in np.unique(codes):
+                vals = h[(codes == v) & ~np.isnan(h)]
+                if vals.size > 5000:
+                    vals = rng.choice(vals, 5000, replace=False)
+                per[data.attribute_value_names[a][v]] = vals
+            homophily_plot[a] = per
+
+        metadata = {
+            "n": n,
+            "dim": data.dim,
+            "classes": int(len(np.unique(labels))),
+            "k": ks,
+            "k_search": k_search,
+            "metric": metric,
+            "index": nn_index.index_used,
+            "index_description": nn_index.description,
+            "index_params": nn_index.params,
+            "seed": seed,
+            "bootstrap": bootstrap,
+            "level": 0.95,
+            "attributes": attributes,
+            "groupings": [g.name for g in groupings],
+            "homophily_k": homophily_k,
+            "leakage_k": leakage_k,
+            "leakage_chance": chance,
+            "pair_partners": pair_partners,
+            "uniformity_t": uniformity_t,
+            "dropped_invalid": {"count": len(dropped), "first_indices": dropped[:20]},
+            "source": source or data.metadata.get("source") or data.metadata.get("dataset"),
+            "fairmetric_version": __version__,
+            "seconds": {
+                "search": round(t_search, 3),
+                "metrics": round(t_metrics, 3),
+                "total": round(time.perf_counter() - t0, 3),
+            },
+        }
+        return AuditReport(
+            metrics=metrics,
+            metadata=metadata,
+            projection=_projection(x, data, attributes, projection_points, seed),
+            homophily=homophily_plot,
+        )
