@@ -25,6 +25,11 @@ __all__ = [
     "MinerConfig",
     "OptimConfig",
     "TrainConfig",
+    "SamplingConfig",
+    "ReweightConfig",
+    "HardMiningConfig",
+    "SmoteConfig",
+    "MitigationConfig",
     "ExperimentConfig",
     "load_config",
     "config_from_dict",
@@ -51,6 +56,7 @@ class DataConfig:
     params: dict[str, Any] = field(default_factory=lambda: {"p_majority": 0.95, "copies": 2})
     imbalance: dict[str, Any] | None = None
     eval_attributes: list[str] | None = None
+    group_attribute: str | None = None
 
 
 @dataclass
@@ -107,6 +113,66 @@ class TrainConfig:
 
 
 @dataclass
+class SamplingConfig:
+    """How training batches are composed (all keep ``train.m_per_class`` samples per class).
+
+    ``name``: ``m_per_class`` (plain), ``epoch_balanced`` (each epoch over- or under-samples the
+    groups of ``data.group_attribute`` to ``proportions``; ``mode: over|under``) or
+    ``batch_balanced`` (every batch holds the groups at ``proportions``). ``proportions`` maps group
+    value names to shares (``{light: 0.5, dark: 0.5}``); ``null`` means uniform.
+    """
+
+    name: str = "m_per_class"
+    proportions: dict[str, float] | None = None
+    mode: str = "over"
+
+
+@dataclass
+class ReweightConfig:
+    """Loss reweighting by the anchor's group: ``w_g ∝ (1/freq_g)^beta``.
+
+    ``base``: ``mean``, ``avg_nonzero`` (PML's default for triplet/contrastive/margin losses), or
+    ``auto`` (whichever the loss uses by default).
+    """
+
+    enabled: bool = False
+    beta: float = 1.0
+    base: str = "auto"
+
+
+@dataclass
+class HardMiningConfig:
+    """Loss-based hard-example selection: score ``candidates_per_batch`` samples, train on the
+    ``train.batch_size`` hardest (``selection: top``) or drawn ∝ loss^tau (``proportional``)."""
+
+    candidates_per_batch: int | None = None
+    selection: str = "top"
+    tau: float = 1.0
+
+
+@dataclass
+class SmoteConfig:
+    """In-training SMOTE: synthetic embeddings interpolated within (class × group) cells of the
+    batch are added to the metric loss's batch. ``target``: ``auto`` tops every cell up to the
+    largest cell of the batch, a number ``r`` to ``ceil(r × largest)``."""
+
+    enabled: bool = False
+    group_by: str = "class_attribute"
+    k_neighbors: int = 3
+    target: str | float = "auto"
+    ratio_mode: str = "uniform"
+
+
+@dataclass
+class MitigationConfig:
+    """Data-side bias mitigation applied in the training loop (all off by default)."""
+
+    reweight: ReweightConfig = field(default_factory=ReweightConfig)
+    hard_mining: HardMiningConfig = field(default_factory=HardMiningConfig)
+    smote: SmoteConfig = field(default_factory=SmoteConfig)
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: data, model, objective, optimiser and loop."""
 
@@ -117,6 +183,8 @@ class ExperimentConfig:
     miner: MinerConfig = field(default_factory=MinerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    mitigation: MitigationConfig = field(default_factory=MitigationConfig)
 
 
 # -- construction from plain dicts ---------------------------------------------------------------
@@ -275,6 +343,7 @@ def _parse_override(item: str, valid: list[str]) -> tuple[str, Any]:
         "model.backbone_kwargs.",
         "loss.params.",
         "miner.params.",
+        "sampling.proportions.",
     )
     if key not in valid and not key.startswith(free_prefixes):
         raise ValueError(f"unknown config key {key!r}; valid keys are: {', '.join(valid)}")
