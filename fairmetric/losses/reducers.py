@@ -99,10 +99,11 @@ def check_sample_indexed(loss_fn: torch.nn.Module, purpose: str = "group reweigh
     group would be silently wrong.
     """
     for module in loss_fn.modules():
-        name = type(module).__name__
-        if name in _CLASS_INDEXED_LOSSES:
+        bases = [c.__name__ for c in type(module).__mro__]
+        name = next((b for b in bases if b in _CLASS_INDEXED_LOSSES), None)
+        if name is not None:
             raise ValueError(
-                f"{purpose} is undefined for {name}: its loss elements are indexed by class "
+                f"{purpose} is undefined for {type(module).__name__} ({name}): its loss elements are indexed by class "
                 "(proxy), not by sample, so they have no anchor group. Use group-balanced sampling "
                 "(sampling.name: epoch_balanced or batch_balanced) with this loss, or a pair/"
                 "triplet/per-sample loss such as TripletMarginLoss, ContrastiveLoss, "
@@ -134,9 +135,10 @@ class GroupAwareReducer(BaseReducer):
                 "pass it as the loss's reducer= so PML wraps it per sub-loss"
             )
         self._sub_loss = next(iter(loss_dict))
+        self._check_groups(embeddings)
         return super().forward(loss_dict, embeddings, labels)
 
-    def _anchored(self, losses, loss_indices, reduction_type, embeddings):
+    def _check_groups(self, embeddings):
         if self.groups is None:
             raise RuntimeError(
                 f"{type(self).__name__}: the batch's groups were not set; call the loss inside "
@@ -148,6 +150,16 @@ class GroupAwareReducer(BaseReducer):
                 f"{type(self).__name__}: {len(self.groups)} group codes for a batch of {n} "
                 "embeddings; pass one group per embedding row"
             )
+        if len(self.groups) and int(self.groups.min()) < 0:
+            raise ValueError(
+                f"{type(self).__name__}: negative group code {int(self.groups.min())}; group "
+                "codes are non-negative integers (map missing values to their own group or drop "
+                "those samples)"
+            )
+
+    def _anchored(self, losses, loss_indices, reduction_type, embeddings):
+        self._check_groups(embeddings)
+        n = len(embeddings)
         losses = losses.reshape(len(losses), -1)  # MultiSimilarityLoss reports (N, 1)
         if losses.shape[1] != 1:
             raise ValueError(
@@ -214,7 +226,7 @@ class GroupWeightedReducer(GroupAwareReducer):
 
     def __init__(self, weights: torch.Tensor | np.ndarray, base: str = "mean", **kwargs) -> None:
         super().__init__(**kwargs)
-        w = torch.as_tensor(np.asarray(weights, dtype=np.float32)).reshape(-1)
+        w = torch.as_tensor(weights).detach().to("cpu", torch.float32).reshape(-1)
         if w.numel() == 0 or not torch.isfinite(w).all() or (w < 0).any():
             raise ValueError("GroupWeightedReducer: weights must be finite and non-negative")
         if base not in ("mean", "avg_nonzero"):

@@ -7,7 +7,8 @@ batch from the usual sampler), scores them without gradient (per-sample loss, se
 
 * ``selection="top"``: the ``B`` highest losses (ties broken by position, deterministically);
 * ``selection="proportional"``: ``B`` drawn without replacement with probability
-  :math:`\propto \ell_i^\tau` (successive draws, as ``torch.multinomial`` does). Samples with zero
+  :math:`\propto \ell_i^\tau` (successive draws, as ``torch.multinomial`` does; computed as a
+  Gumbel top-k in log space, so tiny losses or a large ``tau`` cannot underflow). Samples with zero
   loss are only taken once every positive-loss sample is in, uniformly at random among themselves.
   ``tau=0`` is uniform selection over the positive-loss samples; a large ``tau`` approaches ``top``.
 
@@ -67,8 +68,11 @@ def select_hard(
     take = min(k, len(positive))
     chosen = []
     if take:
-        p = scores[positive].pow(tau) if tau > 0 else torch.ones(len(positive), dtype=torch.double)
-        chosen.append(positive[torch.multinomial(p, take, replacement=False, generator=generator)])
+        # Gumbel top-k on tau·log(loss): the same law as successive draws with p ∝ loss^tau, but
+        # computed in log space so that no weight underflows, whatever the scale of the losses
+        u = torch.rand(len(positive), dtype=torch.double, generator=generator)
+        keys = tau * scores[positive].log() - torch.log(-torch.log(u.clamp_min(1e-300)))
+        chosen.append(positive[torch.argsort(keys, descending=True, stable=True)[:take]])
     if take < k:
         zero = torch.nonzero(scores <= 0).reshape(-1)
         chosen.append(zero[torch.randperm(len(zero), generator=generator)[: k - take]])
