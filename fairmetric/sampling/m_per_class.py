@@ -125,39 +125,124 @@ class MPerClassBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        streams = [_ClassStream(idx, rng) for idx in self.class_indices]
-        picks = np.zeros(len(streams), dtype=np.int64)
-        for i in range(len(self) * self.world_size):
-            weights = np.maximum(self.class_sizes - self.m * picks, 0) + _FLOOR
-            classes = rng.choice(
-                len(streams), size=self.classes_per_batch, replace=False, p=weights / weights.sum()
-            )
-            picks[classes] += 1
-            batch = np.concatenate([streams[c].take(self.m) for c in classes])
+        batches = m_per_class_batches(
+            self.class_indices,
+            m=self.m,
+            classes_per_batch=self.classes_per_batch,
+            num_batches=len(self) * self.world_size,
+            rng=rng,
+        )
+        for i, batch in enumerate(batches):
             if i % self.world_size == self.rank:
                 yield batch.tolist()
 
 
+def m_per_class_batches(
+    pools: Sequence[np.ndarray],
+    *,
+    m: int,
+    classes_per_batch: int,
+    num_batches: int,
+    rng: np.random.Generator,
+) -> Iterator[np.ndarray]:
+    """The batching core shared by the m-per-class samplers.
+
+    ``pools[c]`` holds class ``c``'s dataset indices for the epoch. It may repeat indices (an
+    over-sampled pool) and may be empty (the class is then never picked; at least
+    ``classes_per_batch`` pools must be non-empty). Each batch picks ``classes_per_batch`` distinct
+    classes with weights ``max(0, len(pool) - m * picks) + 1e-3`` and takes ``m`` indices from each
+    class's :class:`_ClassStream`. A batch repeats an index only when its class's pool holds fewer
+    than ``m`` distinct indices.
+    """
+    streams = [_ClassStream(np.asarray(p), rng) for p in pools]
+    sizes = np.array([len(p) for p in pools], dtype=np.int64)
+    present = sizes > 0
+    picks = np.zeros(len(streams), dtype=np.int64)
+    for _ in range(num_batches):
+        weights = np.where(present, np.maximum(sizes - m * picks, 0) + _FLOOR, 0.0)
+        classes = rng.choice(
+            len(streams), size=classes_per_batch, replace=False, p=weights / weights.sum()
+        )
+        picks[classes] += 1
+        yield np.concatenate([streams[c].take(m) for c in classes])
+
+
 class _ClassStream:
-    """A class's indices in shuffled order, reshuffled whenever they run out."""
+    """A pool of indices in shuffled order, reshuffled whenever it runs out.
+
+    The pool may repeat indices (an over-sampled epoch). Each cycle is then a *spread* shuffle:
+    copy ``j`` of an index with ``k`` copies gets the sort key ``(j + U) / k``, ``U ~ U(0, 1)``, so
+    the copies of an index lie about ``1/k`` of a cycle apart and any stretch of the stream has
+    the pool's mix. :meth:`take` never returns an index twice while the pool has at least ``m``
+    distinct indices: a copy of an index already in the batch is deferred to the next take (and
+    dropped if it is still unplaced when the cycle ends, which keeps the stream bounded when a
+    few indices hold most of a small pool's copies).
+    """
 
     def __init__(self, indices: np.ndarray, rng: np.random.Generator) -> None:
-        self.indices = indices
+        self.indices = np.sort(indices, kind="stable")
         self.rng = rng
-        self.order = rng.permutation(indices)
+        self.distinct = np.unique(self.indices)
+        self.has_repeats = len(self.distinct) < len(self.indices)
+        if self.has_repeats:
+            starts = np.flatnonzero(np.r_[True, self.indices[1:] != self.indices[:-1]])
+            runs = np.diff(np.r_[starts, len(self.indices)])
+            self._copy = np.arange(len(self.indices)) - np.repeat(starts, runs)
+            self._copies = np.repeat(runs, runs).astype(np.float64)
+        self.order = self._cycle()
         self.pos = 0
 
+    def _cycle(self) -> np.ndarray:
+        if not self.has_repeats:
+            return self.rng.permutation(self.indices)
+        keys = (self._copy + self.rng.random(len(self.indices))) / self._copies
+        return self.indices[np.argsort(keys, kind="stable")]
+
     def take(self, m: int) -> np.ndarray:
-        """The next ``m`` indices: distinct when the class has at least ``m`` samples."""
-        if len(self.indices) < m:  # every sample, then random repeats
-            repeats = self.rng.choice(self.indices, size=m - len(self.indices), replace=True)
-            return np.concatenate([self.rng.permutation(self.indices), repeats])
+        """The next ``m`` indices: distinct when the pool has at least ``m`` distinct indices."""
+        if len(self.distinct) < m:  # every distinct sample, then random repeats
+            repeats = self.rng.choice(self.distinct, size=m - len(self.distinct), replace=True)
+            return np.concatenate([self.rng.permutation(self.distinct), repeats])
         out = self.order[self.pos : self.pos + m]
+        if self.has_repeats:
+            if len(out) == m and len(np.unique(out)) == m:
+                self.pos += m
+                return out
+            return self._take_deferring(m)
         self.pos += m
         if len(out) < m:  # stream ran out: start a new shuffled cycle, avoiding `out`'s indices
-            cycle = self.rng.permutation(self.indices)
-            fresh = cycle[~np.isin(cycle, out)][: m - len(out)]
-            self.order = cycle[~np.isin(cycle, fresh)]
+            cycle = self._cycle()
+            fresh = _without(cycle, out)[: m - len(out)]
+            self.order = _without(cycle, fresh)
             self.pos = 0
             out = np.concatenate([out, fresh])
         return out
+
+    def _take_deferring(self, m: int) -> np.ndarray:
+        """Scan the stream for ``m`` distinct indices; skipped copies stay next in line."""
+        chosen: list[int] = []
+        seen: set[int] = set()
+        deferred: list[int] = []
+        order, i = self.order, self.pos
+        while len(chosen) < m:
+            if i == len(order):  # next cycle; copies this cycle could not place are dropped
+                order, deferred, i = self._cycle(), [], 0
+                continue
+            v = int(order[i])
+            i += 1
+            if v in seen:
+                deferred.append(v)
+            else:
+                seen.add(v)
+                chosen.append(v)
+        self.order = np.concatenate([np.asarray(deferred, dtype=order.dtype), order[i:]])
+        self.pos = 0
+        return np.asarray(chosen, dtype=order.dtype)
+
+
+def _without(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a[~np.isin(a, b)]``, with a set lookup for small arrays (np.isin's overhead dominates)."""
+    if len(a) > 256:
+        return a[~np.isin(a, b)]
+    drop = set(b.tolist())
+    return a[np.array([v not in drop for v in a.tolist()], dtype=bool)]

@@ -24,16 +24,42 @@ from tqdm.auto import tqdm
 
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.data.registry import build_splits
+from fairmetric.losses import (
+    GroupWeightedReducer,
+    batch_groups,
+    check_sample_indexed,
+    per_sample_losses,
+)
+from fairmetric.losses import group_weights as make_group_weights
 from fairmetric.models.embed import embed_dataset
 from fairmetric.models.embedder import Embedder, save_embedder
-from fairmetric.sampling import MPerClassBatchSampler
+from fairmetric.sampling import (
+    EpochBalancedBatchSampler,
+    GroupQuotaBatchSampler,
+    HardExampleSelector,
+    MPerClassBatchSampler,
+    smote_batch,
+)
 from fairmetric.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from fairmetric.train.config import ExperimentConfig, config_to_dict, save_config
+from fairmetric.train.config import (
+    ExperimentConfig,
+    config_from_dict,
+    config_to_dict,
+    save_config,
+)
 from fairmetric.train.evaluate import recall_by_group
 from fairmetric.train.factories import build_loss, build_miner
 from fairmetric.utils import atomic_write_bytes, resolve_device, seed_everything
 
-__all__ = ["train", "build_data", "build_model", "evaluate_model"]
+__all__ = [
+    "train",
+    "build_data",
+    "build_model",
+    "build_sampler",
+    "build_training_loss",
+    "training_groups",
+    "evaluate_model",
+]
 
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.jsonl"
@@ -65,6 +91,137 @@ def build_model(cfg: ExperimentConfig, input_size: tuple[int, ...]) -> Embedder:
         pretrained_weights=m.pretrained_weights,
         backbone_kwargs=m.backbone_kwargs,
     )
+
+
+SAMPLERS = ("m_per_class", "epoch_balanced", "batch_balanced")
+
+
+def training_groups(cfg: ExperimentConfig, train_set: AttributeDataset) -> np.ndarray | None:
+    """The group code of every training sample (``data.group_attribute``), checked against what
+    the mitigation config needs; ``None`` when nothing group-aware is enabled."""
+    mit, samp = cfg.mitigation, cfg.sampling
+    if samp.name not in SAMPLERS:
+        raise ValueError(f"sampling.name must be one of {', '.join(SAMPLERS)}, got {samp.name!r}")
+    if samp.mode not in ("over", "under"):
+        raise ValueError(f"sampling.mode must be 'over' or 'under', got {samp.mode!r}")
+    users = []
+    if samp.name != "m_per_class":
+        users.append(f"sampling.name={samp.name}")
+    if mit.reweight.enabled:
+        users.append("mitigation.reweight")
+    if mit.smote.enabled and mit.smote.group_by != "class":
+        users.append(f"mitigation.smote (group_by={mit.smote.group_by})")
+    attr = cfg.data.group_attribute
+    if not users:
+        return None
+    if attr is None:
+        names = ", ".join(train_set.attribute_names) or "none"
+        raise ValueError(
+            f"{' and '.join(users)} needs the groups to balance: set data.group_attribute to one "
+            f"of the dataset's attributes ({names})"
+        )
+    return train_set.attributes[:, train_set.attribute_index(attr)].astype(np.int64)
+
+
+def _proportions(cfg: ExperimentConfig, train_set: AttributeDataset) -> dict[int, float] | None:
+    props = cfg.sampling.proportions
+    if props is None:
+        return None
+    attr = cfg.data.group_attribute
+    names = train_set.attribute_value_names[attr]
+    out = {}
+    for key, share in props.items():
+        if str(key) in names:
+            out[names.index(str(key))] = float(share)
+        else:
+            raise ValueError(
+                f"sampling.proportions names {key!r}, which is not a value of {attr!r}; "
+                f"its values are {', '.join(names)}"
+            )
+    return out
+
+
+def build_sampler(
+    cfg: ExperimentConfig,
+    train_set: AttributeDataset,
+    groups: np.ndarray | None,
+    *,
+    batch_size: int,
+    num_batches: int | None,
+    rank: int = 0,
+    world_size: int = 1,
+):
+    """The batch sampler ``cfg.sampling`` describes, drawing ``batch_size`` samples per batch."""
+    tc, samp = cfg.train, cfg.sampling
+    common = dict(
+        m=tc.m_per_class,
+        batch_size=batch_size,
+        num_batches=num_batches,
+        seed=tc.seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    if samp.name == "m_per_class":
+        return MPerClassBatchSampler(train_set.labels, **common)
+    if samp.name == "epoch_balanced":
+        return EpochBalancedBatchSampler(
+            train_set.labels,
+            groups,
+            target=_proportions(cfg, train_set),
+            mode=samp.mode,
+            **common,
+        )
+    return GroupQuotaBatchSampler(
+        train_set.labels, groups, proportions=_proportions(cfg, train_set), **common
+    )
+
+
+def _reweight_base(loss_fn: torch.nn.Module, base: str) -> str:
+    if base in ("mean", "avg_nonzero"):
+        return base
+    if base != "auto":
+        raise ValueError(
+            f"mitigation.reweight.base must be auto, mean or avg_nonzero, got {base!r}"
+        )
+    from pytorch_metric_learning.reducers import AvgNonZeroReducer
+
+    default = loss_fn.get_default_reducer()
+    return "avg_nonzero" if isinstance(default, AvgNonZeroReducer) else "mean"
+
+
+def build_training_loss(
+    cfg: ExperimentConfig,
+    train_set: AttributeDataset,
+    groups: np.ndarray | None,
+    *,
+    num_classes: int,
+    log: Callable[[str], None] = print,
+) -> torch.nn.Module:
+    """The PML loss of ``cfg.loss``, with the group-weighted reducer when reweighting is on."""
+    loss_fn = build_loss(
+        cfg.loss.name,
+        cfg.loss.params,
+        num_classes=num_classes,
+        embedding_size=cfg.model.embedding_dim,
+    )
+    rw = cfg.mitigation.reweight
+    if not rw.enabled:
+        return loss_fn
+    check_sample_indexed(loss_fn, "mitigation.reweight")
+    if "reducer" in cfg.loss.params:
+        raise ValueError(
+            "mitigation.reweight replaces the loss's reducer; remove loss.params.reducer"
+        )
+    weights = make_group_weights(groups, rw.beta)
+    loss_fn.set_reducer(GroupWeightedReducer(weights, base=_reweight_base(loss_fn, rw.base)))
+    log(
+        "reweighting by "
+        + ", ".join(
+            f"{train_set.value_name(cfg.data.group_attribute, g)} {float(w):.3g}"
+            for g, w in enumerate(weights)
+        )
+    )
+    return loss_fn
 
 
 def evaluate_model(
@@ -169,11 +326,8 @@ def train(
                 f"--resume given but {ckpt_path} does not exist; drop --resume to start a new run"
             )
         state = load_checkpoint(ckpt_path)
-        diffs = [
-            d
-            for d in _config_differences(state["config"], config_to_dict(cfg))
-            if d != "train.epochs"
-        ]
+        saved = config_to_dict(config_from_dict(state["config"]))  # fills keys added since
+        diffs = [d for d in _config_differences(saved, config_to_dict(cfg)) if d != "train.epochs"]
         if diffs:
             raise ValueError(
                 f"cannot resume {out}: the config differs from the checkpoint's in "
@@ -203,24 +357,53 @@ def train(
     classes = np.unique(train_set.labels)
     lut = torch.full((int(train_set.labels.max()) + 1,), -1, dtype=torch.long)
     lut[torch.from_numpy(classes)] = torch.arange(len(classes))
-    loss_fn = build_loss(
-        cfg.loss.name,
-        cfg.loss.params,
-        num_classes=len(classes),
-        embedding_size=cfg.model.embedding_dim,
-    ).to(device)
+    groups_np = training_groups(cfg, train_set)
+    loss_fn = build_training_loss(cfg, train_set, groups_np, num_classes=len(classes), log=log)
+    loss_fn = loss_fn.to(device)
     miner = build_miner(cfg.miner.name, cfg.miner.params)
+    mit = cfg.mitigation
+    hm = mit.hard_mining
+    selector = None
+    sampler_batch = tc.batch_size
+    num_batches = tc.batches_per_epoch
+    if hm.candidates_per_batch is not None:
+        check_sample_indexed(loss_fn, "mitigation.hard_mining")
+        selector = HardExampleSelector(
+            hm.candidates_per_batch,
+            tc.batch_size,
+            selection=hm.selection,
+            tau=hm.tau,
+            seed=tc.seed,
+        )
+        sampler_batch = hm.candidates_per_batch
+    sm = mit.smote
+    if sm.enabled and sm.group_by not in ("class", "class_attribute"):
+        raise ValueError(
+            f"mitigation.smote.group_by must be class or class_attribute in training (synthetic "
+            f"embeddings need a class label), got {sm.group_by!r}"
+        )
+    smote_gen = torch.Generator()
     groups = [{"params": list(model.parameters()), "lr": cfg.optim.lr}]
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
     if loss_params:
         groups.append({"params": loss_params, "lr": cfg.optim.loss_lr or cfg.optim.lr})
     optimizer = torch.optim.Adam(groups, weight_decay=cfg.optim.weight_decay)
-    sampler = MPerClassBatchSampler(
-        train_set.labels,
-        m=tc.m_per_class,
-        batch_size=tc.batch_size,
-        num_batches=tc.batches_per_epoch,
-        seed=tc.seed,
+    sampler = build_sampler(
+        cfg, train_set, groups_np, batch_size=sampler_batch, num_batches=num_batches
+    )
+    if selector is not None and num_batches is None:
+        # as many steps per epoch as without mining: the candidates are extra samples per step
+        counts = getattr(sampler, "group_counts", None)  # epoch_balanced: the resampled size
+        total = int(np.sum(counts)) if counts is not None else len(train_set)
+        sampler = build_sampler(
+            cfg,
+            train_set,
+            groups_np,
+            batch_size=sampler_batch,
+            num_batches=max(1, total // tc.batch_size),
+        )
+    group_col = (
+        train_set.attribute_index(cfg.data.group_attribute) if groups_np is not None else None
     )
     loader = DataLoader(
         train_set,
@@ -257,20 +440,53 @@ def train(
 
     for epoch in range(start_epoch, tc.epochs):
         sampler.set_epoch(epoch)
+        if selector is not None:
+            selector.set_epoch(epoch)
+        smote_gen.manual_seed(
+            int(np.random.SeedSequence([tc.seed, epoch, 0x5307]).generate_state(1)[0])
+        )
         model.train()
         total, steps, t0 = 0.0, 0, time.perf_counter()
+        synthetic = 0
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{tc.epochs}",
             disable=None if progress else True,
             leave=False,
         )
-        for x, y, _attrs in bar:
+        for x, y, attrs in bar:
             x = x.to(device, non_blocking=True)
             y = lut[y].to(device, non_blocking=True)
+            g = attrs[:, group_col].long().to(device) if group_col is not None else None
+            if selector is not None:  # score the candidates, keep the hardest
+                with torch.no_grad():
+                    cand = model(x)
+                    scores = per_sample_losses(
+                        loss_fn, cand, y, miner(cand, y) if miner is not None else None
+                    )
+                keep = selector(scores)
+                x, y = x[keep], y[keep]
+                g = g[keep] if g is not None else None
             emb = model(x)
+            if sm.enabled:
+                s_emb, s_y, s_g = smote_batch(
+                    emb,
+                    y,
+                    g if sm.group_by == "class_attribute" else None,
+                    k_neighbors=sm.k_neighbors,
+                    group_by=sm.group_by,
+                    ratio_mode=sm.ratio_mode,
+                    target=sm.target,
+                    generator=smote_gen,
+                    normalize=cfg.model.normalize,
+                )
+                synthetic += len(s_emb)
+                emb, y = torch.cat([emb, s_emb]), torch.cat([y, s_y])
+                if g is not None:
+                    g = torch.cat([g, s_g if s_g is not None else g.new_zeros(len(s_emb))])
             indices = miner(emb, y) if miner is not None else None
-            loss = loss_fn(emb, y, indices)
+            with batch_groups(loss_fn, g):
+                loss = loss_fn(emb, y, indices)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -283,6 +499,8 @@ def train(
             "seconds": time.perf_counter() - t0,
             "metrics": evaluate(),
         }
+        if sm.enabled:
+            record["smote_per_step"] = synthetic / max(steps, 1)
         history.append(record)
         log(_summary_line(record, tc.recall_k[0]))
         save_checkpoint(

@@ -27,13 +27,19 @@ CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
 VALID_KEYS = """
 name
 data.name data.root data.image_size data.split data.test_fraction data.params data.imbalance
-data.eval_attributes
+data.eval_attributes data.group_attribute
 model.backbone model.embedding_dim model.normalize model.pretrained_weights model.backbone_kwargs
 loss.name loss.params
 miner.name miner.params
 optim.lr optim.weight_decay optim.loss_lr
 train.epochs train.batch_size train.m_per_class train.batches_per_epoch train.seed train.device
 train.num_workers train.eval_batch_size train.recall_k
+sampling.name sampling.proportions sampling.mode
+mitigation.reweight.enabled mitigation.reweight.beta mitigation.reweight.base
+mitigation.hard_mining.candidates_per_batch mitigation.hard_mining.selection
+mitigation.hard_mining.tau
+mitigation.smote.enabled mitigation.smote.group_by mitigation.smote.k_neighbors
+mitigation.smote.target mitigation.smote.ratio_mode
 """.split()
 
 
