@@ -238,6 +238,7 @@ def test_runs_from_before_the_mitigation_keys_still_resume(tmp_path):
     for key in ("sampling", "mitigation"):  # a checkpoint written before these sections existed
         del state["config"][key]
     del state["config"]["data"]["group_attribute"]
+    state.pop("format", None)  # load_checkpoint's marker; save_checkpoint adds it back
     save_checkpoint(state, path)
     result = _quiet(load_config(None, GAUSSIAN + ["train.epochs=2"]), tmp_path / "run", resume=True)
     assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
