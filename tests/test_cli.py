@@ -172,3 +172,24 @@ def test_quickstart_example_runs(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Recall@1 overall" in out.stdout and "gap" in out.stdout
     assert (tmp_path / "test_embeddings.npz").is_file()
+
+
+def test_mitigation_example_runs(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "mitigation.py"),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    for method in ("baseline", "reweight", "epoch_balanced", "hard_mining"):
+        assert method in out.stdout
+        assert (tmp_path / method / "model" / "model.safetensors").is_file()
+    assert "SMOTE: groups" in out.stdout
