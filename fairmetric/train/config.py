@@ -30,6 +30,11 @@ __all__ = [
     "HardMiningConfig",
     "SmoteConfig",
     "MitigationConfig",
+    "ParadeConfig",
+    "GroupDROConfig",
+    "SpectralConfig",
+    "AdversaryConfig",
+    "ObjectiveConfig",
     "ExperimentConfig",
     "load_config",
     "config_from_dict",
@@ -172,6 +177,77 @@ class MitigationConfig:
     smote: SmoteConfig = field(default_factory=SmoteConfig)
 
 
+def _attribute_loss() -> LossConfig:
+    return LossConfig(name="TripletMarginLoss", params={"margin": 0.2})
+
+
+def _no_miner() -> MinerConfig:
+    return MinerConfig(name=None, params={})
+
+
+@dataclass
+class ParadeConfig:
+    """PARADE: one attribute head per name in ``attributes`` (empty: off).
+
+    Each head learns a metric on its attribute's values (``loss``/``miner``, weight ``weight`` =
+    λ_s); the target embedding is decorrelated from it with weight ``rho`` (0: no decorrelation;
+    larger: less attribute information left). ``decorrelation``: ``adversarial`` (gradient
+    reversal + MLP ξ of width ``xi_hidden`` at learning rate ``xi_lr``) or ``cross_covariance``.
+    """
+
+    attributes: list[str] = field(default_factory=list)
+    attribute_dim: int = 32
+    loss: LossConfig = field(default_factory=_attribute_loss)
+    miner: MinerConfig = field(default_factory=_no_miner)
+    weight: float = 1.0
+    rho: float = 100.0
+    decorrelation: str = "adversarial"
+    xi_hidden: int = 512
+    xi_lr: float | None = 1e-5
+
+
+@dataclass
+class GroupDROConfig:
+    """Group DRO over the anchor groups of ``data.group_attribute``: step size ``eta``,
+    generalisation adjustment ``C``; ``q`` is logged every epoch and checkpointed."""
+
+    enabled: bool = False
+    eta: float = 0.01
+    C: float = 0.0
+    base: str = "auto"
+
+
+@dataclass
+class SpectralConfig:
+    """Spectral decoupling ``coefficient · mean((ŷ − γ)²)`` (0: off); ``offsets``: γ per class,
+    or one number."""
+
+    coefficient: float = 0.0
+    offsets: float | list[float] | None = None
+
+
+@dataclass
+class AdversaryConfig:
+    """DANN: an attribute classifier on the embedding behind gradient reversal (scale ``alpha``);
+    ``attribute: null`` is off. ``hidden``: MLP width (null: linear)."""
+
+    attribute: str | None = None
+    weight: float = 1.0
+    alpha: float = 1.0
+    hidden: int | None = None
+    lr: float | None = None
+
+
+@dataclass
+class ObjectiveConfig:
+    """Objective-side mitigation terms added to the metric loss (all off by default)."""
+
+    parade: ParadeConfig = field(default_factory=ParadeConfig)
+    group_dro: GroupDROConfig = field(default_factory=GroupDROConfig)
+    spectral: SpectralConfig = field(default_factory=SpectralConfig)
+    adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
+
+
 @dataclass
 class ExperimentConfig:
     """One experiment: data, model, objective, optimiser and loop."""
@@ -185,6 +261,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 
 # -- construction from plain dicts ---------------------------------------------------------------
@@ -323,9 +400,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     parsed = [_parse_override(item, valid) for item in overrides]
     # switching to another loss or miner drops the old one's params (explicit params still apply)
     for key, value in parsed:
-        section = key.split(".")[0]
-        if key in ("loss.name", "miner.name") and (data.get(section) or {}).get("name") != value:
-            data.setdefault(section, {})["params"] = {}
+        if key.endswith(("loss.name", "miner.name")) and key.count(".") <= 3:
+            node = data
+            for part in key.split(".")[:-1]:
+                node = node.setdefault(part, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict) and node.get("name") != value:
+                node["params"] = {}
     for key, value in parsed:
         _set_path(data, key, value)
     return data
@@ -344,6 +424,8 @@ def _parse_override(item: str, valid: list[str]) -> tuple[str, Any]:
         "loss.params.",
         "miner.params.",
         "sampling.proportions.",
+        "objective.parade.loss.params.",
+        "objective.parade.miner.params.",
     )
     if key not in valid and not key.startswith(free_prefixes):
         raise ValueError(f"unknown config key {key!r}; valid keys are: {', '.join(valid)}")

@@ -24,13 +24,7 @@ from tqdm.auto import tqdm
 
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.data.registry import build_splits
-from fairmetric.losses import (
-    GroupWeightedReducer,
-    batch_groups,
-    check_sample_indexed,
-    per_sample_losses,
-)
-from fairmetric.losses import group_weights as make_group_weights
+from fairmetric.losses import Batch, GroupDROReducer, check_sample_indexed, per_sample_losses
 from fairmetric.models.embed import embed_dataset
 from fairmetric.models.embedder import Embedder, save_embedder
 from fairmetric.sampling import (
@@ -48,7 +42,7 @@ from fairmetric.train.config import (
     save_config,
 )
 from fairmetric.train.evaluate import recall_by_group
-from fairmetric.train.factories import build_loss, build_miner
+from fairmetric.train.objectives import build_objective, build_training_loss
 from fairmetric.utils import atomic_write_bytes, resolve_device, seed_everything
 
 __all__ = [
@@ -109,6 +103,8 @@ def training_groups(cfg: ExperimentConfig, train_set: AttributeDataset) -> np.nd
         users.append(f"sampling.name={samp.name}")
     if mit.reweight.enabled:
         users.append("mitigation.reweight")
+    if cfg.objective.group_dro.enabled:
+        users.append("objective.group_dro")
     if mit.smote.enabled and mit.smote.group_by != "class":
         users.append(f"mitigation.smote (group_by={mit.smote.group_by})")
     attr = cfg.data.group_attribute
@@ -174,54 +170,6 @@ def build_sampler(
     return GroupQuotaBatchSampler(
         train_set.labels, groups, proportions=_proportions(cfg, train_set), **common
     )
-
-
-def _reweight_base(loss_fn: torch.nn.Module, base: str) -> str:
-    if base in ("mean", "avg_nonzero"):
-        return base
-    if base != "auto":
-        raise ValueError(
-            f"mitigation.reweight.base must be auto, mean or avg_nonzero, got {base!r}"
-        )
-    from pytorch_metric_learning.reducers import AvgNonZeroReducer
-
-    default = loss_fn.get_default_reducer()
-    return "avg_nonzero" if isinstance(default, AvgNonZeroReducer) else "mean"
-
-
-def build_training_loss(
-    cfg: ExperimentConfig,
-    train_set: AttributeDataset,
-    groups: np.ndarray | None,
-    *,
-    num_classes: int,
-    log: Callable[[str], None] = print,
-) -> torch.nn.Module:
-    """The PML loss of ``cfg.loss``, with the group-weighted reducer when reweighting is on."""
-    loss_fn = build_loss(
-        cfg.loss.name,
-        cfg.loss.params,
-        num_classes=num_classes,
-        embedding_size=cfg.model.embedding_dim,
-    )
-    rw = cfg.mitigation.reweight
-    if not rw.enabled:
-        return loss_fn
-    check_sample_indexed(loss_fn, "mitigation.reweight")
-    if "reducer" in cfg.loss.params:
-        raise ValueError(
-            "mitigation.reweight replaces the loss's reducer; remove loss.params.reducer"
-        )
-    weights = make_group_weights(groups, rw.beta)
-    loss_fn.set_reducer(GroupWeightedReducer(weights, base=_reweight_base(loss_fn, rw.base)))
-    log(
-        "reweighting by "
-        + ", ".join(
-            f"{train_set.value_name(cfg.data.group_attribute, g)} {float(w):.3g}"
-            for g, w in enumerate(weights)
-        )
-    )
-    return loss_fn
 
 
 def evaluate_model(
@@ -359,8 +307,9 @@ def train(
     lut[torch.from_numpy(classes)] = torch.arange(len(classes))
     groups_np = training_groups(cfg, train_set)
     loss_fn = build_training_loss(cfg, train_set, groups_np, num_classes=len(classes), log=log)
-    loss_fn = loss_fn.to(device)
-    miner = build_miner(cfg.miner.name, cfg.miner.params)
+    objective = build_objective(cfg, train_set, loss_fn, feature_dim=model.feature_dim).to(device)
+    miner = objective.miner
+    dro = [m for m in objective.modules() if isinstance(m, GroupDROReducer)]
     mit = cfg.mitigation
     hm = mit.hard_mining
     selector = None
@@ -383,11 +332,10 @@ def train(
             f"embeddings need a class label), got {sm.group_by!r}"
         )
     smote_gen = torch.Generator()
-    groups = [{"params": list(model.parameters()), "lr": cfg.optim.lr}]
-    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
-    if loss_params:
-        groups.append({"params": loss_params, "lr": cfg.optim.loss_lr or cfg.optim.lr})
-    optimizer = torch.optim.Adam(groups, weight_decay=cfg.optim.weight_decay)
+    param_groups = [{"params": list(model.parameters()), "lr": cfg.optim.lr}]
+    param_groups += objective.param_groups(cfg.optim.lr, cfg.optim.loss_lr)
+    optimizer = torch.optim.Adam(param_groups, weight_decay=cfg.optim.weight_decay)
+    attribute_names = list(train_set.attribute_names)
     sampler = build_sampler(
         cfg, train_set, groups_np, batch_size=sampler_batch, num_batches=num_batches
     )
@@ -427,7 +375,10 @@ def train(
     save_config(cfg, out / "config.yaml")
     if state is not None:
         model.load_state_dict(state["model"])
-        loss_fn.load_state_dict(state["loss"])
+        if "objective" in state:
+            objective.load_state_dict(state["objective"])
+        else:  # checkpoints written before the objective held more than the loss
+            loss_fn.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
         history = list(state["history"])
@@ -446,8 +397,10 @@ def train(
             int(np.random.SeedSequence([tc.seed, epoch, 0x5307]).generate_state(1)[0])
         )
         model.train()
+        objective.train()
         total, steps, t0 = 0.0, 0, time.perf_counter()
         synthetic = 0
+        part_sums: dict[str, float] = {}
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{tc.epochs}",
@@ -457,7 +410,8 @@ def train(
         for x, y, attrs in bar:
             x = x.to(device, non_blocking=True)
             y = lut[y].to(device, non_blocking=True)
-            g = attrs[:, group_col].long().to(device) if group_col is not None else None
+            attrs = attrs.long().to(device, non_blocking=True)
+            g = attrs[:, group_col] if group_col is not None else None
             if selector is not None:  # score the candidates, keep the hardest
                 with torch.no_grad():
                     cand = model(x)
@@ -465,12 +419,22 @@ def train(
                         loss_fn, cand, y, miner(cand, y) if miner is not None else None
                     )
                 keep = selector(scores)
-                x, y = x[keep], y[keep]
+                x, y, attrs = x[keep], y[keep], attrs[keep]
                 g = g[keep] if g is not None else None
-            emb = model(x)
+            h = model.features(x)
+            raw = model.project(h)
+            batch = Batch(
+                features=h,
+                raw=raw,
+                embeddings=model.finalize(raw),
+                labels=y,
+                attributes=attrs,
+                attribute_names=attribute_names,
+                groups=g,
+            )
             if sm.enabled:
                 s_emb, s_y, s_g = smote_batch(
-                    emb,
+                    batch.embeddings,
                     y,
                     g if sm.group_by == "class_attribute" else None,
                     k_neighbors=sm.k_neighbors,
@@ -481,16 +445,16 @@ def train(
                     normalize=cfg.model.normalize,
                 )
                 synthetic += len(s_emb)
-                emb, y = torch.cat([emb, s_emb]), torch.cat([y, s_y])
+                batch.extra_embeddings, batch.extra_labels = s_emb, s_y
                 if g is not None:
-                    g = torch.cat([g, s_g if s_g is not None else g.new_zeros(len(s_emb))])
-            indices = miner(emb, y) if miner is not None else None
-            with batch_groups(loss_fn, g):
-                loss = loss_fn(emb, y, indices)
+                    batch.extra_groups = s_g if s_g is not None else g.new_zeros(len(s_emb))
+            loss, parts = objective(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach())
+            for name, value in parts.items():
+                part_sums[name] = part_sums.get(name, 0.0) + value
             steps += 1
             bar.set_postfix(loss=f"{total / steps:.4f}")
         record = {
@@ -499,8 +463,12 @@ def train(
             "seconds": time.perf_counter() - t0,
             "metrics": evaluate(),
         }
+        if len(part_sums) > 1:  # the metric loss and at least one fairness term
+            record["terms"] = {k: v / max(steps, 1) for k, v in part_sums.items()}
         if sm.enabled:
             record["smote_per_step"] = synthetic / max(steps, 1)
+        for reducer in dro:
+            record["group_dro"] = {"q": reducer.q_dict(), "group_loss": reducer.group_loss_dict()}
         history.append(record)
         log(_summary_line(record, tc.recall_k[0]))
         save_checkpoint(
@@ -508,7 +476,7 @@ def train(
                 "epoch": epoch + 1,
                 "config": config_to_dict(cfg),
                 "model": model.state_dict(),
-                "loss": loss_fn.state_dict(),
+                "objective": objective.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "rng": _rng_state(),
                 "history": history,

@@ -40,6 +40,14 @@ mitigation.hard_mining.candidates_per_batch mitigation.hard_mining.selection
 mitigation.hard_mining.tau
 mitigation.smote.enabled mitigation.smote.group_by mitigation.smote.k_neighbors
 mitigation.smote.target mitigation.smote.ratio_mode
+objective.parade.attributes objective.parade.attribute_dim objective.parade.loss.name
+objective.parade.loss.params objective.parade.miner.name objective.parade.miner.params
+objective.parade.weight objective.parade.rho objective.parade.decorrelation
+objective.parade.xi_hidden objective.parade.xi_lr
+objective.group_dro.enabled objective.group_dro.eta objective.group_dro.C objective.group_dro.base
+objective.spectral.coefficient objective.spectral.offsets
+objective.adversary.attribute objective.adversary.weight objective.adversary.alpha
+objective.adversary.hidden objective.adversary.lr
 """.split()
 
 
@@ -72,10 +80,15 @@ def test_every_shipped_config_loads_and_its_parts_exist(path):
     assert cfg.name == raw["name"] == path.stem
     # every value written in the file arrives in the config (numbers compared as numbers)
     resolved = config_to_dict(cfg)
-    for section, values in raw.items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                assert resolved[section][key] == value, f"{section}.{key}"
+
+    def check(written, got, prefix):
+        for key, value in written.items():
+            if isinstance(value, dict) and isinstance(got[key], dict) and key != "params":
+                check(value, got[key], f"{prefix}{key}.")
+            else:
+                assert got[key] == value, f"{prefix}{key}"
+
+    check({k: v for k, v in raw.items() if isinstance(v, dict)}, resolved, "")
     # the named parts exist: a timm model (or mlp), a PML loss and miner that accept the params
     assert cfg.model.backbone == "mlp" or timm.is_model(cfg.model.backbone)
     build_loss(cfg.loss.name, cfg.loss.params, num_classes=10, embedding_size=8)
