@@ -170,7 +170,7 @@ class Objective(nn.Module):
                         f"two objective terms report {key!r}; give them distinct names"
                     )
                 if diagnostic:
-                    parts[key] = float(value)
+                    parts[key] = float(value.detach() if torch.is_tensor(value) else value)
                     continue
                 if not torch.isfinite(value):
                     raise FloatingPointError(
