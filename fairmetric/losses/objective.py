@@ -174,7 +174,7 @@ class Objective(nn.Module):
                     continue
                 if not torch.isfinite(value):
                     raise FloatingPointError(
-                        f"objective term {key!r} is {float(value)}; lower its weight or the "
+                        f"objective term {key!r} is {float(value.detach())}; lower its weight or the "
                         "learning rate"
                     )
                 parts[key] = float(value.detach())
