@@ -191,8 +191,9 @@ class ParadeConfig:
 
     Each head learns a metric on its attribute's values (``loss``/``miner``, weight ``weight`` =
     λ_s); the target embedding is decorrelated from it with weight ``rho`` (0: no decorrelation;
-    larger: less attribute information left). ``decorrelation``: ``adversarial`` (gradient
-    reversal + MLP ξ of width ``xi_hidden`` at learning rate ``xi_lr``) or ``cross_covariance``.
+    larger: less attribute information left). ``decorrelation``: ``cross_covariance`` (closed
+    form) or ``adversarial`` (gradient reversal + MLP ξ of width ``xi_hidden`` at learning rate
+    ``xi_lr``, the reference estimator).
     """
 
     attributes: list[str] = field(default_factory=list)
@@ -200,8 +201,8 @@ class ParadeConfig:
     loss: LossConfig = field(default_factory=_attribute_loss)
     miner: MinerConfig = field(default_factory=_no_miner)
     weight: float = 1.0
-    rho: float = 100.0
-    decorrelation: str = "adversarial"
+    rho: float = 10.0
+    decorrelation: str = "cross_covariance"
     xi_hidden: int = 512
     xi_lr: float | None = 1e-5
 
