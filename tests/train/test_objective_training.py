@@ -122,6 +122,7 @@ def _setup(overrides):
 def test_build_objective_terms_and_param_groups():
     cfg, train_set, loss, model = _setup(
         ["objective.parade.attributes=[colour]", "objective.parade.xi_lr=0.0005"]
+        + ["objective.parade.decorrelation=adversarial"]
         + ["objective.adversary.attribute=colour", "objective.adversary.lr=0.01"]
     )
     obj = build_objective(cfg, train_set, loss, feature_dim=model.feature_dim)
