@@ -130,12 +130,12 @@ def make_trainer_variant(name: str, args, train_set, overrides: list[str]) -> Va
     """A step built exactly as ``fairmetric.train.trainer.train`` builds and runs it."""
     from torch.utils.data import DataLoader
 
-    from fairmetric.losses import Batch
     from fairmetric.train.trainer import (
         build_model,
         build_objective,
         build_sampler,
         build_training_loss,
+        forward_batch,
         training_groups,
     )
     from fairmetric.utils import seed_everything
@@ -177,17 +177,7 @@ def make_trainer_variant(name: str, args, train_set, overrides: list[str]) -> Va
         attrs = attrs.long().to(device, non_blocking=True)
         g = attrs[:, group_col] if group_col is not None else None
         t1 = time.perf_counter()
-        h = model.features(x)
-        raw = model.project(h)
-        batch = Batch(
-            features=h,
-            raw=raw,
-            embeddings=model.finalize(raw),
-            labels=y,
-            attributes=attrs,
-            attribute_names=attribute_names,
-            groups=g,
-        )
+        batch = forward_batch(model, x, y, attrs, attribute_names, g)
         t2 = time.perf_counter()
         loss, parts = objective(batch)
         t3 = time.perf_counter()

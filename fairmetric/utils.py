@@ -5,14 +5,21 @@ from __future__ import annotations
 import os
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "atomic_write_bytes", "resolve_device", "seed_everything"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "faiss_threads",
+    "resolve_device",
+    "seed_everything",
+]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -66,3 +73,19 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda f: f.write(data))
+
+
+@contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """Run faiss with ``threads`` OpenMP threads (``None``: leave as is), restoring them after."""
+    if threads is None:
+        yield
+        return
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)

@@ -57,12 +57,13 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal, get_args
 
 import faiss
 import numpy as np
 import torch
+
+from fairmetric.utils import faiss_threads
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -279,20 +280,6 @@ def _check_queries(queries: Any, n: int) -> np.ndarray:
     return q.astype(np.int64, copy=False)
 
 
-@contextmanager
-def _omp_threads(threads: int | None) -> Iterator[None]:
-    """Run faiss with ``threads`` OpenMP threads, restoring the previous count afterwards."""
-    if threads is None:
-        yield
-        return
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)
-
-
 def _gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
@@ -431,7 +418,7 @@ class NeighborIndex:
         self._ef_search = ef_search
         self._gpu_res = faiss.StandardGpuResources() if self._gpu else None
         extra: dict[str, Any] = {}
-        with _omp_threads(threads):
+        with faiss_threads(threads):
             if kind == "ivf":
                 ivf = self._build_ivf(x32, nlist, nprobe, train_size, target_recall, seed)
                 if ivf is None:  # "auto", and IVF would be slower than exact search
@@ -605,7 +592,7 @@ class NeighborIndex:
             # set on the index rather than passed as search(params=...): faiss.contrib.torch_utils
             # (imported by pytorch-metric-learning) replaces search() with one that has no params
             faiss.downcast_index(self._index).hnsw.efSearch = max(ef, k_search)
-        with _omp_threads(self._threads):
+        with faiss_threads(self._threads):
             scores, ids = self._index.search(q, k_search)
         # np.asarray: under faiss.contrib.torch_utils results can come back as tensors
         ids = np.asarray(ids).astype(np.int64, copy=False)

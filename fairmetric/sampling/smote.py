@@ -23,8 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
 
@@ -32,6 +31,8 @@ import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from fairmetric.utils import faiss_threads
 
 __all__ = ["EmbeddingSMOTE", "smote_batch"]
 
@@ -52,16 +53,6 @@ def _default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
-
-
-@contextmanager
-def _faiss_threads(threads: int) -> Iterator[None]:
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)
 
 
 def _check_int(value: Any, name: str, low: int, hint: str = "") -> int:
@@ -460,7 +451,7 @@ class EmbeddingSMOTE:
         index = faiss.IndexFlatL2(xc.shape[1])
         index.add(xc)
         out = np.empty((len(rows), k), dtype=np.int64)
-        with _faiss_threads(threads):
+        with faiss_threads(threads):
             for start in range(0, len(rows), _QUERY_CHUNK):
                 part = rows[start : start + _QUERY_CHUNK]
                 _, ids = index.search(xc[part], k + 1)

@@ -51,6 +51,7 @@ __all__ = [
     "build_model",
     "build_sampler",
     "build_training_loss",
+    "forward_batch",
     "training_groups",
     "evaluate_model",
 ]
@@ -169,6 +170,28 @@ def build_sampler(
         )
     return GroupQuotaBatchSampler(
         train_set.labels, groups, proportions=_proportions(cfg, train_set), **common
+    )
+
+
+def forward_batch(
+    model: Embedder,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    attributes: torch.Tensor,
+    attribute_names: list[str],
+    groups: torch.Tensor | None,
+) -> Batch:
+    """Run the embedder on a batch, keeping the features and raw embedding the terms need."""
+    h = model.features(x)
+    raw = model.project(h)
+    return Batch(
+        features=h,
+        raw=raw,
+        embeddings=model.finalize(raw),
+        labels=labels,
+        attributes=attributes,
+        attribute_names=attribute_names,
+        groups=groups,
     )
 
 
@@ -421,17 +444,7 @@ def train(
                 keep = selector(scores)
                 x, y, attrs = x[keep], y[keep], attrs[keep]
                 g = g[keep] if g is not None else None
-            h = model.features(x)
-            raw = model.project(h)
-            batch = Batch(
-                features=h,
-                raw=raw,
-                embeddings=model.finalize(raw),
-                labels=y,
-                attributes=attrs,
-                attribute_names=attribute_names,
-                groups=g,
-            )
+            batch = forward_batch(model, x, y, attrs, attribute_names, g)
             if sm.enabled:
                 s_emb, s_y, s_g = smote_batch(
                     batch.embeddings,

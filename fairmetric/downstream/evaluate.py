@@ -1,0 +1,134 @@
+"""Per-subgroup accuracy of downstream predictions, as an audit report.
+
+Accuracy is measured from per-sample correctness ``c_i = [ŷ_i = y_i]``: a group's accuracy is the
+mean of ``c_i`` over its samples, the gap is ``max − min`` over groups, the worst group is the
+least accurate, and the intervals are stratified percentile bootstraps (each replicate resamples
+every group at its own size) — :func:`~fairmetric.audit.frame.group_metric_from_samples` does the
+work, so a downstream evaluation is an :class:`~fairmetric.audit.result.AuditReport` that
+:func:`~fairmetric.audit.writers.write_report` writes as ``report.json`` / ``.md`` / ``.html``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from fairmetric import __version__
+from fairmetric.audit.audit import INTERSECTION
+from fairmetric.audit.frame import Grouping, group_metric_from_samples
+from fairmetric.audit.result import AuditReport
+from fairmetric.data.dataset import encode_column
+from fairmetric.downstream.base import check_labels
+
+__all__ = ["evaluate_downstream", "groups_of"]
+
+ACCURACY = "accuracy"
+
+
+def groups_of(
+    data: Any, attributes: Sequence[str] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """``(groups, group_names)`` of an EmbeddingSet or AttributeDataset for
+    :func:`evaluate_downstream` (``attributes=None``: all of its attributes)."""
+    names = list(data.attribute_names) if attributes is None else list(attributes)
+    groups = {a: np.asarray(data.attribute(a)) for a in names}
+    return groups, {a: list(data.attribute_value_names[a]) for a in names}
+
+
+def _grouping(name: str, column: Any, names: Sequence[str] | None, n: int) -> Grouping:
+    col = np.asarray(column)
+    if col.shape != (n,):
+        raise ValueError(
+            f"group column {name!r} has shape {col.shape} but there are {n} predictions; give one "
+            "group value per sample"
+        )
+    if names is None:
+        codes, auto = encode_column(col, name=name)
+        return Grouping(name, codes, auto)
+    if col.dtype.kind not in "iu" or (n and (col.min() < 0 or col.max() >= len(names))):
+        raise ValueError(
+            f"group column {name!r} must hold integer codes 0..{len(names) - 1} to match its "
+            f"{len(names)} group names"
+        )
+    return Grouping(name, col.astype(np.int64), [str(s) for s in names])
+
+
+def evaluate_downstream(
+    y_true: Any,
+    y_pred: Any,
+    groups: Mapping[str, Any],
+    *,
+    group_names: Mapping[str, Sequence[str]] | None = None,
+    intersectional: bool = True,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    metadata: Mapping[str, Any] | None = None,
+) -> AuditReport:
+    """Accuracy overall and per group, with gaps, worst groups and bootstrap intervals.
+
+    Args:
+        y_true: ``(N,)`` true labels of the downstream test samples.
+        y_pred: ``(N,)`` predicted labels.
+        groups: ``{attribute: (N,) values}``; values are integer codes when ``group_names`` names
+            them, otherwise any values (mapped to codes in sorted order).
+        group_names: ``{attribute: [name of code 0, ...]}`` for some or all attributes.
+        intersectional: also report the intersection of the attributes when there are several.
+        n_boot: bootstrap replicates (0: no intervals).
+        seed: bootstrap seed.
+        level: interval coverage.
+        metadata: extra JSON-serialisable facts for the report (task, classifier, ...).
+
+    Returns:
+        An :class:`~fairmetric.audit.result.AuditReport` with one metric, ``"accuracy"``;
+        ``report["accuracy"].difference("colour")`` is the gap, ``.worst_group("colour")`` the
+        worst group.
+    """
+    y_true = np.asarray(y_true)
+    y_true = check_labels(y_true, y_true.shape[0] if y_true.ndim else 0, "y_true")
+    y_pred = check_labels(y_pred, len(y_true), "y_pred", rows_name="y_true")
+    n = len(y_true)
+    if n == 0:
+        raise ValueError("there are no predictions to evaluate (y_true is empty)")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    group_names = dict(group_names or {})
+    unknown = sorted(set(group_names) - set(groups))
+    if unknown:
+        raise ValueError(f"group_names names unknown attributes {unknown}; groups has {list(groups)}")
+    groupings = [_grouping(a, col, group_names.get(a), n) for a, col in groups.items()]
+    if intersectional and len(groupings) >= 2:
+        cols = np.stack([g.codes for g in groupings], axis=1)
+        combos, codes = np.unique(cols, axis=0, return_inverse=True)
+        names = [
+            INTERSECTION.join(g.names[v] for g, v in zip(groupings, combo)) for combo in combos
+        ]
+        groupings.append(
+            Grouping(INTERSECTION.join(g.name for g in groupings), codes.ravel(), names)
+        )
+    correct = (y_true == y_pred).astype(np.float64)
+    metric = group_metric_from_samples(
+        ACCURACY,
+        num=correct,
+        groupings=groupings,
+        higher_is_better=True,
+        description="share of downstream test samples classified correctly",
+        n_boot=int(n_boot),
+        seed=seed,
+        level=level,
+        na_reason="no test sample of this group",
+    )
+    meta: dict[str, Any] = {
+        "n": n,
+        "classes": int(len(np.unique(y_true))),
+        "seed": seed,
+        "bootstrap": int(n_boot),
+        "level": level,
+        "attributes": list(groups),
+        "groupings": [g.name for g in groupings],
+        **dict(metadata or {}),
+        "fairmetric_version": __version__,
+    }
+    return AuditReport(metrics={ACCURACY: metric}, metadata=meta)
