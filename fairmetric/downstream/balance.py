@@ -129,9 +129,9 @@ def balance_indices(
                 f"(codes {expected.tolist()})"
             )
 
-    strata = [np.unique(labels)] if per_class else [None]
+    strata: list[Any] = list(np.unique(labels)) if per_class else [None]
     kept: list[np.ndarray] = []
-    for c in strata[0]:
+    for c in strata:
         rows = np.flatnonzero(labels == c) if c is not None else np.arange(len(labels))
         v = values[rows]
         where = " in class " + repr(c.item() if hasattr(c, "item") else c) if c is not None else ""

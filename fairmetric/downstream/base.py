@@ -108,7 +108,8 @@ class DownstreamClassifier(ABC):
 
     def predict(self, x: Any) -> np.ndarray:
         """Predicted labels (values of :attr:`classes_`) of the rows of ``x``."""
-        return self.classes_[self._predict_codes(self._check_query(x))]
+        x = self._check_query(x)
+        return self.classes_[self._predict_codes(x)]
 
     def _check_query(self, x: Any) -> np.ndarray:
         """Validated query rows of a fitted classifier."""

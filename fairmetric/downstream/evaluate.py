@@ -97,7 +97,9 @@ def evaluate_downstream(
     group_names = dict(group_names or {})
     unknown = sorted(set(group_names) - set(groups))
     if unknown:
-        raise ValueError(f"group_names names unknown attributes {unknown}; groups has {list(groups)}")
+        raise ValueError(
+            f"group_names names unknown attributes {unknown}; groups has {list(groups)}"
+        )
     groupings = [_grouping(a, col, group_names.get(a), n) for a, col in groups.items()]
     if intersectional and len(groupings) >= 2:
         cols = np.stack([g.codes for g in groupings], axis=1)

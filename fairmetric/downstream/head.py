@@ -21,7 +21,9 @@ from fairmetric.utils import resolve_device
 __all__ = ["HeadClassifier", "make_head"]
 
 
-def make_head(in_features: int, n_classes: int, *, hidden: int | None = None, seed: int = 0) -> nn.Module:
+def make_head(
+    in_features: int, n_classes: int, *, hidden: int | None = None, seed: int = 0
+) -> nn.Module:
     """A linear head, or ``Linear → ReLU → Linear`` with ``hidden`` units, seeded initialisation."""
     if hidden is not None and (not isinstance(hidden, int) or hidden < 1):
         raise ValueError(f"hidden must be None or a positive integer, got {hidden!r}")

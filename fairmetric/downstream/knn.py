@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from fairmetric.downstream.base import DownstreamClassifier
+from fairmetric.utils import faiss_threads
 
 __all__ = ["KNNClassifier"]
 
@@ -88,20 +89,13 @@ class KNNClassifier(DownstreamClassifier):
         if self.metric == "cosine":
             x = _unit_rows(x, "x")
         metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        previous = faiss.omp_get_max_threads()
-        if self.threads is not None:
-            faiss.omp_set_num_threads(self.threads)
-        try:
-            parts = []
+        parts = []
+        with faiss_threads(self.threads):
             for start in range(0, len(x), self.batch_size):
-                s, i = faiss.knn(
-                    x[start : start + self.batch_size], self._train, self.k, metric=metric
-                )
+                block = x[start : start + self.batch_size]
+                s, i = faiss.knn(block, self._train, self.k, metric=metric)
                 # np.asarray: pytorch-metric-learning patches faiss to return tensors at times
                 parts.append((np.asarray(s), np.asarray(i, dtype=np.int64)))
-        finally:
-            if self.threads is not None:
-                faiss.omp_set_num_threads(previous)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _predict_codes(self, x: np.ndarray) -> np.ndarray:
