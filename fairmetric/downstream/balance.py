@@ -34,6 +34,15 @@ def _value_name(names: Sequence[str] | None, v: int) -> str:
     return repr(names[v]) if names is not None and 0 <= v < len(names) else str(v)
 
 
+def check_mode(mode: Any) -> None:
+    """Raise a ``ValueError`` listing the valid modes unless ``mode`` is one."""
+    if mode not in get_args(BalanceMode):
+        raise ValueError(
+            f"unknown balance mode {mode!r}; valid values: "
+            + ", ".join(repr(m) for m in get_args(BalanceMode))
+        )
+
+
 def _share_keep(
     minority: np.ndarray, rest: np.ndarray, share: float, rng: np.random.Generator
 ) -> np.ndarray:
@@ -78,11 +87,7 @@ def balance_indices(
     Returns:
         ``int64`` indices into the rows, ascending.
     """
-    if mode not in get_args(BalanceMode):
-        raise ValueError(
-            f"unknown balance mode {mode!r}; valid values: "
-            + ", ".join(repr(m) for m in get_args(BalanceMode))
-        )
+    check_mode(mode)
     labels = np.asarray(labels)
     values = np.asarray(values)
     if labels.ndim != 1 or values.ndim != 1:
@@ -181,8 +186,7 @@ def balance_by_attribute(
         ValueError: unknown attribute or mode, a value (or a class × value cell) without
             samples, or a bad ``share``.
     """
-    if mode not in get_args(BalanceMode):
-        balance_indices([], np.zeros(0, np.int64), mode=mode)  # raises the mode error
+    check_mode(mode)
     if mode == "none":
         return balance_indices(data.labels, np.zeros(len(data.labels), np.int64), mode="none")
     if attribute is None:

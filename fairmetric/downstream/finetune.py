@@ -132,6 +132,7 @@ def finetune(
     batch_size: int = 64,
     weight_decay: float = 0.0,
     hidden: int | None = None,
+    standardize: bool = True,
     seed: int = 0,
     device: str = "auto",
     attributes: Sequence[str] | None = None,
@@ -155,6 +156,9 @@ def finetune(
         batch_size: mini-batch size.
         weight_decay: Adam weight decay (all parameters).
         hidden: hidden units of a one-hidden-layer head (``None``: linear).
+        standardize: ``"head"`` mode: standardise the frozen embeddings with their training
+            statistics (a fixed first layer of the head, see :class:`HeadClassifier`). Ignored
+            end to end, where the embeddings change while the head trains.
         seed: seeds the head's initialisation and the batch order.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         attributes: attributes to evaluate by (default: all of ``test_set``'s).
@@ -191,6 +195,7 @@ def finetune(
             batch_size=batch_size,
             weight_decay=weight_decay,
             hidden=hidden,
+            standardize=standardize,
             seed=seed,
             device=str(dev),
         ).fit(emb.embeddings, emb.labels)
