@@ -1,4 +1,4 @@
-"""The ``fairmetric`` command line: ``train``, ``embed``, ``demo`` and ``env``.
+"""The ``fairmetric`` command line: ``train``, ``embed``, ``audit``, ``finetune``, ``demo``, ``env``.
 
 Each subcommand is a parser function plus a run function; heavy imports happen inside the run
 functions so ``--help`` is instant.
@@ -294,6 +294,133 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
+# -- finetune ----------------------------------------------------------------------------------
+
+_TASK_KEYS = (
+    "data",
+    "data_params",
+    "root",
+    "image_size",
+    "source_split",
+    "test_fraction",
+    "classifier",
+    "classifier_params",
+    "balance",
+    "balance_attribute",
+    "balance_per_class",
+    "share",
+    "minority_value",
+    "attributes",
+    "n_boot",
+    "level",
+    "seed",
+    "batch_size",
+)
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="fit a downstream classifier on a model's embeddings and report accuracy per group",
+        formatter_class=_Formatter,
+        description=(
+            "Downstream evaluation of an embedding model. The task: the dataset's test split "
+            "(classes the metric learner never saw) is split in half, stratified by class and "
+            "attribute values; a classifier of those classes is fitted on one half (optionally "
+            "balanced by an attribute) and its accuracy is reported on the other half, overall "
+            "and per group, with the gap, the worst group and bootstrap intervals. DIR receives "
+            "report.json, report.md and report.html.\n\n"
+            "classifiers: probe (logistic regression on frozen embeddings), knn (k-NN vote), "
+            "head (a trained head on frozen embeddings), end_to_end (finetune the embedder and a "
+            "head).\n\n"
+            "--task is an optional YAML file with any of: " + ", ".join(_TASK_KEYS) + ". Without "
+            "it, a run folder's own data config is used.\n\n"
+            "examples:\n"
+            "  fairmetric finetune --model runs/baseline --balance attribute --out runs/baseline/downstream\n"
+            "  fairmetric finetune --model runs/parade --task configs/downstream/colored_digits_probe.yaml "
+            "--out runs/parade/downstream"
+        ),
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="a training run folder or an exported model folder",
+    )
+    p.add_argument("--task", type=Path, help="downstream task YAML (see above)")
+    p.add_argument(
+        "--classifier",
+        choices=["probe", "knn", "head", "end_to_end"],
+        help="downstream classifier (default: the task's, else probe)",
+    )
+    p.add_argument(
+        "--balance",
+        choices=["none", "attribute", "imbalanced"],
+        help="how the downstream training half is balanced by --balance-attribute (default: "
+        "the task's, else none)",
+    )
+    p.add_argument("--balance-attribute", help="attribute to balance by (default: the first)")
+    p.add_argument("--seed", type=int, help="seed of the split, balancing and classifier")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=_run_finetune)
+
+
+def _task_from_run(model: Path) -> dict:
+    """The data part of a training run's config, when ``model`` is a run folder."""
+    cfg_path = model / "config.yaml"
+    if not cfg_path.is_file():
+        return {}
+    from fairmetric.train.config import load_config
+
+    data = load_config(cfg_path).data
+    return {
+        "data": data.name,
+        "data_params": dict(data.params),
+        "root": data.root,
+        "image_size": data.image_size,
+    }
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fairmetric.audit.writers import render_summary
+    from fairmetric.downstream import run_downstream
+
+    if not args.model.exists():
+        raise FileNotFoundError(f"--model {args.model} does not exist")
+    task = _task_from_run(args.model)
+    if args.task is not None:
+        if not args.task.is_file():
+            raise FileNotFoundError(f"--task {args.task} is not a file")
+        given = yaml.safe_load(args.task.read_text()) or {}
+        if not isinstance(given, dict):
+            raise ValueError(f"{args.task} must hold a mapping of task keys")
+        unknown = sorted(set(given) - set(_TASK_KEYS))
+        if unknown:
+            raise ValueError(
+                f"{args.task}: unknown task key(s) {', '.join(unknown)}; valid keys are: "
+                + ", ".join(_TASK_KEYS)
+            )
+        task.update(given)
+    for key, value in (
+        ("classifier", args.classifier),
+        ("balance", args.balance),
+        ("balance_attribute", args.balance_attribute),
+        ("seed", args.seed),
+    ):
+        if value is not None:
+            task[key] = value
+    result = run_downstream(
+        args.model, **task, device=args.device, out_dir=args.out, progress=not args.no_progress
+    )
+    print(render_summary(result.report))
+    print(f"report: {args.out / 'report.html'}")
+    return 0
+
+
 # -- demo --------------------------------------------------------------------------------------
 
 
@@ -363,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fairmetric {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_train, _add_embed, _add_audit, _add_demo, _add_env):
+    for add in (_add_train, _add_embed, _add_audit, _add_finetune, _add_demo, _add_env):
         add(sub)
     return parser
 

@@ -187,6 +187,10 @@ def _summary_rows(report: AuditReport) -> list[dict[str, str]]:
     return rows
 
 
+def _title(report: AuditReport) -> str:
+    return str(report.metadata.get("title") or "fairmetric embedding audit")
+
+
 def render_summary(report: AuditReport) -> str:
     """A plain-text summary table for the terminal: metric × attribute, overall, worst, gap."""
     header = ["metric", "better", "attribute", "overall", "worst group", "difference [CI]"]
@@ -194,9 +198,18 @@ def render_summary(report: AuditReport) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
     meta = report.metadata
+    if "task" in meta:  # a downstream evaluation (fairmetric.downstream)
+        first = (
+            f"downstream evaluation of {meta.get('source')}: {meta.get('n_train')} train / "
+            f"{meta.get('n_test')} test, balance {meta.get('balance')}"
+        )
+    else:
+        first = (
+            f"audit of {meta.get('source') or 'embeddings'}: {meta.get('n')} embeddings, "
+            f"dim {meta.get('dim')}, index {meta.get('index')}, bootstrap {meta.get('bootstrap')}"
+        )
     out = [
-        f"audit of {meta.get('source') or 'embeddings'}: {meta.get('n')} embeddings, "
-        f"dim {meta.get('dim')}, index {meta.get('index')}, bootstrap {meta.get('bootstrap')}",
+        first,
         line,
         "-" * len(line),
     ]
@@ -231,7 +244,7 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str =
 def render_markdown(report: AuditReport) -> str:
     """The Markdown report: summary, run metadata, then one section per metric and attribute."""
     ci = f"{_level(report)} CI"
-    out = ["# fairmetric embedding audit", ""]
+    out = [f"# {_title(report)}", ""]
     source = report.metadata.get("source")
     if source is not None:
         out += [f"Source: {_md(source)}", ""]
@@ -339,7 +352,7 @@ def render_html(report: AuditReport) -> str:
     """The self-contained HTML report: the Markdown content plus embedded plots."""
     ci = _e(f"{_level(report)} CI")
     source = report.metadata.get("source")
-    body = ["<h1>fairmetric embedding audit</h1>"]
+    body = [f"<h1>{_e(_title(report))}</h1>"]
     if source is not None:
         body.append(f"<p>Source: <code>{_e(source)}</code></p>")
 
@@ -426,7 +439,7 @@ def render_html(report: AuditReport) -> str:
         )
         body.append(_img(plot_homophily(report.homophily), "neighbourhood homophily by group"))
 
-    title = "fairmetric embedding audit" + (f": {source}" if source is not None else "")
+    title = _title(report) + (f": {source}" if source is not None else "")
     return "\n".join(
         [
             "<!DOCTYPE html>",

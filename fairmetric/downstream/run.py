@@ -289,6 +289,7 @@ def run_downstream(
 
     groups, names = groups_of(test_set, attributes)
     metadata: dict[str, Any] = {
+        "title": "fairmetric downstream evaluation",
         "source": source,
         "task": (
             f"classify the {len(np.unique(pool.labels))} classes of {pool.name}: downstream "
