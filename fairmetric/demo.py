@@ -1,4 +1,9 @@
-"""``fairmetric demo``: the end-to-end story on coloured digits, in a few minutes on a CPU."""
+"""``fairmetric demo``: the end-to-end story on coloured digits, in a few minutes on a CPU.
+
+A baseline and a PARADE embedding are trained on colour-imbalanced digits, both are audited, a
+downstream probe is trained on colour-balanced data on top of each, and the two are compared side
+by side in the terminal and in ``compare.html``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import numpy as np
 from fairmetric.train.config import load_config
 from fairmetric.train.evaluate import recall_by_group
 
-__all__ = ["run_demo", "format_group_table", "format_audit_table"]
+__all__ = ["run_demo", "format_group_table", "format_audit_table", "format_comparison"]
 
 _MARKER = ".fairmetric-demo"
 
@@ -77,14 +82,147 @@ def format_audit_table(report: Any, attribute: str) -> str:
     return "\n".join(rows)
 
 
-def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: bool = True) -> dict:
-    """Train a baseline on colour-imbalanced coloured digits and report Recall@1 per colour group.
+ARMS = {
+    "baseline": [],
+    "PARADE": ["objective.parade.attributes=[colour]"],
+}
+"""The two embeddings the demo compares: the same config, with and without PARADE on colour."""
 
-    Writes into ``out``: the training run (``run/``), the test embeddings (``test_embeddings.npz``),
-    the fairness audit of the test embeddings (``audit/report.{json,md,html}``) and
+
+def _arm_numbers(report: Any, downstream: Any, attribute: str) -> dict[str, Any]:
+    """The headline numbers of one arm: audit gaps and the downstream probe's accuracy."""
+    r1 = report.metrics["recall@1"]
+    worst = r1.worst_group(attribute)
+    acc = downstream.report.metrics["accuracy"]
+    d_worst = acc.worst_group(attribute)
+
+    def gap(name: str) -> float | None:
+        return report.metrics[name].difference(attribute) if name in report.metrics else None
+
+    def overall(name: str) -> float | None:
+        m = report.metrics.get(name)
+        return None if m is None else m.overall.value
+
+    return {
+        "recall@1": r1.overall.value,
+        "recall@1 worst group": worst[1] if worst else None,
+        "recall@1 worst group name": worst[0] if worst else None,
+        "recall@1 gap": gap("recall@1"),
+        "recall@1 gap interval": list(r1.gap_interval("difference", attribute)),
+        "intra-class alignment gap": gap("intra_class_alignment"),
+        "uniformity gap": gap("uniformity"),
+        f"{attribute} leakage (k-NN)": overall(f"leakage_knn:{attribute}"),
+        f"{attribute} leakage (linear)": overall(f"leakage_linear:{attribute}"),
+        "downstream accuracy": acc.overall.value,
+        "downstream worst group": d_worst[1] if d_worst else None,
+        "downstream gap": acc.difference(attribute),
+        "downstream gap interval": list(acc.gap_interval("difference", attribute)),
+    }
+
+
+_ROWS = [
+    ("recall@1", "Recall@1, overall", "higher"),
+    ("recall@1 worst group", "Recall@1, worst colour", "higher"),
+    ("recall@1 gap", "Recall@1 gap (light - dark)", "lower"),
+    ("intra-class alignment gap", "alignment gap", "lower"),
+    ("uniformity gap", "uniformity gap", "lower"),
+    ("colour leakage (k-NN)", "colour leakage, k-NN", "lower"),
+    ("colour leakage (linear)", "colour leakage, linear probe", "lower"),
+    ("downstream accuracy", "downstream accuracy", "higher"),
+    ("downstream worst group", "downstream, worst colour", "higher"),
+    ("downstream gap", "downstream accuracy gap", "lower"),
+]
+
+
+def format_comparison(numbers: dict[str, dict[str, Any]]) -> str:
+    """The side-by-side table of the demo's arms."""
+    names = list(numbers)
+    header = f"{'':<32}" + "".join(f"{n:>12}" for n in names) + "   better"
+    rows = [header, "-" * len(header)]
+    for key, label, better in _ROWS:
+        cells = []
+        for n in names:
+            v = numbers[n].get(key)
+            cells.append(f"{'n/a' if v is None else f'{v:.3f}':>12}")
+        rows.append(f"{label:<32}" + "".join(cells) + f"   {better}")
+    return "\n".join(rows)
+
+
+def _comparison_html(
+    numbers: dict[str, dict[str, Any]], per_group: dict[str, Any], out: Path
+) -> str:
+    import html
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fairmetric.audit.plots import figure_to_data_uri
+
+    names = list(numbers)
+    groups = list(next(iter(per_group.values()))["recall"])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    width = 0.8 / len(names)
+    for ax, key, title in (
+        (axes[0], "recall", "Recall@1 (embedding)"),
+        (axes[1], "downstream", "downstream accuracy (balanced probe)"),
+    ):
+        for i, n in enumerate(names):
+            values = [per_group[n][key].get(g) or 0.0 for g in groups]
+            ax.bar([j + i * width for j in range(len(groups))], values, width, label=n)
+        ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(groups))], groups)
+        ax.set_ylim(0, 1)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    img = figure_to_data_uri(fig)
+    plt.close(fig)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    body = []
+    for key, label, better in _ROWS:
+        cells = "".join(
+            f"<td>{'n/a' if numbers[n].get(key) is None else f'{numbers[n][key]:.3f}'}</td>"
+            for n in names
+        )
+        body.append(f"<tr><th>{html.escape(label)}</th>{cells}<td>{better}</td></tr>")
+    links = "".join(
+        f'<li>{html.escape(n)}: <a href="{n.lower()}/audit/report.html">embedding audit</a>, '
+        f'<a href="{n.lower()}/downstream/report.html">downstream report</a>, '
+        f'<a href="{n.lower()}/run/metrics.jsonl">training log</a></li>'
+        for n in names
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>fairmetric demo: baseline vs PARADE</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
+th:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>fairmetric demo: baseline vs PARADE on coloured digits</h1>
+<p>Both embeddings were trained on digits 0-4 rendered 95% in the light colour and 5% in the dark
+one, and are evaluated on the unseen digits 5-9 in both colours equally. PARADE adds a colour head
+on the shared backbone and decorrelates the digit embedding from it (cross-covariance, weight
+&rho;). "Downstream" is a logistic-regression probe of the digits 5-9 trained on a colour-balanced
+half of the test split and evaluated on the other half. One seed: see benchmarks/RESULTS.md for how
+much these numbers vary between seeds.</p>
+<table><tr><th></th>{head}<th>better</th></tr>{"".join(body)}</table>
+<p><img alt="per-group Recall@1 and downstream accuracy" src="{img}"></p>
+<ul>{links}</ul></body></html>
+"""
+
+
+def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: bool = True) -> dict:
+    """Train a baseline and a PARADE embedding on colour-imbalanced coloured digits and compare.
+
+    For each arm (``baseline``, ``PARADE``) writes into ``out/<arm>/``: the training run
+    (``run/``), the test embeddings (``test_embeddings.npz``), the fairness audit
+    (``audit/report.{json,md,html}``) and a downstream probe trained on colour-balanced data
+    (``downstream/report.*``). Then prints the side-by-side table and writes ``compare.html`` and
     ``summary.json``. A folder left by an earlier demo is replaced; any other existing folder is
     left alone and an error raised.
     """
+    from fairmetric.audit import audit
+    from fairmetric.downstream import run_downstream
     from fairmetric.models.embed import embed_dataset
     from fairmetric.models.embedder import load_embedder
     from fairmetric.train.trainer import build_data, train
@@ -99,30 +237,66 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
     out.mkdir(parents=True)
     (out / _MARKER).write_text("written by fairmetric demo; replaced by the next demo run\n")
 
-    cfg = load_config(None, ["name=demo", *(overrides or [])])
     t0 = time.perf_counter()
+    attribute = "colour"
     print("fairmetric demo: coloured digits, colour is the sensitive attribute.")
-    splits = build_data(cfg)
+    base_cfg = load_config(None, ["name=demo_baseline", *(overrides or [])])
+    splits = build_data(base_cfg)
     train_set, test_set = splits["train"], splits["test"]
     print(train_set.describe())
     print(test_set.describe())
-    print(
-        f"training {cfg.model.backbone} -> {cfg.model.embedding_dim}-d embedding with "
-        f"{cfg.loss.name} for {cfg.train.epochs} epochs on {train_set.name} ..."
-    )
-    result = train(cfg, out / "run", progress=progress)
-
-    model = load_embedder(result["model_dir"])
-    emb = embed_dataset(model, test_set, metadata={"split": "test", "model": result["model_dir"]})
-    emb_path = emb.save(out / "test_embeddings.npz")
-    trained = recall_by_group(emb, [1])["recall@1"]
-    untrained = result["history"][0]["metrics"]["recall@1"]
-
-    attribute = "colour"
-    col = emb.attribute(attribute)
-    names = emb.attribute_value_names[attribute]
-    counts = {names[v]: int(c) for v, c in enumerate(np.bincount(col, minlength=len(names)))}
+    names = test_set.attribute_value_names[attribute]
     train_counts = np.bincount(train_set.attribute(attribute), minlength=len(names))
+    test_counts = np.bincount(test_set.attribute(attribute), minlength=len(names))
+    counts = {names[v]: int(c) for v, c in enumerate(test_counts)}
+
+    numbers: dict[str, dict[str, Any]] = {}
+    recalls: dict[str, Any] = {}
+    per_group: dict[str, Any] = {}
+    for arm, extra in ARMS.items():
+        cfg = load_config(None, [f"name=demo_{arm.lower()}", *extra, *(overrides or [])])
+        folder = out / arm.lower()
+        print(
+            f"\n[{arm}] training {cfg.model.backbone} -> {cfg.model.embedding_dim}-d embedding, "
+            f"{cfg.loss.name}, {cfg.train.epochs} epochs"
+            + (
+                f", PARADE on colour (rho {cfg.objective.parade.rho:g}, "
+                f"{cfg.objective.parade.decorrelation})"
+                if cfg.objective.parade.attributes
+                else ""
+            )
+            + " ..."
+        )
+        result = train(cfg, folder / "run", progress=progress)
+        model = load_embedder(result["model_dir"])
+        emb = embed_dataset(
+            model, test_set, metadata={"split": "test", "model": result["model_dir"]}
+        )
+        emb_path = emb.save(folder / "test_embeddings.npz")
+        recalls[arm] = recall_by_group(emb, [1])["recall@1"]
+        if "untrained" not in recalls:
+            recalls = {"untrained": result["history"][0]["metrics"]["recall@1"], **recalls}
+        report = audit(emb, bootstrap=200, seed=cfg.train.seed, source=str(emb_path))
+        report.save(folder / "audit")
+        print(f"[{arm}] auditing and fitting a downstream probe on colour-balanced data ...")
+        downstream = run_downstream(
+            model,
+            data=cfg.data.name,
+            data_params=dict(cfg.data.params),
+            image_size=cfg.data.image_size,
+            classifier="probe",
+            balance="attribute",
+            balance_attribute=attribute,
+            seed=cfg.train.seed,
+            out_dir=folder / "downstream",
+        )
+        numbers[arm] = _arm_numbers(report, downstream, attribute)
+        acc = downstream.report.metrics["accuracy"]
+        per_group[arm] = {
+            "recall": dict(recalls[arm]["by_group"][attribute]),
+            "downstream": {g: e.value for g, e in acc.by_group[attribute].items()},
+        }
+
     share = ", ".join(
         f"{names[v]} {c / train_counts.sum():.0%}" for v, c in enumerate(train_counts)
     )
@@ -133,26 +307,25 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
             f"colours: {share})",
             attribute,
             counts,
-            {"untrained": untrained, "trained": trained},
+            recalls,
         )
     )
-    from fairmetric.audit import audit
-
-    report = audit(emb, bootstrap=200, seed=cfg.train.seed, source=str(emb_path))
-    report.save(out / "audit")
     print()
-    print(format_audit_table(report, attribute))
+    print("Baseline vs PARADE (embedding audit and a downstream probe trained on balanced data):")
+    print(format_comparison(numbers))
+    (out / "compare.html").write_text(_comparison_html(numbers, per_group, out))
     summary = {
         "train_colour_share": {names[v]: int(c) for v, c in enumerate(train_counts)},
         "test_counts": counts,
-        "recall@1": {"untrained": untrained, "trained": trained},
+        "recall@1": recalls,
+        "comparison": numbers,
         "seconds": time.perf_counter() - t0,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print()
     print(
-        f"outputs in {out}/: run/ (config, checkpoint, metrics.jsonl, exported model/), "
-        f"{Path(emb_path).name}, summary.json, and the fairness audit audit/report.html "
-        f"(open it in a browser) with report.json and report.md  [{summary['seconds']:.0f} s]"
+        f"outputs in {out}/: compare.html (open it in a browser: the two embeddings side by "
+        f"side), and per arm: run/, test_embeddings.npz, audit/report.html, "
+        f"downstream/report.html  [{summary['seconds']:.0f} s]"
     )
     return summary

@@ -132,10 +132,25 @@ def test_demo_smoke(tmp_path, capsys):
     tiny = [o for o in DIGITS if not o.startswith("name=")] + ["train.epochs=1"]
     assert main(["demo", "--out", str(out), "--no-progress", *tiny]) == 0
     printed = capsys.readouterr().out
-    assert "Recall@1 per colour group" in printed and "gap" in printed
+    assert "Recall@1 per colour group" in printed and "Baseline vs PARADE" in printed
+    assert "downstream accuracy gap" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["recall@1"]["trained"]["by_group"]["colour"]) == {"light", "dark"}
-    assert (out / "test_embeddings.npz").is_file()
+    for arm in ("baseline", "PARADE"):
+        assert set(summary["recall@1"][arm]["by_group"]["colour"]) == {"light", "dark"}
+        numbers = summary["comparison"][arm]
+        assert 0 <= numbers["recall@1"] <= 1 and 0 <= numbers["downstream accuracy"] <= 1
+        # the audit's exact Recall@1 gap equals the trainer's evaluation of the same embedding
+        assert numbers["recall@1 gap"] == pytest.approx(summary["recall@1"][arm]["gap"]["colour"])
+        folder = out / arm.lower()
+        assert (folder / "test_embeddings.npz").is_file()
+        assert (folder / "audit" / "report.html").is_file()
+        assert (folder / "downstream" / "report.html").is_file()
+    # the PARADE arm really trained with PARADE, the baseline did not
+    parade_log = (out / "parade" / "run" / "metrics.jsonl").read_text()
+    assert "parade/colour/decorrelation" in parade_log
+    assert "parade/" not in (out / "baseline" / "run" / "metrics.jsonl").read_text()
+    html = (out / "compare.html").read_text()
+    assert "baseline vs PARADE" in html and "downstream accuracy gap" in html
     # a second demo replaces the first; a folder the demo did not write is refused
     assert main(["demo", "--out", str(out), "--no-progress", *tiny]) == 0
     other = tmp_path / "mine"
