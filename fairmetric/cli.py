@@ -421,6 +421,28 @@ def _run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench -------------------------------------------------------------------------------------
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from fairmetric import bench
+
+    p = sub.add_parser(
+        "bench",
+        help="fairness benchmark suite: methods x datasets x seeds, resumable",
+        formatter_class=_Formatter,
+        description=bench.__doc__,
+    )
+    bench.add_arguments(p)
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from fairmetric import bench
+
+    return bench.run_from_args(args)
+
+
 # -- demo --------------------------------------------------------------------------------------
 
 
@@ -490,7 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fairmetric {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_train, _add_embed, _add_audit, _add_finetune, _add_demo, _add_env):
+    for add in (
+        _add_train,
+        _add_embed,
+        _add_audit,
+        _add_finetune,
+        _add_bench,
+        _add_demo,
+        _add_env,
+    ):
         add(sub)
     return parser
 
