@@ -23,9 +23,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Sampler
 
-from fairmetric.sampling.m_per_class import _FLOOR, _ClassStream, m_per_class_batches
+from fairmetric.sampling.m_per_class import (
+    _FLOOR,
+    ShardedBatchSampler,
+    _ClassStream,
+    check_epoch,
+    m_per_class_batches,
+)
 
 __all__ = ["EpochBalancedBatchSampler", "GroupQuotaBatchSampler"]
 
@@ -155,23 +160,11 @@ def _largest_remainder(total: int, shares: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_epoch(epoch: int) -> int:
-    if int(epoch) < 0:
-        raise ValueError(f"epoch must be a non-negative integer, got {epoch}")
-    return int(epoch)
-
-
-def _iter_shard(batches: Iterator[Any], rank: int, world_size: int) -> Iterator[list[int]]:
-    for i, batch in enumerate(batches):
-        if i % world_size == rank:
-            yield batch.tolist()
-
-
 # --------------------------------------------------------------------------------------------
 # epoch level
 
 
-class EpochBalancedBatchSampler(Sampler[list[int]]):
+class EpochBalancedBatchSampler(ShardedBatchSampler):
     r"""m-per-class batches from an epoch re-sampled so that groups reach a target distribution.
 
     Each epoch draws a multiset of dataset indices (the *pool*, :meth:`epoch_indices`) in which
@@ -303,24 +296,16 @@ class EpochBalancedBatchSampler(Sampler[list[int]]):
                 f"sample); use mode='over', a smaller batch_size or a larger m"
             )
 
-        self.num_batches = (
-            int(num_batches) if num_batches is not None else max(1, self.pool_size // batch_size)
+        self._init_sharding(
+            num_batches if num_batches is not None else max(1, self.pool_size // batch_size),
+            seed,
+            rank,
+            world_size,
         )
-        self.seed = int(seed)
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use the pool and batches of ``epoch`` on the next iteration."""
-        self.epoch = _check_epoch(epoch)
-
-    def __len__(self) -> int:
-        return -(-self.num_batches // self.world_size)
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         """The re-sampled multiset of dataset indices of ``epoch``, sorted."""
-        epoch = _check_epoch(epoch)
+        epoch = check_epoch(epoch)
         return np.sort(self._pool(np.random.default_rng([self.seed, epoch, 0])))
 
     def _pool(self, rng: np.random.Generator) -> np.ndarray:
@@ -354,14 +339,14 @@ class EpochBalancedBatchSampler(Sampler[list[int]]):
             num_batches=len(self) * self.world_size,
             rng=np.random.default_rng([self.seed, self.epoch, 1]),
         )
-        yield from _iter_shard(batches, self.rank, self.world_size)
+        yield from self._shard(batches)
 
 
 # --------------------------------------------------------------------------------------------
 # batch level
 
 
-class GroupQuotaBatchSampler(Sampler[list[int]]):
+class GroupQuotaBatchSampler(ShardedBatchSampler):
     r"""Batches with exactly ``m`` samples per class *and* exactly ``quotas[g]`` samples per group.
 
     Every batch holds ``K = batch_size // m`` distinct classes with ``m`` samples each, and
@@ -495,13 +480,12 @@ class GroupQuotaBatchSampler(Sampler[list[int]]):
             np.flatnonzero(self._feas.pattern_of_class == p) for p in range(self._feas.n_patterns)
         ]
 
-        self.num_batches = (
-            int(num_batches) if num_batches is not None else max(1, len(label_codes) // batch_size)
+        self._init_sharding(
+            num_batches if num_batches is not None else max(1, len(label_codes) // batch_size),
+            seed,
+            rank,
+            world_size,
         )
-        self.seed = int(seed)
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.epoch = 0
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -556,16 +540,9 @@ class GroupQuotaBatchSampler(Sampler[list[int]]):
 
     # -- sampling ------------------------------------------------------------------------------
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use the batches of ``epoch`` on the next iteration."""
-        self.epoch = _check_epoch(epoch)
-
-    def __len__(self) -> int:
-        return -(-self.num_batches // self.world_size)
-
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches(np.random.default_rng([self.seed, self.epoch]))
-        yield from _iter_shard(batches, self.rank, self.world_size)
+        yield from self._shard(batches)
 
     def _batches(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
         n_groups = self.cell_sizes.shape[1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,43 @@ _FLOOR = 1e-3
 """Weight added to every class so that exhausted classes can still fill a batch."""
 
 
-class MPerClassBatchSampler(Sampler[list[int]]):
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Plumbing shared by fairmetric's batch samplers.
+
+    Batches are a pure function of ``(seed, epoch)``; :meth:`set_epoch` selects the epoch. Every
+    rank computes the same global sequence of batches and keeps batches ``rank, rank +
+    world_size, ...``, so each rank gets ``ceil(num_batches / world_size)`` of them.
+    """
+
+    def _init_sharding(self, num_batches: int, seed: int, rank: int, world_size: int) -> None:
+        self.num_batches = int(num_batches)
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the batches of ``epoch`` on the next iteration."""
+        self.epoch = check_epoch(epoch)
+
+    def __len__(self) -> int:
+        return -(-self.num_batches // self.world_size)
+
+    def _shard(self, batches: Iterable[np.ndarray]) -> Iterator[list[int]]:
+        """This rank's share of the global batch sequence."""
+        for i, batch in enumerate(batches):
+            if i % self.world_size == self.rank:
+                yield batch.tolist()
+
+
+def check_epoch(epoch: int) -> int:
+    """``epoch`` as a non-negative int (numpy seeds must be non-negative)."""
+    if int(epoch) < 0:
+        raise ValueError(f"epoch must be a non-negative integer, got {epoch}")
+    return int(epoch)
+
+
+class MPerClassBatchSampler(ShardedBatchSampler):
     r"""Batch sampler whose every batch holds ``m`` samples of each of ``batch_size // m`` classes.
 
     Pass it as ``DataLoader(dataset, batch_sampler=sampler)``. Unlike PML's ``MPerClassSampler``,
@@ -108,20 +144,14 @@ class MPerClassBatchSampler(Sampler[list[int]]):
             raise ValueError(f"world_size must be at least 1, got {world_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        self.num_batches = (
-            int(num_batches) if num_batches is not None else max(1, len(arr) // batch_size)
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        self._init_sharding(
+            num_batches if num_batches is not None else max(1, len(arr) // batch_size),
+            seed,
+            rank,
+            world_size,
         )
-        self.seed = int(seed)
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use the batches of ``epoch`` on the next iteration."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return -(-self.num_batches // self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -132,9 +162,7 @@ class MPerClassBatchSampler(Sampler[list[int]]):
             num_batches=len(self) * self.world_size,
             rng=rng,
         )
-        for i, batch in enumerate(batches):
-            if i % self.world_size == self.rank:
-                yield batch.tolist()
+        yield from self._shard(batches)
 
 
 def m_per_class_batches(

@@ -182,3 +182,12 @@ def test_works_as_dataloader_batch_sampler():
 def test_errors(labels, kwargs, match):
     with pytest.raises(ValueError, match=match):
         MPerClassBatchSampler(labels, **kwargs)
+
+
+def test_negative_seed_or_epoch_is_refused_up_front():
+    labels = np.repeat(np.arange(4), 8)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        MPerClassBatchSampler(labels, m=2, batch_size=4, seed=-1)
+    sampler = MPerClassBatchSampler(labels, m=2, batch_size=4)
+    with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
+        sampler.set_epoch(-1)
