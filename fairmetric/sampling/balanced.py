@@ -29,6 +29,7 @@ from fairmetric.sampling.m_per_class import (
     ShardedBatchSampler,
     _ClassStream,
     check_epoch,
+    check_sampler_args,
     m_per_class_batches,
 )
 
@@ -75,29 +76,8 @@ def _check_common(
             f"groups has {len(group_values)} distinct values; at most {_MAX_GROUPS} are supported "
             "(merge rare values into an 'other' group)"
         )
-    if m < 1:
-        raise ValueError(f"m must be at least 1, got {m}")
-    if batch_size < 1 or batch_size % m:
-        raise ValueError(
-            f"batch_size must be a positive multiple of m={m}, got {batch_size}; use e.g. "
-            f"batch_size={max(1, batch_size // m) * m}"
-        )
     n_classes = int(label_codes.max()) + 1
-    k = batch_size // m
-    if k > n_classes:
-        raise ValueError(
-            f"m × classes does not fit: batch_size={batch_size} with m={m} needs {k} distinct "
-            f"classes per batch but labels has only {n_classes}; use batch_size <= "
-            f"{n_classes * m} or raise m"
-        )
-    if num_batches is not None and num_batches < 1:
-        raise ValueError(f"num_batches must be at least 1, got {num_batches}")
-    if world_size < 1:
-        raise ValueError(f"world_size must be at least 1, got {world_size}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    k = check_sampler_args(n_classes, m, batch_size, num_batches, seed, rank, world_size)
     return label_codes, group_codes, group_values, k
 
 

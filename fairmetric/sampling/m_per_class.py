@@ -43,6 +43,41 @@ class ShardedBatchSampler(Sampler[list[int]]):
                 yield batch.tolist()
 
 
+def check_sampler_args(
+    n_classes: int,
+    m: int,
+    batch_size: int,
+    num_batches: int | None,
+    seed: int,
+    rank: int,
+    world_size: int,
+) -> int:
+    """Validate the arguments every m-per-class batch sampler takes; returns ``batch_size // m``."""
+    if m < 1:
+        raise ValueError(f"m must be at least 1, got {m}")
+    if batch_size < 1 or batch_size % m:
+        raise ValueError(
+            f"batch_size must be a positive multiple of m={m}, got {batch_size}; use e.g. "
+            f"batch_size={max(1, batch_size // m) * m}"
+        )
+    k = batch_size // m
+    if k > n_classes:
+        raise ValueError(
+            f"m × classes does not fit: batch_size={batch_size} with m={m} needs {k} distinct "
+            f"classes per batch but labels has only {n_classes}; use batch_size <= "
+            f"{n_classes * m} or raise m"
+        )
+    if num_batches is not None and num_batches < 1:
+        raise ValueError(f"num_batches must be at least 1, got {num_batches}")
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    return k
+
+
 def check_epoch(epoch: int) -> int:
     """``epoch`` as a non-negative int (numpy seeds must be non-negative)."""
     if int(epoch) < 0:
@@ -118,34 +153,14 @@ class MPerClassBatchSampler(ShardedBatchSampler):
             raise ValueError(f"labels must be one-dimensional, got shape {arr.shape}")
         if arr.size == 0:
             raise ValueError("labels is empty: there is nothing to sample")
-        if m < 1:
-            raise ValueError(f"m must be at least 1, got {m}")
-        if batch_size < 1 or batch_size % m:
-            raise ValueError(
-                f"batch_size must be a positive multiple of m={m}, got {batch_size}; use e.g. "
-                f"batch_size={max(1, batch_size // m) * m}"
-            )
         _, codes = np.unique(arr, return_inverse=True)
+        check_sampler_args(int(codes.max()) + 1, m, batch_size, num_batches, seed, rank, world_size)
         order = np.argsort(codes, kind="stable")
         self.class_sizes = np.bincount(codes)
         self.class_indices = np.split(order, np.cumsum(self.class_sizes)[:-1])
         self.m = int(m)
         self.batch_size = int(batch_size)
         self.classes_per_batch = self.batch_size // self.m
-        if self.classes_per_batch > len(self.class_sizes):
-            raise ValueError(
-                f"m × classes does not fit: batch_size={batch_size} with m={m} needs "
-                f"{self.classes_per_batch} distinct classes per batch but labels has only "
-                f"{len(self.class_sizes)}; lower batch_size or raise m"
-            )
-        if num_batches is not None and num_batches < 1:
-            raise ValueError(f"num_batches must be at least 1, got {num_batches}")
-        if world_size < 1:
-            raise ValueError(f"world_size must be at least 1, got {world_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed}")
         self._init_sharding(
             num_batches if num_batches is not None else max(1, len(arr) // batch_size),
             seed,
