@@ -449,14 +449,16 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="train on coloured digits, show Recall@1 per colour group, write an audit report "
-        "(a few minutes on CPU)",
+        help="baseline vs PARADE on coloured digits: train, audit, probe downstream, compare "
+        "(about a minute on an idle CPU)",
         formatter_class=_Formatter,
         description=(
-            "The end-to-end story on the built-in coloured-digits benchmark: train an embedding "
-            "on a 95:5 colour-imbalanced training split, embed the balanced test split (digits "
-            "never seen in training), print Recall@1 per colour group with the gap, and audit the "
-            "embedding (OUT/audit/report.html, .md, .json)."
+            "The end-to-end story on the built-in coloured-digits benchmark: train a baseline and "
+            "a PARADE embedding on a 95:5 colour-imbalanced training split, audit both on the "
+            "balanced test split (digits never seen in training), fit a downstream probe on "
+            "colour-balanced data on top of each, print the side-by-side table, and write "
+            "OUT/compare.html plus, per arm, OUT/<arm>/{run,audit,downstream}/. Overrides apply "
+            "to both arms."
         ),
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo output folder")

@@ -179,3 +179,19 @@ def test_permissions_follow_the_umask(tmp_path, umask):
     mode = stat.S_IMODE((tmp_path / "f.txt").stat().st_mode)
     assert mode == 0o666 & ~umask
     assert mode == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_faiss_threads_sets_and_restores_the_thread_count():
+    import faiss
+
+    from fairmetric.utils import faiss_threads
+
+    before = faiss.omp_get_max_threads()
+    with faiss_threads(1):
+        assert faiss.omp_get_max_threads() == 1
+    assert faiss.omp_get_max_threads() == before
+    with faiss_threads(None):  # None leaves it alone
+        assert faiss.omp_get_max_threads() == before
+    with pytest.raises(RuntimeError), faiss_threads(1):
+        raise RuntimeError("restored even when the body raises")
+    assert faiss.omp_get_max_threads() == before
