@@ -16,7 +16,10 @@ import torch
 __all__ = [
     "atomic_write",
     "atomic_write_bytes",
+    "autocast",
+    "check_precision",
     "faiss_threads",
+    "PRECISIONS",
     "resolve_device",
     "seed_everything",
 ]
@@ -39,6 +42,39 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'"
         )
     return dev
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+"""Numeric precisions of training and inference: float32, or autocast to bfloat16 / float16."""
+
+
+def check_precision(precision: str, device: torch.device | None = None) -> str:
+    """Validate a precision name (``fp32``, ``bf16``, ``fp16``) for ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if (
+        precision == "bf16"
+        and device is not None
+        and device.type == "cuda"
+        and not torch.cuda.is_bf16_supported()
+    ):
+        raise ValueError(
+            "precision bf16 needs a GPU with bfloat16 support (Ampere or newer); use fp16 "
+            "(with loss scaling) or fp32"
+        )
+    return precision
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """``torch.autocast`` for ``precision`` on ``device`` (a disabled context for ``fp32``).
+
+    Autocast runs matrix multiplications and convolutions in the lower precision and keeps
+    numerically sensitive operations in float32; fp16 training also needs a gradient scaler
+    (``torch.amp.GradScaler``), bf16 does not.
+    """
+    check_precision(precision)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def seed_everything(seed: int) -> None:
