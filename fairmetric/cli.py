@@ -38,7 +38,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "checkpoint.pt (after every epoch), metrics.jsonl (Recall@k overall and per "
             "attribute value, per epoch) and model/ (the exported embedder).\n\n"
             "example:\n  fairmetric train --config configs/colored_digits_baseline.yaml "
-            "train.epochs=4 --out runs/baseline"
+            "train.epochs=4 --out runs/baseline\n\n"
+            "several GPUs (or CPU processes): --nproc N launches torchrun with N processes on this "
+            "machine (DistributedDataParallel; train.batch_size is per process). For several "
+            "machines run torchrun yourself, e.g. on each node:\n"
+            "  torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d "
+            "--rdzv_endpoint=HOST:29500 -m fairmetric train --config ... --out RUN"
         ),
     )
     p.add_argument(
@@ -52,6 +57,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N processes on this machine (one per GPU), launched with torchrun",
+    )
     p.set_defaults(run=_run_train)
 
 
@@ -59,13 +71,63 @@ def _run_train(args: argparse.Namespace) -> int:
     from fairmetric.train.config import load_config
     from fairmetric.train.trainer import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides)  # a bad config fails here, before launching
+    if args.nproc != 1:
+        from fairmetric.train.distributed import launch
+
+        argv = ["train", *(["--config", str(args.config)] if args.config else [])]
+        argv += [*args.overrides, "--out", str(args.out)]
+        argv += ["--resume"] * args.resume + ["--no-progress"] * args.no_progress
+        return launch(args.nproc, argv)
     result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     print(f"run folder: {args.out}  (exported model: {result['model_dir']})")
     return 0
 
 
 # -- embed -------------------------------------------------------------------------------------
+
+_INFERENCE_KEYS = ("precision", "channels_last", "num_workers")
+
+
+def _add_inference_flags(
+    p: argparse.ArgumentParser, *, what: str = "", config: str = "the config's"
+) -> None:
+    """``--precision``, ``--num-workers``, ``--channels-last``: unset unless given, so that a
+    run's config can supply them (see :func:`_inference_kwargs`)."""
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default=argparse.SUPPRESS,
+        help=f"{what}numeric precision of the forward pass: fp32, or autocast to bfloat16 / "
+        "float16 (faster on GPUs, embeddings still saved as float32; bf16 needs an Ampere or "
+        f"newer GPU) (default: {config} train.precision, else fp32)",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help=f"{what}DataLoader worker processes loading samples in parallel, 0: in the main "
+        "process; batches are pinned for faster copies with CUDA "
+        f"(default: {config} train.num_workers, else 0)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        help=f"{what}channels-last (NHWC) memory layout for image models: faster convolutions "
+        f"on GPUs, same results (default: {config} train.channels_last, else off)",
+    )
+
+
+def _inference_kwargs(args: argparse.Namespace, train: object | None) -> dict[str, object]:
+    """Speed settings for :func:`embed_dataset`: the ``train`` config section's (when given),
+    with the flags given on the command line taking precedence."""
+    from fairmetric.models.embed import inference_settings
+
+    kwargs: dict[str, object] = inference_settings(train) if train is not None else {}
+    kwargs.update({k: getattr(args, k) for k in _INFERENCE_KEYS if hasattr(args, k)})
+    return kwargs
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +139,13 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
             "Embed one split of a dataset with a trained model and save the embeddings with their "
             "labels and attributes (.npz or .safetensors). --model is a run folder (its "
             "config.yaml describes the data) or an exported model folder (then give --config).\n\n"
-            "example:\n  fairmetric embed --model runs/baseline --split test --out emb.npz"
+            "Inference is batched and uses the speed settings of the config's train section "
+            "(precision, channels_last, num_workers, pin_memory, prefetch_factor), so a model is "
+            "embedded the way it was trained; --precision, --num-workers and --channels-last "
+            "override them.\n\n"
+            "examples:\n  fairmetric embed --model runs/baseline --split test --out emb.npz\n"
+            "  fairmetric embed --model runs/baseline --out emb.npz --precision bf16 "
+            "--channels-last --num-workers 8"
         ),
     )
     p.add_argument("--model", type=Path, required=True, help="run folder or exported model folder")
@@ -91,6 +159,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help=_OVERRIDES_HELP)
     p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _add_inference_flags(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=_run_embed)
 
@@ -139,6 +208,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         metadata={"model": str(model_dir), "split": args.split, "config": str(config)},
+        **_inference_kwargs(args, cfg.train),
     )
     emb.save(args.out)
     print(f"wrote {len(emb)} embeddings of dimension {emb.dim} to {args.out}")
@@ -242,6 +312,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, help="local weights file for a timm model source")
     p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (model sources)")
+    _add_inference_flags(p, what="(model sources) ", config="a model folder's config's")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=_run_audit)
 
@@ -263,6 +334,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         progress=progress,
+        **_inference_kwargs(args, None),  # unset ones: from a run folder's config
     )
     report = audit(
         data,

@@ -208,3 +208,147 @@ def test_mitigation_example_runs(tmp_path):
         assert method in out.stdout
         assert (tmp_path / method / "model" / "model.safetensors").is_file()
     assert "SMOTE: groups" in out.stdout
+
+
+# -- embed: precision, channels-last, workers ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory) -> Path:
+    """A run folder (config.yaml + model/) holding a tiny test_resnet embedder for DIGITS."""
+    import torch
+
+    from fairmetric.models import save_embedder
+    from fairmetric.models.embedder import Embedder
+    from fairmetric.train.config import save_config
+
+    run = tmp_path_factory.mktemp("runs") / "images"
+    cfg = load_config(None, DIGITS)
+    torch.manual_seed(0)
+    model = Embedder(backbone="test_resnet", input_size=(3, 16, 16), embedding_dim=16)
+    model.train()
+    with torch.no_grad():  # BatchNorm statistics away from their initial values
+        model(torch.rand(8, 3, 16, 16) * 2)
+    save_embedder(model.eval(), run / "model")
+    save_config(cfg, run / "config.yaml")
+    return run
+
+
+def _embed_cli(run: Path, out: Path, *flags: str) -> EmbeddingSet:
+    argv = ["embed", "--model", str(run), "--out", str(out), "--device", "cpu", "--no-progress"]
+    assert main([*argv, *flags]) == 0
+    return EmbeddingSet.load(out)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.fixture(scope="module")
+def image_reference(image_run) -> dict[str, np.ndarray]:
+    """The run's test split embedded through the Python API: fp32, and bf16 + channels-last."""
+    from fairmetric.models import embed_dataset, load_embedder
+
+    test = build_data(load_config(image_run / "config.yaml"))["test"]
+    model = load_embedder(image_run / "model")
+    return {
+        "fp32": embed_dataset(model, test, device="cpu").embeddings,
+        "bf16": embed_dataset(
+            load_embedder(image_run / "model"),
+            test,
+            device="cpu",
+            precision="bf16",
+            channels_last=True,
+        ).embeddings,
+    }
+
+
+def test_embed_precision_channels_last_and_workers_flags(image_run, image_reference, tmp_path):
+    ref = image_reference["fp32"]
+    fp32 = _embed_cli(image_run, tmp_path / "fp32.npz")
+    np.testing.assert_array_equal(fp32.embeddings, ref)
+    fast = _embed_cli(image_run, tmp_path / "bf16.npz", "--precision", "bf16", "--channels-last")
+    assert fast.embeddings.dtype == np.float32 and fast.embeddings.shape == (896, 16)
+    np.testing.assert_allclose(fast.embeddings, image_reference["bf16"], rtol=1e-6, atol=1e-7)
+    assert _cosine(fast.embeddings, ref).min() > 0.99
+    assert not np.array_equal(fast.embeddings, ref)  # bf16 really ran
+    np.testing.assert_array_equal(fast.labels, fp32.labels)
+    np.testing.assert_array_equal(fast.attributes, fp32.attributes)
+    workers = _embed_cli(image_run, tmp_path / "w.safetensors", "--num-workers", "2")
+    np.testing.assert_array_equal(workers.embeddings, ref)
+    np.testing.assert_array_equal(workers.labels, fp32.labels)
+
+
+def test_embed_speed_defaults_come_from_the_run_config(
+    image_run, image_reference, tmp_path, monkeypatch
+):
+    import shutil
+
+    import yaml
+
+    import fairmetric.models.embed as embed_module
+
+    calls: list[dict] = []
+    real = embed_module.embed_dataset
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_module, "embed_dataset", recording)
+    run = tmp_path / "run"
+    shutil.copytree(image_run, run)
+    data = yaml.safe_load((run / "config.yaml").read_text())
+    data["train"].update(precision="bf16", channels_last=True, num_workers=2, prefetch_factor=1)
+    (run / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+    emb = _embed_cli(run, tmp_path / "a.npz")  # a bf16 + channels-last run embeds that way
+    assert {k: calls[-1][k] for k in ("precision", "channels_last", "num_workers")} == {
+        "precision": "bf16",
+        "channels_last": True,
+        "num_workers": 2,
+    }
+    assert calls[-1]["prefetch_factor"] == 1
+    np.testing.assert_allclose(emb.embeddings, image_reference["bf16"], rtol=1e-6, atol=1e-7)
+
+    # explicit flags override the run's settings
+    emb = _embed_cli(
+        run, tmp_path / "b.npz", "--precision", "fp32", "--no-channels-last", "--num-workers", "0"
+    )
+    assert {k: calls[-1][k] for k in ("precision", "channels_last", "num_workers")} == {
+        "precision": "fp32",
+        "channels_last": False,
+        "num_workers": 0,
+    }
+    np.testing.assert_array_equal(emb.embeddings, image_reference["fp32"])
+
+    # a run from before these settings existed: fp32, contiguous, no workers
+    for key in ("precision", "channels_last", "num_workers", "pin_memory", "prefetch_factor"):
+        data["train"].pop(key)
+    (run / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    emb = _embed_cli(run, tmp_path / "c.npz")
+    assert {k: calls[-1][k] for k in ("precision", "channels_last", "num_workers")} == {
+        "precision": "fp32",
+        "channels_last": False,
+        "num_workers": 0,
+    }
+    np.testing.assert_array_equal(emb.embeddings, image_reference["fp32"])
+
+
+def test_embed_speed_flags_help_and_errors(image_run, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--precision {fp32,bf16,fp16}", "--num-workers N", "--channels-last"):
+        assert flag in out
+    assert "train.precision" in out and "--no-channels-last" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["embed", "--model", str(image_run), "--out", "e.npz", "--precision", "fp64"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'fp64'" in capsys.readouterr().err
+    argv = ["embed", "--model", str(image_run), "--out", str(tmp_path / "e.npz"), "--device", "cpu"]
+    assert main([*argv, "--num-workers", "-1"]) == 2
+    assert "num_workers must be >= 0" in capsys.readouterr().err
+    # a bad precision in a run's config is as clear as a bad flag
+    assert main([*argv, "train.precision=fp64"]) == 2
+    assert "fp32, bf16, fp16" in capsys.readouterr().err

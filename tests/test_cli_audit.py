@@ -229,3 +229,60 @@ def test_module_function_with_config(tmp_path, monkeypatch, capsys, reports):
     capsys.readouterr()
     assert main(["audit", "fm_cli_encoders:first_four", *QUIET]) == 2
     assert "pass --config" in capsys.readouterr().err
+
+
+def test_model_source_speed_flags(tmp_path, monkeypatch, capsys, reports):
+    import torch
+
+    from fairmetric.models import save_embedder
+    from fairmetric.models.embedder import Embedder
+    from tests.conftest import DIGITS
+
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    model = Embedder(backbone="test_resnet", input_size=(3, 16, 16), embedding_dim=16)
+    save_embedder(model.eval(), run / "model")
+    save_config(load_config(None, DIGITS), run / "config.yaml")
+    calls: list[tuple[dict, EmbeddingSet]] = []
+    real = fairmetric.audit.load_source
+
+    def recording(*args, **kwargs):
+        emb = real(*args, **kwargs)
+        calls.append((kwargs, emb))
+        return emb
+
+    monkeypatch.setattr(fairmetric.audit, "load_source", recording)
+    argv = ["audit", str(run), "--device", "cpu", *QUIET]
+    assert main(argv) == 0
+    kwargs, ref = calls[-1]
+    assert not {"precision", "channels_last", "num_workers"} & set(kwargs)  # the run decides
+    flags = ["--precision", "bf16", "--channels-last", "--num-workers", "2"]
+    assert main([*argv, *flags]) == 0
+    kwargs, fast = calls[-1]
+    assert (kwargs["precision"], kwargs["channels_last"], kwargs["num_workers"]) == (
+        "bf16",
+        True,
+        2,
+    )
+    assert reports[-1].metadata["n"] == len(ref) == 896
+    cos = (fast.embeddings * ref.embeddings).sum(1) / (
+        np.linalg.norm(fast.embeddings, axis=1) * np.linalg.norm(ref.embeddings, axis=1)
+    )
+    assert cos.min() > 0.99 and not np.array_equal(fast.embeddings, ref.embeddings)
+    assert main([*argv, "--precision", "fp32", "--no-channels-last"]) == 0
+    np.testing.assert_array_equal(calls[-1][1].embeddings, ref.embeddings)
+    # embedding files ignore them; a bad value is an argparse error
+    npz = _set().save(tmp_path / "emb.npz")
+    assert main(["audit", str(npz), "--precision", "fp16", *QUIET]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--precision", "half"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'half'" in capsys.readouterr().err
+
+
+def test_help_lists_the_speed_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["audit", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--precision {fp32,bf16,fp16}", "--num-workers N", "--channels-last"):
+        assert flag in out

@@ -12,6 +12,10 @@ Accepted sources:
 - ``module:function``: any Python callable mapping a batch of inputs (a float tensor, images in
   ``[0, 1]`` or vectors) to embeddings (a tensor or array), with a ``config`` describing the data —
   the way to audit released models such as sentence encoders or face-recognition networks.
+
+Model sources are embedded batched under :func:`torch.inference_mode` with the speed settings
+``precision`` (fp32, bf16, fp16), ``channels_last`` and ``num_workers``; a model folder's config
+supplies those it sets in its ``train`` section (so a run is embedded the way it was trained).
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ def _read_labels_csv(path: Path, n: int) -> dict[str, Any]:
 
 
 def _data_split(config: str | Path | None, overrides: list[str] | None, split: str, what: str):
+    """The ``split`` of the config's dataset, and the config."""
     from fairmetric.train.config import load_config
     from fairmetric.train.trainer import build_data
 
@@ -100,7 +105,7 @@ def _data_split(config: str | Path | None, overrides: list[str] | None, split: s
     splits = build_data(cfg)
     if split not in splits:
         raise ValueError(f"unknown split {split!r}; this dataset has: {', '.join(splits)}")
-    return splits[split]
+    return splits[split], cfg
 
 
 def _import_callable(spec: str) -> Callable[..., Any]:
@@ -130,12 +135,20 @@ def load_source(
     batch_size: int = 256,
     device: str = "auto",
     progress: bool = False,
+    precision: str | None = None,
+    channels_last: bool | None = None,
+    num_workers: int | None = None,
 ) -> EmbeddingSet:
     """Resolve an audit source (see the module docstring) into an :class:`EmbeddingSet`.
 
     Rows with NaN/Inf are kept (``allow_invalid``) so the audit can report or drop them.
+
+    ``precision`` (``fp32``, ``bf16``, ``fp16``), ``channels_last`` and ``num_workers`` set how a
+    model source is embedded (see :func:`~fairmetric.models.embed.embed_dataset`); ``None``
+    takes a model folder's config's ``train`` settings (with its ``pin_memory`` and
+    ``prefetch_factor``), else fp32, contiguous layout, no workers. Embedding files ignore them.
     """
-    from fairmetric.models.embed import embed_dataset
+    from fairmetric.models.embed import embed_dataset, inference_settings
 
     text = str(source)
     path = Path(text)
@@ -166,14 +179,17 @@ def load_source(
             )
         if config is None and (path / "config.yaml").is_file():
             config = path / "config.yaml"
-        dataset = _data_split(config, overrides, split, f"the model in {path}")
+        dataset, cfg = _data_split(config, overrides, split, f"the model in {path}")
+        speed = inference_settings(cfg.train)
         model: nn.Module = load_embedder(model_dir)
     elif ":" in text and not path.exists():
+        speed = {}
         model = CallableEncoder(_import_callable(text))  # a typo fails before any data work
-        dataset = _data_split(config, overrides, split, f"the encoder {text}")
+        dataset, _ = _data_split(config, overrides, split, f"the encoder {text}")
     else:
         import timm
 
+        speed = {}
         if not timm.is_model(text):
             if path.suffix or path.exists():
                 raise ValueError(
@@ -185,7 +201,7 @@ def load_source(
             )
         from fairmetric.models.embedder import Embedder
 
-        dataset = _data_split(config, overrides, split, f"the timm model {text}")
+        dataset, _ = _data_split(config, overrides, split, f"the timm model {text}")
         model = _Features(
             Embedder(
                 backbone=text,
@@ -194,6 +210,8 @@ def load_source(
                 pretrained_weights=None if weights is None else str(weights),
             )
         )
+    given = {"precision": precision, "channels_last": channels_last, "num_workers": num_workers}
+    speed.update({k: v for k, v in given.items() if v is not None})
     return embed_dataset(
         model,
         dataset,
@@ -202,4 +220,5 @@ def load_source(
         progress=progress,
         metadata={"source": text, "split": split},
         allow_invalid=True,
+        **speed,
     )

@@ -157,10 +157,17 @@ class Objective(nn.Module):
         with batch_groups(self.metric_loss, groups):
             return self.metric_loss(emb, labels, indices)
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """``(total loss, {part: value})``; parts are ``metric`` and every term's entries."""
+    def forward(
+        self, batch: Batch, *, sync: bool = True
+    ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        """``(total loss, {part: value})``; parts are ``metric`` and every term's entries.
+
+        With ``sync=False`` the parts are detached 0-d tensors and no value is checked for being
+        finite: nothing waits for the device, so a GPU training loop can accumulate the parts and
+        check them every few steps (what the trainer does, see ``train.log_every``).
+        """
         total = self.metric(batch)
-        parts = {"metric": float(total.detach())}
+        parts: dict[str, Any] = {"metric": total.detach()}
         for term in self.terms:
             for name, value in term(batch).items():
                 diagnostic = name.startswith("@")
@@ -170,15 +177,19 @@ class Objective(nn.Module):
                         f"two objective terms report {key!r}; give them distinct names"
                     )
                 if diagnostic:
-                    parts[key] = float(value.detach() if torch.is_tensor(value) else value)
+                    parts[key] = (
+                        value.detach() if torch.is_tensor(value) else torch.tensor(float(value))
+                    )
                     continue
-                if not torch.isfinite(value):
+                if sync and not torch.isfinite(value):
                     raise FloatingPointError(
                         f"objective term {key!r} is {float(value.detach())}; lower its weight or the "
                         "learning rate"
                     )
-                parts[key] = float(value.detach())
+                parts[key] = value.detach()
                 total = total + term.weight_of(key) * value
+        if sync:
+            parts = {k: float(v) for k, v in parts.items()}
         return total, parts
 
     def param_groups(self, default_lr: float, loss_lr: float | None = None) -> list[dict[str, Any]]:

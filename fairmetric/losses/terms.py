@@ -86,6 +86,8 @@ class ParadeTerm(Term):
         self.decorrelation = build_decorrelation(
             decorrelation, target_dim, attribute_dim, hidden=xi_hidden
         )
+        if self.rho == 0:  # no decorrelation: ξ (if any) is never used, so never trained
+            self.decorrelation.requires_grad_(False)
         self.xi_lr = xi_lr
         self.prefix = f"parade/{attribute}"
 
@@ -168,7 +170,6 @@ class AdversaryTerm(Term):
         codes = batch.attribute(self.attribute)
         out = {f"adversary/{self.attribute}": self.adversary(batch.embeddings, codes)}
         with torch.no_grad():
-            out[f"@adversary/{self.attribute}/accuracy"] = torch.as_tensor(
-                float(self.adversary.accuracy(batch.embeddings.detach(), codes))
-            )
+            predicted = self.adversary.classifier(batch.embeddings.detach()).argmax(dim=1)
+            out[f"@adversary/{self.attribute}/accuracy"] = (predicted == codes).float().mean()
         return out

@@ -1,4 +1,10 @@
-"""Turn a dataset into an :class:`~fairmetric.embeddings.EmbeddingSet` with a model."""
+"""Turn a dataset into an :class:`~fairmetric.embeddings.EmbeddingSet` with a model.
+
+Inference runs batched under :func:`torch.inference_mode` with the speed settings training uses:
+mixed precision (``precision``: autocast to bfloat16 or float16), the channels-last (NHWC) memory
+layout for image models, and DataLoader workers with pinned memory. The defaults (float32,
+contiguous layout, no workers) compute exactly what a plain ``model(x)`` call in eval mode does.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,26 @@ from tqdm.auto import tqdm
 
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.embeddings import EmbeddingSet
-from fairmetric.utils import resolve_device
+from fairmetric.utils import autocast, check_precision, resolve_device
 
-__all__ = ["embed_dataset", "embed_tensors"]
+__all__ = ["embed_dataset", "embed_tensors", "inference_settings"]
+
+
+def inference_settings(train: Any) -> dict[str, Any]:
+    """The inference speed settings of a ``train`` config section (a :class:`TrainConfig`).
+
+    Returns the keyword arguments ``precision``, ``channels_last``, ``num_workers``,
+    ``pin_memory`` and ``prefetch_factor`` of :func:`embed_dataset`, so that a model is embedded
+    the way it was trained. Keys an older config lacks fall back to the defaults (float32,
+    contiguous layout, no workers).
+    """
+    return {
+        "precision": getattr(train, "precision", None) or "fp32",
+        "channels_last": bool(getattr(train, "channels_last", False)),
+        "num_workers": int(getattr(train, "num_workers", 0) or 0),
+        "pin_memory": getattr(train, "pin_memory", None),
+        "prefetch_factor": getattr(train, "prefetch_factor", None),
+    }
 
 
 @torch.inference_mode()
@@ -25,15 +48,40 @@ def embed_tensors(
     device: torch.device,
     progress: bool = False,
     desc: str = "embed",
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> np.ndarray:
-    """Run ``model`` over the batches ``(x, ...)`` of ``loader``; returns ``(N, D)`` float32."""
+    """Run ``model`` over the batches ``(x, ...)`` of ``loader``; returns ``(N, D)`` float32.
+
+    Args:
+        model: maps a batch of inputs to ``(B, D)`` embeddings; it should already be on
+            ``device``. It runs in eval mode; its train/eval flag is restored afterwards.
+        loader: an iterable of batches: tensors, or tuples/lists whose first item is the input.
+        device: where the batches are moved.
+        progress: show a progress bar.
+        desc: the progress bar's label.
+        precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` to run the forward pass under
+            :func:`torch.autocast` (the embeddings are returned as float32 either way).
+        channels_last: move 4-D (image) batches to the channels-last memory layout, and the
+            model's 4-D (convolution) weights too. Converting the model is in place and changes
+            only how those weights are laid out in memory, not their values, so it is harmless
+            for later use; it is not undone.
+    """
+    check_precision(precision, device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
     chunks = []
     try:
         for batch in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            chunks.append(model(x.to(device, non_blocking=True)).float().cpu())
+            x = x.to(device, non_blocking=True)
+            if channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                out = model(x)
+            chunks.append(out.float().cpu())
     finally:
         model.train(was_training)
     if not chunks:
@@ -51,6 +99,10 @@ def embed_dataset(
     progress: bool = False,
     metadata: dict[str, Any] | None = None,
     allow_invalid: bool = False,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    pin_memory: bool | None = None,
+    prefetch_factor: int | None = None,
 ) -> EmbeddingSet:
     """Embed every sample of ``dataset`` (in order) and keep its labels and attributes.
 
@@ -59,22 +111,47 @@ def embed_dataset(
         dataset: the samples to embed.
         batch_size: inference batch size.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes that load and decode samples in parallel
+            (0: in the main process). Worker processes are not kept alive (one pass only).
         progress: show a progress bar.
         metadata: stored in the returned set (e.g. model and split names).
         allow_invalid: keep rows whose embedding has NaN/Inf (for audits that report or drop
             them) instead of raising.
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast the forward pass to
+            bfloat16 / float16 (faster on GPUs; bf16 needs Ampere or newer). The embeddings are
+            float32 either way, close to but not bit-identical with fp32 ones.
+        channels_last: channels-last (NHWC) layout for image batches and the model's
+            convolution weights (faster convolutions on GPUs, same values; the model is
+            converted in place, see :func:`embed_tensors`).
+        pin_memory: page-locked host batches for faster copies to the GPU; ``None``: on when
+            ``device`` is CUDA.
+        prefetch_factor: batches each worker loads ahead (``None``: PyTorch's default); used
+            only when ``num_workers > 0``.
     """
     dev = resolve_device(device)
+    check_precision(precision, dev)  # before any work
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     model.to(dev)
+    loader_kwargs: dict[str, Any] = {}
+    if num_workers > 0 and prefetch_factor is not None:
+        loader_kwargs["prefetch_factor"] = prefetch_factor
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        pin_memory=dev.type == "cuda",
+        pin_memory=dev.type == "cuda" if pin_memory is None else pin_memory,
+        **loader_kwargs,
     )
-    emb = embed_tensors(model, loader, device=dev, progress=progress)
+    emb = embed_tensors(
+        model,
+        loader,
+        device=dev,
+        progress=progress,
+        precision=precision,
+        channels_last=channels_last,
+    )
     return EmbeddingSet(
         embeddings=emb,
         labels=dataset.labels,

@@ -26,11 +26,23 @@ CONFIG_FILE = "config.json"
 _FORMAT = "fairmetric-embedder"
 
 
-def _mlp_backbone(in_features: int, hidden: int = 128, layers: int = 2) -> nn.Module:
+_MLP_NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "none": None}
+
+
+def _mlp_backbone(
+    in_features: int, hidden: int = 128, layers: int = 2, norm: str = "batch"
+) -> nn.Module:
+    """``layers`` × (Linear, norm, ReLU). ``norm``: ``batch`` (statistics of the batch, so per
+    process in distributed training on CPU), ``layer`` (per sample) or ``none``."""
+    if norm not in _MLP_NORMS:
+        raise ValueError(f"norm must be one of {', '.join(_MLP_NORMS)}, got {norm!r}")
     blocks: list[nn.Module] = []
     width = in_features
     for _ in range(layers):
-        blocks += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+        blocks.append(nn.Linear(width, hidden))
+        if _MLP_NORMS[norm] is not None:
+            blocks.append(_MLP_NORMS[norm](hidden))
+        blocks.append(nn.ReLU())
         width = hidden
     return nn.Sequential(*blocks)
 
@@ -138,8 +150,8 @@ class Embedder(nn.Module):
         normalize: L2-normalise the output.
         input_size: shape of one input, ``(C, H, W)`` for images or ``(D,)`` for vectors.
         pretrained_weights: a local weights file for the timm backbone.
-        backbone_kwargs: extra keyword arguments for ``timm.create_model`` (or ``hidden`` and
-            ``layers`` for the MLP).
+        backbone_kwargs: extra keyword arguments for ``timm.create_model`` (or ``hidden``,
+            ``layers`` and ``norm`` -- ``batch``, ``layer`` or ``none`` -- for the MLP).
     """
 
     def __init__(
@@ -171,7 +183,9 @@ class Embedder(nn.Module):
             try:
                 self.backbone = _mlp_backbone(input_size[0], **backbone_kwargs)
             except TypeError as e:
-                raise ValueError(f"bad backbone_kwargs for 'mlp' (hidden, layers): {e}") from None
+                raise ValueError(
+                    f"bad backbone_kwargs for 'mlp' (hidden, layers, norm): {e}"
+                ) from None
             mean = std = None
         else:
             if len(input_size) != 3:

@@ -13,6 +13,9 @@ Like :class:`~fairmetric.sampling.MPerClassBatchSampler`, batches are a pure fun
 ``(seed, epoch)`` (no global random state), :meth:`set_epoch` selects the epoch, and with
 ``world_size > 1`` every rank computes the same global sequence and rank ``r`` takes batches
 ``r, r + world_size, ...`` (``ceil(num_batches / world_size)`` each, the sequence continued to pad).
+``set_epoch(epoch, start_batch=k)`` resumes mid-epoch after ``k`` global batches (``steps_done *
+world_size`` of the saving run; the resumed run's world size may differ), bit-identically;
+``state_dict()`` / ``load_state_dict()`` save and restore ``(epoch, start_batch)``.
 """
 
 from __future__ import annotations
@@ -175,6 +178,9 @@ class EpochBalancedBatchSampler(ShardedBatchSampler):
     random), well within binomial sampling error; ``tests/sampling/test_balanced.py`` checks both
     the exact pool counts and the batch frequencies.
 
+    Call :meth:`set_epoch` every epoch, or ``set_epoch(epoch, start_batch=steps_done *
+    world_size)`` to resume mid-epoch (see :class:`~fairmetric.sampling.MPerClassBatchSampler`).
+
     Args:
         labels: class label per dataset index (any hashable values).
         groups: group value per dataset index (e.g. a colour attribute column).
@@ -316,7 +322,7 @@ class EpochBalancedBatchSampler(ShardedBatchSampler):
             pools,
             m=self.m,
             classes_per_batch=self.classes_per_batch,
-            num_batches=len(self) * self.world_size,
+            num_batches=self._global_stop(),
             rng=np.random.default_rng([self.seed, self.epoch, 1]),
         )
         yield from self._shard(batches)
@@ -379,9 +385,10 @@ class GroupQuotaBatchSampler(ShardedBatchSampler):
       majority samples, so at most ``(900 + 90) / 1800 = 0.550`` of the data can be seen;
       reached: 0.550 in every epoch (every minority sample, no majority sample twice).
 
-    Batches are a pure function of ``(seed, epoch)``; call :meth:`set_epoch` every epoch. For
+    Batches are a pure function of ``(seed, epoch)``; call :meth:`set_epoch` every epoch, or
+    ``set_epoch(epoch, start_batch=steps_done * world_size)`` to resume mid-epoch. For
     distributed training rank ``r`` takes batches ``r, r + world_size, ...`` of the common
-    sequence, ``ceil(num_batches / world_size)`` each.
+    sequence, ``ceil(num_batches / world_size)`` each (after the first ``start_batch``).
 
     Args:
         labels: class label per dataset index (any hashable values).
@@ -530,7 +537,7 @@ class GroupQuotaBatchSampler(ShardedBatchSampler):
         unseen = self.cell_sizes.copy()  # samples of each cell not drawn yet this epoch
         weights = unseen.sum(axis=1) + _FLOOR
         counts = self._witness
-        for _ in range(len(self) * self.world_size):
+        for _ in range(self._global_stop()):
             classes, counts = self._choose_classes(weights, counts, rng)
             x = self._allocate(classes, unseen[classes], rng)
             left = np.maximum(unseen[classes] - x, 0)

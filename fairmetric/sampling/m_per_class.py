@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import operator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,12 @@ class ShardedBatchSampler(Sampler[list[int]]):
     Batches are a pure function of ``(seed, epoch)``; :meth:`set_epoch` selects the epoch. Every
     rank computes the same global sequence of batches and keeps batches ``rank, rank +
     world_size, ...``, so each rank gets ``ceil(num_batches / world_size)`` of them.
+
+    ``set_epoch(epoch, start_batch=k)`` resumes an epoch mid-way: the first ``k`` *global* batches
+    are skipped (generated, not yielded) and rank ``r`` takes global batches
+    ``k + r, k + r + world_size, ...``, ``ceil((num_batches - k) / world_size)`` of them. ``k`` is
+    the number of global batches consumed before the checkpoint, ``steps_done * world_size`` of
+    the saving run, so the resumed run may use a different ``world_size``.
     """
 
     def _init_sharding(self, num_batches: int, seed: int, rank: int, world_size: int) -> None:
@@ -28,18 +35,61 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.epoch = 0
+        self.start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use the batches of ``epoch`` on the next iteration."""
-        self.epoch = check_epoch(epoch)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Use the batches of ``epoch`` on the next iteration, skipping the first ``start_batch``.
+
+        ``start_batch`` counts *global* batches (all ranks together): to resume a checkpoint taken
+        after ``steps_done`` steps of ``epoch`` on ``W`` ranks, pass ``steps_done * W``. The
+        batches that follow are bit-identical to those of an uninterrupted epoch, for any
+        ``world_size``. It holds for every iteration until the next :meth:`set_epoch`, which
+        resets it to 0 unless given again.
+
+        Raises:
+            ValueError: ``epoch`` is negative, or ``start_batch`` is not an integer in
+                ``[0, num_batches]`` (``num_batches`` means the epoch is complete: no batches).
+        """
+        epoch = check_epoch(epoch)
+        self.start_batch = check_start_batch(start_batch, self.num_batches)
+        self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch": ..., "start_batch": ...}``: what :meth:`set_epoch` was last given.
+
+        The sampler does not track how many batches were consumed (a ``DataLoader`` fetches
+        ahead); to checkpoint mid-epoch, store ``start_batch + steps_done * world_size``.
+        """
+        return {"epoch": self.epoch, "start_batch": self.start_batch}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """``set_epoch(state["epoch"], state.get("start_batch", 0))``, e.g. from :meth:`state_dict`.
+
+        Raises:
+            ValueError: ``state`` lacks ``"epoch"``, has other keys, or holds invalid values.
+        """
+        unknown = sorted(set(state) - {"epoch", "start_batch"})
+        if "epoch" not in state or unknown:
+            raise ValueError(
+                "state must be a mapping with key 'epoch' and optionally 'start_batch' (as "
+                f"returned by state_dict()), got keys {sorted(state)}"
+            )
+        self.set_epoch(state["epoch"], state.get("start_batch", 0))
 
     def __len__(self) -> int:
-        return -(-self.num_batches // self.world_size)
+        return -(-(self.num_batches - self.start_batch) // self.world_size)
+
+    def _global_stop(self) -> int:
+        """Global batches to generate this iteration: the skipped ones, then every rank's share."""
+        return self.start_batch + len(self) * self.world_size
 
     def _shard(self, batches: Iterable[np.ndarray]) -> Iterator[list[int]]:
-        """This rank's share of the global batch sequence."""
+        """This rank's share of the global batch sequence after the first ``start_batch``."""
+        if len(self) == 0:  # the epoch was complete at the checkpoint: generate nothing
+            return
+        start, step = self.start_batch + self.rank, self.world_size
         for i, batch in enumerate(batches):
-            if i % self.world_size == self.rank:
+            if i >= start and (i - start) % step == 0:
                 yield batch.tolist()
 
 
@@ -85,6 +135,31 @@ def check_epoch(epoch: int) -> int:
     return int(epoch)
 
 
+def check_start_batch(start_batch: int, num_batches: int) -> int:
+    """``start_batch`` as an int in ``[0, num_batches]`` (global batches to skip)."""
+    try:
+        if isinstance(start_batch, bool):
+            raise TypeError
+        value = operator.index(start_batch)
+    except TypeError:
+        raise ValueError(
+            f"start_batch must be an integer (global batches consumed before the checkpoint: "
+            f"steps_done * world_size), got {start_batch!r} of type {type(start_batch).__name__}"
+        ) from None
+    if value < 0:
+        raise ValueError(
+            f"start_batch must be a non-negative integer (global batches consumed before the "
+            f"checkpoint: steps_done * world_size), got {value}"
+        )
+    if value > num_batches:
+        raise ValueError(
+            f"start_batch={value} exceeds the epoch's num_batches={num_batches}; pass "
+            f"min(steps_done * world_size, {num_batches}) (the last step of an epoch may be "
+            f"padded past num_batches), or start the next epoch with start_batch=0"
+        )
+    return value
+
+
 class MPerClassBatchSampler(ShardedBatchSampler):
     r"""Batch sampler whose every batch holds ``m`` samples of each of ``batch_size // m`` classes.
 
@@ -115,13 +190,18 @@ class MPerClassBatchSampler(ShardedBatchSampler):
 
     Batches are a pure function of ``(seed, epoch)`` -- no global random state is used -- so a
     resumed run sees the same batches. Call :meth:`set_epoch` at the start of every epoch, as with
-    ``DistributedSampler``; otherwise every pass repeats the same batches.
+    ``DistributedSampler``; otherwise every pass repeats the same batches. To resume mid-epoch,
+    ``set_epoch(epoch, start_batch=steps_done * world_size)`` (the saving run's world size; the
+    resumed run's may differ) skips the global batches already consumed; :meth:`state_dict` and
+    :meth:`load_state_dict` save and restore ``(epoch, start_batch)``.
 
     For distributed training every rank computes the same global sequence of batches and rank
     ``r`` takes batches ``r, r + world_size, ...``. Each rank gets
     ``ceil(num_batches / world_size)`` batches so all ranks step together; when ``num_batches`` is
     not a multiple of ``world_size`` the global sequence is continued by a few batches (like
-    ``DistributedSampler`` pads).
+    ``DistributedSampler`` pads). With ``start_batch=k`` it is
+    ``ceil((num_batches - k) / world_size)`` batches, rank ``r`` taking ``k + r, k + r +
+    world_size, ...``.
 
     Args:
         labels: class label per dataset index (any hashable values).
@@ -174,7 +254,7 @@ class MPerClassBatchSampler(ShardedBatchSampler):
             self.class_indices,
             m=self.m,
             classes_per_batch=self.classes_per_batch,
-            num_batches=len(self) * self.world_size,
+            num_batches=self._global_stop(),
             rng=rng,
         )
         yield from self._shard(batches)

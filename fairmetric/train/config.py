@@ -104,7 +104,23 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """The training loop."""
+    """The training loop.
+
+    ``batch_size`` is per process: with ``N`` processes (``torchrun --nproc_per_node=N`` or
+    ``fairmetric train --nproc N``) a step trains on ``N × batch_size`` samples, and the metric
+    loss, miners and fairness terms see all of them. ``batches_per_epoch`` counts batches of
+    ``batch_size`` over all processes, so an epoch covers the same data whatever ``N``.
+
+    Speed: ``precision`` (``fp32``, ``bf16``, or ``fp16`` with loss scaling) autocasts the
+    model's forward pass (losses stay float32); ``channels_last`` uses the NHWC layout for image
+    models; ``compile`` runs the backbone through ``torch.compile`` (``compile_mode``: its mode);
+    ``num_workers`` / ``pin_memory`` (``null``: on with CUDA) / ``persistent_workers`` /
+    ``prefetch_factor`` configure the DataLoader. ``checkpoint_every`` also checkpoints every so
+    many steps inside an epoch (a resumed run continues from that step exactly).
+    ``sync_batchnorm`` synchronises BatchNorm statistics across GPUs in distributed training.
+    ``backend``: ``auto`` (NCCL on GPUs, Gloo on CPUs), ``nccl`` or ``gloo``. ``log_every``:
+    steps between progress-bar updates and checks that the loss is finite.
+    """
 
     epochs: int = 8
     batch_size: int = 40
@@ -115,6 +131,17 @@ class TrainConfig:
     num_workers: int = 0
     eval_batch_size: int = 256
     recall_k: list[int] = field(default_factory=lambda: [1])
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str | None = None
+    pin_memory: bool | None = None
+    persistent_workers: bool = True
+    prefetch_factor: int | None = None
+    checkpoint_every: int | None = None
+    sync_batchnorm: bool = True
+    backend: str = "auto"
+    log_every: int = 20
 
 
 @dataclass

@@ -404,3 +404,107 @@ def test_callable_encoder_module_converts_numpy():
     enc = CallableEncoder(lambda x: np.ones((len(x), 2), dtype=np.float64))
     out = enc(torch.zeros(3, 5))
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == (3, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# speed settings of model sources: precision, channels-last, workers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory) -> Path:
+    """A run folder (config.yaml + model/) with a tiny test_resnet embedder for DIGITS."""
+    from fairmetric.models import save_embedder
+
+    run = tmp_path_factory.mktemp("runs") / "images"
+    torch.manual_seed(0)
+    model = Embedder(backbone="test_resnet", input_size=(3, 16, 16), embedding_dim=16)
+    model.train()
+    with torch.no_grad():  # BatchNorm statistics away from their initial values
+        model(torch.rand(8, 3, 16, 16) * 2)
+    save_embedder(model.eval(), run / "model")
+    save_config(load_config(None, DIGITS), run / "config.yaml")
+    return run
+
+
+@pytest.fixture
+def embed_calls(monkeypatch) -> list[dict]:
+    """The keyword arguments each ``embed_dataset`` call receives (it still runs)."""
+    import fairmetric.models.embed as embed_module
+
+    calls: list[dict] = []
+    real = embed_module.embed_dataset
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_module, "embed_dataset", recording)
+    return calls
+
+
+def _speed(kwargs: dict) -> tuple:
+    return tuple(kwargs.get(k) for k in ("precision", "channels_last", "num_workers"))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_model_folder_precision_channels_last_and_workers(image_run, embed_calls):
+    dataset = build_data(load_config(image_run / "config.yaml"))["test"]
+    ref = load_source(image_run, device="cpu")
+    _assert_same(ref, _reference(image_run / "model", image_run / "config.yaml"))
+    assert _speed(embed_calls[-1]) == ("fp32", False, 0)  # the run's (default) settings
+    fast = load_source(image_run, device="cpu", precision="bf16", channels_last=True)
+    assert _speed(embed_calls[-1]) == ("bf16", True, 0)
+    expected = embed_dataset(
+        load_embedder(image_run / "model"),
+        dataset,
+        device="cpu",
+        precision="bf16",
+        channels_last=True,
+    )
+    np.testing.assert_allclose(fast.embeddings, expected.embeddings, rtol=1e-6, atol=1e-7)
+    assert fast.embeddings.dtype == np.float32
+    assert _cosine(fast.embeddings, ref.embeddings).min() > 0.99
+    assert not np.array_equal(fast.embeddings, ref.embeddings)
+    np.testing.assert_array_equal(fast.labels, ref.labels)
+    workers = load_source(image_run, device="cpu", num_workers=2)
+    _assert_same(workers, ref)
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
+        load_source(image_run, device="cpu", precision="int8")
+
+
+def test_model_folder_takes_speed_settings_from_its_config(image_run, tmp_path, embed_calls):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(image_run, run)
+    save_config(
+        load_config(run / "config.yaml", ["train.precision=fp16", "train.channels_last=true"]),
+        run / "config.yaml",
+    )
+    ref = load_source(image_run, device="cpu")
+    emb = load_source(run, device="cpu")
+    assert _speed(embed_calls[-1]) == ("fp16", True, 0)
+    explicit = load_source(image_run, device="cpu", precision="fp16", channels_last=True)
+    np.testing.assert_allclose(emb.embeddings, explicit.embeddings, rtol=1e-6, atol=1e-7)
+    assert _cosine(emb.embeddings, ref.embeddings).min() > 0.99
+    assert not np.array_equal(emb.embeddings, ref.embeddings)
+    # explicit arguments win over the config
+    emb = load_source(run, device="cpu", precision="fp32", channels_last=False)
+    assert _speed(embed_calls[-1]) == ("fp32", False, 0)
+    _assert_same(emb, ref)
+
+
+def test_other_sources_do_not_take_the_data_configs_speed_settings(
+    encoders, tmp_path, gaussian_test, embed_calls
+):
+    config = tmp_path / "bf16.yaml"
+    save_config(load_config(None, GAUSSIAN + ["train.precision=bf16"]), config)
+    emb = load_source(f"{encoders}:embed", config=config, device="cpu")
+    assert "precision" not in embed_calls[-1]  # fp32: the config only describes the data
+    np.testing.assert_allclose(emb.embeddings, 2 * _inputs(gaussian_test)[:, :4])
+    load_source(f"{encoders}:embed", config=config, device="cpu", precision="bf16", num_workers=0)
+    assert embed_calls[-1]["precision"] == "bf16" and embed_calls[-1]["num_workers"] == 0

@@ -34,6 +34,9 @@ miner.name miner.params
 optim.lr optim.weight_decay optim.loss_lr
 train.epochs train.batch_size train.m_per_class train.batches_per_epoch train.seed train.device
 train.num_workers train.eval_batch_size train.recall_k
+train.precision train.channels_last train.compile train.compile_mode train.pin_memory
+train.persistent_workers train.prefetch_factor train.checkpoint_every train.sync_batchnorm
+train.backend train.log_every
 sampling.name sampling.proportions sampling.mode
 mitigation.reweight.enabled mitigation.reweight.beta mitigation.reweight.base
 mitigation.hard_mining.candidates_per_batch mitigation.hard_mining.selection
