@@ -40,11 +40,15 @@ class _Crash(RuntimeError):
 
 @pytest.mark.parametrize("extra", [[], MINING_SMOTE], ids=["plain", "mining_smote"])
 def test_mid_epoch_resume_is_exact(tmp_path, monkeypatch, extra):
-    overrides = GAUSSIAN + extra + [
-        "train.epochs=2",
-        "train.batches_per_epoch=6",
-        "train.checkpoint_every=2",
-    ]
+    overrides = (
+        GAUSSIAN
+        + extra
+        + [
+            "train.epochs=2",
+            "train.batches_per_epoch=6",
+            "train.checkpoint_every=2",
+        ]
+    )
     cfg = load_config(None, overrides)
     _quiet(cfg, tmp_path / "straight")
 
@@ -117,8 +121,10 @@ def test_compile_trains_the_same_model(tmp_path):
     assert compiled["final"]["loss"] == pytest.approx(eager["final"]["loss"], rel=1e-4)
     a, b = _weights(tmp_path / "eager"), _weights(tmp_path / "compiled")
     assert a.keys() == b.keys()  # compiling in place keeps the checkpoint's keys
+    # Adam turns even float-rounding differences of near-zero gradients into steps of up to lr
+    # (1e-3), so 2 steps bound the difference by 2e-3; a miscompiled model would be far off
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=2e-3, msg=key)
 
 
 @pytest.mark.parametrize(
