@@ -44,6 +44,10 @@ def environment_report() -> str:
             lines.append(f"cuda:{i:<19}{torch.cuda.get_device_name(i)}")
     else:
         lines.append("cuda                    not available (training and embedding run on CPU)")
+    lines.append(f"distributed backends    {_backends(torch)}")
+    if torch.cuda.is_available():
+        bf16 = "yes" if torch.cuda.is_bf16_supported() else "no (use fp16)"
+        lines.append(f"bf16 on GPU             {bf16}")
     try:
         import faiss
 
@@ -52,3 +56,13 @@ def environment_report() -> str:
     except ImportError:
         pass
     return "\n".join(lines)
+
+
+def _backends(torch) -> str:
+    """The torch.distributed backends this build offers (what ``train.backend`` can use)."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return "none (this torch build has no torch.distributed)"
+    found = [name for name in ("gloo", "nccl", "mpi") if getattr(dist, f"is_{name}_available")()]
+    return ", ".join(found) or "none"
