@@ -40,7 +40,7 @@ from fairmetric.losses import (
     check_sample_indexed,
     per_sample_losses,
 )
-from fairmetric.models.embed import embed_dataset
+from fairmetric.models.embed import embed_dataset, inference_settings
 from fairmetric.models.embedder import Embedder, save_embedder
 from fairmetric.sampling import (
     EpochBalancedBatchSampler,
@@ -306,9 +306,16 @@ def evaluate_model(
     device: torch.device,
     batch_size: int = 256,
     progress: bool = False,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """Exact Recall@k of ``model`` on ``dataset``, overall and per attribute value."""
-    emb = embed_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress)
+    """Exact Recall@k of ``model`` on ``dataset``, overall and per attribute value.
+
+    ``settings`` are :func:`~fairmetric.models.embed.embed_dataset`'s speed settings
+    (``precision``, ``channels_last``, ``num_workers``, ...); the trainer passes its own.
+    """
+    emb = embed_dataset(
+        model, dataset, batch_size=batch_size, device=device, progress=progress, **settings
+    )
     return recall_by_group(emb, ks, attributes)
 
 
@@ -639,6 +646,7 @@ def _train(
             attributes=eval_attributes,
             device=device,
             batch_size=tc.eval_batch_size,
+            **inference_settings(tc),
         )
 
     if main:
