@@ -7,6 +7,7 @@ functions so ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,7 +81,8 @@ def _run_train(args: argparse.Namespace) -> int:
         argv += ["--resume"] * args.resume + ["--no-progress"] * args.no_progress
         return launch(args.nproc, argv)
     result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    print(f"run folder: {args.out}  (exported model: {result['model_dir']})")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        print(f"run folder: {args.out}  (exported model: {result['model_dir']})")
     return 0
 
 

@@ -89,3 +89,11 @@ def test_custom_term_example_runs(tmp_path):
         assert part in epochs[0]
     assert "test Recall@1" in out.stdout
     assert (tmp_path / "test_embeddings.npz").is_file()
+
+
+def test_scale_out_example_trains_on_two_processes_and_resumes_on_one(tmp_path):
+    out = run_example("scale_out.py", "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert "2 processes before, 1 now" in out.stdout
+    rows = out.stdout.split("epoch  processes")[1].splitlines()[1:3]
+    assert [row.split()[:2] for row in rows] == [["1", "2"], ["2", "1"]]
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

@@ -225,6 +225,7 @@ def test_nproc_2_trains_writes_from_rank_0_and_resumes_on_one_process(tmp_path):
     run = _cli("train", "--nproc", "2", "--no-progress", *args)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("epoch 2 |") == 1  # rank 0 alone reports
+    assert run.stdout.count("run folder:") == 1
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert all(h["world_size"] == 2 for h in history[1:])
