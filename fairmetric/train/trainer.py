@@ -538,6 +538,11 @@ def _train(
         log = lambda _msg: None  # noqa: E731 - only rank 0 reports
     device = ctx.device
     check_precision(tc.precision, device)
+    if device.type == "cpu" and tc.precision != "fp32":
+        log(
+            f"note: train.precision={tc.precision} on CPU is only fast on CPUs with native "
+            f"{tc.precision} arithmetic (e.g. AMX); elsewhere it is emulated and slower than fp32"
+        )
     seed_everything(tc.seed)  # the same initial weights on every rank
     splits = build_data(cfg)
     train_set, test_set = splits["train"], splits["test"]

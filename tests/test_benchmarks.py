@@ -1,0 +1,28 @@
+"""Smoke test of the training-throughput benchmark: its quick mode runs both loops and reports."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_train_throughput_quick_runs_both_loops_and_prints_the_ratio():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"^(plain|fairmetric)\s+([0-9.]+)", out.stdout, re.M)
+    }
+    assert set(rows) == {"plain", "fairmetric"} and min(rows.values()) > 0
+    ratio = re.search(r"fairmetric / plain = ([0-9.]+)", out.stdout)
+    assert ratio is not None and float(ratio.group(1)) > 0
