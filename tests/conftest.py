@@ -39,3 +39,19 @@ def gaussian_cfg() -> ExperimentConfig:
 @pytest.fixture
 def digits_cfg() -> ExperimentConfig:
     return load_config(None, DIGITS + ["train.epochs=2"])
+
+
+@pytest.fixture
+def embed_calls(monkeypatch) -> list[dict]:
+    """The keyword arguments each ``embed_dataset`` call receives (it still runs)."""
+    import fairmetric.models.embed as embed_module
+
+    calls: list[dict] = []
+    real = embed_module.embed_dataset
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_module, "embed_dataset", recording)
+    return calls

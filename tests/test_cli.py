@@ -280,22 +280,13 @@ def test_embed_precision_channels_last_and_workers_flags(image_run, image_refere
 
 
 def test_embed_speed_defaults_come_from_the_run_config(
-    image_run, image_reference, tmp_path, monkeypatch
+    image_run, image_reference, tmp_path, embed_calls
 ):
     import shutil
 
     import yaml
 
-    import fairmetric.models.embed as embed_module
-
-    calls: list[dict] = []
-    real = embed_module.embed_dataset
-
-    def recording(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(embed_module, "embed_dataset", recording)
+    calls = embed_calls
     run = tmp_path / "run"
     shutil.copytree(image_run, run)
     data = yaml.safe_load((run / "config.yaml").read_text())

@@ -427,22 +427,6 @@ def image_run(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.fixture
-def embed_calls(monkeypatch) -> list[dict]:
-    """The keyword arguments each ``embed_dataset`` call receives (it still runs)."""
-    import fairmetric.models.embed as embed_module
-
-    calls: list[dict] = []
-    real = embed_module.embed_dataset
-
-    def recording(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(embed_module, "embed_dataset", recording)
-    return calls
-
-
 def _speed(kwargs: dict) -> tuple:
     return tuple(kwargs.get(k) for k in ("precision", "channels_last", "num_workers"))
 
