@@ -20,7 +20,7 @@ from fairmetric.data.dataset import AttributeDataset
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.utils import autocast, check_precision, resolve_device
 
-__all__ = ["embed_dataset", "embed_tensors", "inference_settings"]
+__all__ = ["dataset_embeddings", "embed_dataset", "embed_tensors", "inference_settings"]
 
 
 def inference_settings(train: Any) -> dict[str, Any]:
@@ -152,8 +152,20 @@ def embed_dataset(
         precision=precision,
         channels_last=channels_last,
     )
+    return dataset_embeddings(dataset, emb, metadata=metadata, allow_invalid=allow_invalid)
+
+
+def dataset_embeddings(
+    dataset: AttributeDataset,
+    embeddings: np.ndarray,
+    *,
+    metadata: dict[str, Any] | None = None,
+    allow_invalid: bool = False,
+) -> EmbeddingSet:
+    """An :class:`EmbeddingSet` of ``embeddings`` (one row per sample of ``dataset``, in order)
+    with the dataset's labels, attributes and names."""
     return EmbeddingSet(
-        embeddings=emb,
+        embeddings=embeddings,
         labels=dataset.labels,
         attributes=dataset.attributes,
         attribute_names=dataset.attribute_names,

@@ -85,6 +85,21 @@ class DistributedContext:
         dist.all_gather_object(out, obj)
         return out
 
+    def gather_object(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` in rank order on rank 0; ``None`` on the other ranks."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Give every rank rank 0's buffers of ``module`` (e.g. BatchNorm running statistics,
+        which each process updates from its own batches)."""
+        if self.enabled:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+
     def broadcast_object(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
         if not self.enabled:
@@ -118,8 +133,8 @@ def init_distributed(
         device: the device :func:`~fairmetric.utils.resolve_device` chose; on CUDA each process
             takes GPU ``LOCAL_RANK``.
         backend: ``auto`` (NCCL for CUDA, Gloo otherwise), ``nccl`` or ``gloo``.
-        timeout_minutes: collective timeout (rank 0 evaluates alone between epochs while the
-            others wait).
+        timeout_minutes: collective timeout (the other ranks wait while rank 0 scores the
+            evaluation and writes checkpoints).
     """
     if backend not in _BACKENDS:
         raise ValueError(f"train.backend must be one of {', '.join(_BACKENDS)}, got {backend!r}")

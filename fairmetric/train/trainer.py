@@ -11,7 +11,8 @@
 
 Launched by ``torchrun`` (``WORLD_SIZE > 1``) the same function trains with DistributedDataParallel
 (see :mod:`fairmetric.train.distributed`): every process takes its share of the sampler's batches,
-the objective sees the combined batch, and rank 0 alone evaluates and writes the run folder.
+the objective sees the combined batch, every process embeds a shard of the test split for the
+per-epoch evaluation, and rank 0 scores it and alone writes the run folder.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from fairmetric.losses import (
     check_sample_indexed,
     per_sample_losses,
 )
-from fairmetric.models.embed import embed_dataset, inference_settings
+from fairmetric.models.embed import dataset_embeddings, embed_dataset, inference_settings
 from fairmetric.models.embedder import Embedder, save_embedder
 from fairmetric.sampling import (
     EpochBalancedBatchSampler,
@@ -644,15 +645,22 @@ def _train(
         )
 
     def evaluate() -> dict[str, Any]:
-        return evaluate_model(
-            model,
-            test_set,
-            ks=tc.recall_k,
-            attributes=eval_attributes,
-            device=device,
-            batch_size=tc.eval_batch_size,
-            **inference_settings(tc),
-        )
+        settings = dict(batch_size=tc.eval_batch_size, device=device, **inference_settings(tc))
+        if not ctx.enabled or len(test_set) < ctx.world_size:
+            if not main:
+                return {}
+            return evaluate_model(
+                model, test_set, ks=tc.recall_k, attributes=eval_attributes, **settings
+            )
+        # every rank embeds a shard with rank 0's weights and buffers; rank 0 scores them all
+        ctx.broadcast_buffers(model)
+        shard = np.array_split(np.arange(len(test_set)), ctx.world_size)[ctx.rank]
+        part = embed_dataset(model, test_set.subset(shard), **settings)
+        pieces = ctx.gather_object(part.embeddings)
+        if not main:
+            return {}
+        emb = dataset_embeddings(test_set, np.concatenate(pieces))
+        return recall_by_group(emb, tc.recall_k, eval_attributes)
 
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -694,7 +702,7 @@ def _train(
             + ("" if same_world else f" ({len(ranks)} processes before, {ctx.world_size} now)")
         )
     else:
-        history = [{"epoch": 0, "loss": None, "metrics": evaluate() if main else {}}]
+        history = [{"epoch": 0, "loss": None, "metrics": evaluate()}]
         start_epoch = 0
         log(_summary_line(history[0], tc.recall_k[0]) + " (untrained)")
         if ctx.enabled and ctx.rank > 0:  # dropout etc. differ between ranks
@@ -795,7 +803,7 @@ def _train(
             "images": totals.images,
             "images_per_second": totals.images / totals.seconds if totals.seconds > 0 else None,
             "world_size": ctx.world_size,
-            "metrics": evaluate() if main else {},
+            "metrics": evaluate(),
         }
         steps = max(totals.steps, 1)
         if len(totals.parts) > 1:  # the metric loss and at least one fairness term

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import default_collate
 
 from fairmetric.losses import GroupDROReducer
+from fairmetric.models import embed_dataset, load_embedder
 from fairmetric.sampling import MPerClassBatchSampler
 from fairmetric.train import load_config
 from fairmetric.train.checkpoint import load_checkpoint
@@ -31,6 +32,7 @@ from fairmetric.train.distributed import (
     init_distributed,
     torchrun_command,
 )
+from fairmetric.train.evaluate import recall_by_group
 from fairmetric.train.objectives import build_objective, build_training_loss
 from fairmetric.train.trainer import (
     TrainStep,
@@ -237,7 +239,10 @@ def test_nproc_2_trains_writes_from_rank_0_and_resumes_on_one_process(tmp_path):
     assert history[1]["images"] == steps * 2 * cfg.train.batch_size
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert (ckpt["epoch"], ckpt["world_size"], len(ckpt["ranks"])) == (2, 2, 2)
-    assert (out / "model" / "model.safetensors").is_file()
+    # the shared evaluation (each rank embeds half the test split) scored the exported model
+    model = load_embedder(out / "model")
+    emb = embed_dataset(model, build_data(cfg)["test"], device="cpu")
+    assert recall_by_group(emb, cfg.train.recall_k) == history[2]["metrics"]
 
     more = _cli(
         "train", "--no-progress", *args[:-2], "train.epochs=3", "--out", str(out), "--resume"
