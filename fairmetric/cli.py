@@ -610,7 +610,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, TypeError) as e:
-        print(f"fairmetric: error: {e}", file=sys.stderr)
+        rank = os.environ.get("RANK")  # under torchrun every process reports: name which
+        where = f" (rank {rank})" if rank not in (None, "") and os.environ.get("WORLD_SIZE") else ""
+        print(f"fairmetric{where}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

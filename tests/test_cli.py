@@ -343,3 +343,23 @@ def test_embed_speed_flags_help_and_errors(image_run, tmp_path, capsys):
     # a bad precision in a run's config is as clear as a bad flag
     assert main([*argv, "train.precision=fp64"]) == 2
     assert "fp32, bf16, fp16" in capsys.readouterr().err
+
+
+def test_errors_under_torchrun_name_the_rank(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--out", str(tmp_path / "run"), "trian.epochs=1"]) == 2
+    assert (
+        "fairmetric (rank 1): error: unknown config key 'trian.epochs'" in capsys.readouterr().err
+    )
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert main(["train", "--out", str(tmp_path / "run"), "trian.epochs=1"]) == 2
+    assert capsys.readouterr().err.startswith("fairmetric: error: unknown config key")
+
+
+def test_train_help_explains_nproc_and_multi_node(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "--nproc N" in text and "torchrun" in text and "--nnodes" in text
