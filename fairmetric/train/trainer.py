@@ -770,8 +770,10 @@ def _train(
             attrs = attrs.long().to(device, non_blocking=True)
             g = attrs[:, group_col] if group_col is not None else None
             if selector is not None:  # score the candidates, keep the hardest
-                with torch.no_grad(), autocast(device, tc.precision):
-                    cand = model(x).float()
+                with torch.no_grad():
+                    with autocast(device, tc.precision):  # the model only; losses in float32
+                        cand = model(x)
+                    cand = cand.float()
                     scores = per_sample_losses(
                         loss_fn, cand, y, miner(cand, y) if miner is not None else None
                     )

@@ -171,3 +171,25 @@ def test_resume_may_change_how_but_not_what_it_trains(tmp_path):
     other = load_config(None, GAUSSIAN + ["train.epochs=3", "optim.lr=0.5"])
     with pytest.raises(ValueError, match="differs from the checkpoint's in optim.lr"):
         _quiet(other, tmp_path / "run", resume=True)
+
+
+def test_hard_mining_scores_in_float32_under_mixed_precision(tmp_path, monkeypatch):
+    import fairmetric.train.trainer as trainer_module
+
+    seen = []
+    real = trainer_module.per_sample_losses
+
+    def recording(loss_fn, embeddings, *args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), embeddings.dtype))
+        return real(loss_fn, embeddings, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "per_sample_losses", recording)
+    cfg = load_config(
+        None,
+        GAUSSIAN
+        + MINING_SMOTE[:3]
+        + ["train.epochs=1", "train.batches_per_epoch=2", "train.precision=bf16"],
+    )
+    result = _quiet(cfg, tmp_path / "run")
+    assert np.isfinite(result["final"]["loss"])
+    assert seen and all(s == (False, torch.float32) for s in seen)
