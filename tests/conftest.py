@@ -55,3 +55,22 @@ def embed_calls(monkeypatch) -> list[dict]:
 
     monkeypatch.setattr(embed_module, "embed_dataset", recording)
     return calls
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """A run folder (config.yaml + model/) with a tiny test_resnet embedder for DIGITS."""
+    import torch
+
+    from fairmetric.models.embedder import Embedder, save_embedder
+    from fairmetric.train.config import save_config
+
+    run = tmp_path_factory.mktemp("runs") / "images"
+    torch.manual_seed(0)
+    model = Embedder(backbone="test_resnet", input_size=(3, 16, 16), embedding_dim=16)
+    model.train()
+    with torch.no_grad():  # BatchNorm statistics away from their initial values
+        model(torch.rand(8, 3, 16, 16) * 2)
+    save_embedder(model.eval(), run / "model")
+    save_config(load_config(None, DIGITS), run / "config.yaml")
+    return run

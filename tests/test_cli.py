@@ -213,27 +213,6 @@ def test_mitigation_example_runs(tmp_path):
 # -- embed: precision, channels-last, workers ----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def image_run(tmp_path_factory) -> Path:
-    """A run folder (config.yaml + model/) holding a tiny test_resnet embedder for DIGITS."""
-    import torch
-
-    from fairmetric.models import save_embedder
-    from fairmetric.models.embedder import Embedder
-    from fairmetric.train.config import save_config
-
-    run = tmp_path_factory.mktemp("runs") / "images"
-    cfg = load_config(None, DIGITS)
-    torch.manual_seed(0)
-    model = Embedder(backbone="test_resnet", input_size=(3, 16, 16), embedding_dim=16)
-    model.train()
-    with torch.no_grad():  # BatchNorm statistics away from their initial values
-        model(torch.rand(8, 3, 16, 16) * 2)
-    save_embedder(model.eval(), run / "model")
-    save_config(cfg, run / "config.yaml")
-    return run
-
-
 def _embed_cli(run: Path, out: Path, *flags: str) -> EmbeddingSet:
     argv = ["embed", "--model", str(run), "--out", str(out), "--device", "cpu", "--no-progress"]
     assert main([*argv, *flags]) == 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -56,7 +55,8 @@ _BACKENDS = ("auto", "nccl", "gloo")
 
 @dataclass
 class DistributedContext:
-    """Where this process stands: ``rank`` of ``world_size``, its device, the gather group."""
+    """Where this process stands: ``rank`` of ``world_size``, its device, the gather group; and
+    the few collectives the trainer needs (all no-ops in a single process)."""
 
     rank: int = 0
     world_size: int = 1
@@ -76,14 +76,6 @@ class DistributedContext:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
-
-    def all_gather_object(self, obj: Any) -> list[Any]:
-        """Every rank's ``obj`` (a list on every rank)."""
-        if not self.enabled:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
 
     def gather_object(self, obj: Any) -> list[Any] | None:
         """Every rank's ``obj`` in rank order on rank 0; ``None`` on the other ranks."""
@@ -260,6 +252,4 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``fairmetric <argv>`` under torchrun with ``nproc`` local processes; its exit code."""
     if os.environ.get("WORLD_SIZE") not in (None, "", "1"):
         raise RuntimeError("--nproc inside a torchrun process: drop --nproc when using torchrun")
-    if shutil.which(sys.executable) is None:  # pragma: no cover - defensive
-        raise RuntimeError(f"cannot find the Python interpreter {sys.executable}")
     return subprocess.call(torchrun_command(nproc, argv))

@@ -445,9 +445,8 @@ class _EpochTotals:
 
 def _check_runtime(tc: Any) -> None:
     check_precision(tc.precision)
-    for key in ("num_workers",):
-        if getattr(tc, key) < 0:
-            raise ValueError(f"train.{key} must be >= 0, got {getattr(tc, key)}")
+    if tc.num_workers < 0:
+        raise ValueError(f"train.num_workers must be >= 0, got {tc.num_workers}")
     for key in ("checkpoint_every", "prefetch_factor"):
         value = getattr(tc, key)
         if value is not None and value < 1:
@@ -714,8 +713,8 @@ def _train(
             "rng": _rng_state(),
             "selector": _generator_state(selector.generator if selector else None),
         }
-        ranks = ctx.all_gather_object(own)
-        if not main:
+        ranks = ctx.gather_object(own)
+        if ranks is None:  # not rank 0
             return
         ckpt = {
             "epoch": epoch_done,
@@ -787,13 +786,13 @@ def _train(
             scaler.update()
             totals.add(loss, parts, synthetic, len(x) * ctx.world_size)
             step += 1
-            done = offset // ctx.world_size + step  # steps of this epoch, as the sampler counts
             if step % tc.log_every == 0 or step == steps_total:
                 totals.check_finite()
                 bar.set_postfix(loss=f"{totals.mean_loss():.4f}")
             if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < steps_total:
                 totals.check_finite()
                 totals.seconds += time.perf_counter() - t0
+                done = offset // ctx.world_size + step  # this epoch's steps, for the log
                 write_checkpoint(epoch, done, offset + step * ctx.world_size, totals)
                 t0 = time.perf_counter()
         totals.check_finite()

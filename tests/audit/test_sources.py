@@ -411,22 +411,6 @@ def test_callable_encoder_module_converts_numpy():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def image_run(tmp_path_factory) -> Path:
-    """A run folder (config.yaml + model/) with a tiny test_resnet embedder for DIGITS."""
-    from fairmetric.models import save_embedder
-
-    run = tmp_path_factory.mktemp("runs") / "images"
-    torch.manual_seed(0)
-    model = Embedder(backbone="test_resnet", input_size=(3, 16, 16), embedding_dim=16)
-    model.train()
-    with torch.no_grad():  # BatchNorm statistics away from their initial values
-        model(torch.rand(8, 3, 16, 16) * 2)
-    save_embedder(model.eval(), run / "model")
-    save_config(load_config(None, DIGITS), run / "config.yaml")
-    return run
-
-
 def _speed(kwargs: dict) -> tuple:
     return tuple(kwargs.get(k) for k in ("precision", "channels_last", "num_workers"))
 

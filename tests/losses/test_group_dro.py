@@ -28,6 +28,12 @@ from torch.testing import assert_close
 
 from fairmetric.losses.group_dro import GroupDROReducer, install_group_dro
 from fairmetric.losses.reducers import batch_groups
+from tests.losses.test_reducers import (
+    contrastive_elements,
+    ms_elements,
+    triplet_elements,
+    value_and_grad,
+)
 
 # --------------------------------------------------------------------------------------------
 # tiny deterministic stream and hand-written references
@@ -48,59 +54,6 @@ def batch(step: int, groups: torch.Tensor = GROUPS) -> torch.Tensor:
     noise = torch.randn(N, D, generator=gen, dtype=torch.float64)
     scale = torch.tensor([NOISE[int(g)] for g in groups], dtype=torch.float64)
     return centres[LABELS] + scale[:, None] * noise
-
-
-def unit(emb: torch.Tensor) -> torch.Tensor:
-    return emb / torch.sqrt((emb * emb).sum(dim=1, keepdim=True))
-
-
-def dist(u: torch.Tensor, i: int, j: int) -> torch.Tensor:
-    return torch.sqrt(((u[i] - u[j]) ** 2).sum())
-
-
-def triplet_sub_losses(emb, triplets, margin):
-    """One sub-loss: (anchor, relu(d(a,p) - d(a,n) + margin)) per triplet, normalised embeddings."""
-    u = unit(emb)
-    return [[(a, torch.relu(dist(u, a, p) - dist(u, a, q) + margin)) for a, p, q in triplets]]
-
-
-def contrastive_sub_losses(emb, labels, pos_margin, neg_margin):
-    """Two sub-losses over all ordered pairs i != j: relu(d - m_pos), relu(m_neg - d)."""
-    u = unit(emb)
-    y = labels.tolist()
-    pos, neg = [], []
-    for i in range(len(y)):
-        for j in range(len(y)):
-            if i == j:
-                continue
-            d = dist(u, i, j)
-            if y[i] == y[j]:
-                pos.append((i, torch.relu(d - pos_margin)))
-            else:
-                neg.append((i, torch.relu(neg_margin - d)))
-    return [pos, neg]
-
-
-def ms_sub_losses(emb, labels, alpha, beta, base):
-    """One sub-loss, one element per sample, cosine similarity s:
-    (1/alpha) log(1 + sum_pos exp(-alpha (s - base))) + (1/beta) log(1 + sum_neg exp(beta (s - base)))
-    """
-    u = unit(emb)
-    y = labels.tolist()
-    out = []
-    for i in range(len(y)):
-        sp = torch.zeros((), dtype=emb.dtype)
-        sn = torch.zeros((), dtype=emb.dtype)
-        for j in range(len(y)):
-            if j == i:
-                continue
-            s = (u[i] * u[j]).sum()
-            if y[i] == y[j]:
-                sp = sp + torch.exp(-alpha * (s - base))
-            else:
-                sn = sn + torch.exp(beta * (s - base))
-        out.append((i, torch.log(1 + sp) / alpha + torch.log(1 + sn) / beta))
-    return [out]
 
 
 def ref_group_losses(sub_losses, groups, base, num_groups=G):
@@ -138,13 +91,6 @@ def ref_robust_loss(q, ell):
     return total
 
 
-def value_and_grad(fn, emb):
-    e = emb.detach().clone().requires_grad_(True)
-    value = fn(e)
-    (grad,) = torch.autograd.grad(value, e)
-    return value.detach(), grad
-
-
 def call(loss_fn, emb, indices=None, groups=GROUPS, labels=LABELS):
     with batch_groups(loss_fn, groups):
         return loss_fn(emb, labels, indices)
@@ -164,19 +110,19 @@ def make_case(name):
         return (
             lambda r: TripletMarginLoss(margin=MARGIN, reducer=r),
             lambda emb: miner(emb, LABELS),
-            lambda e, idx: triplet_sub_losses(e, list(zip(*(t.tolist() for t in idx))), MARGIN),
+            lambda e, idx: [triplet_elements(e, list(zip(*(t.tolist() for t in idx))), MARGIN)],
         )
     if name == "contrastive":
         return (
             lambda r: ContrastiveLoss(pos_margin=PM, neg_margin=NM, reducer=r),
             lambda emb: None,
-            lambda e, idx: contrastive_sub_losses(e, LABELS, PM, NM),
+            lambda e, idx: list(contrastive_elements(e, LABELS, PM, NM)),
         )
     assert name == "multi_similarity"
     return (
         lambda r: MultiSimilarityLoss(alpha=MS[0], beta=MS[1], base=MS[2], reducer=r),
         lambda emb: None,
-        lambda e, idx: ms_sub_losses(e, LABELS, *MS),
+        lambda e, idx: [ms_elements(e, LABELS, *MS)],
     )
 
 
@@ -326,7 +272,7 @@ def test_eval_mode_uses_q_without_updating_it():
         v1, g1 = value_and_grad(lambda e: call(loss_fn, e), emb)
         v2, g2 = value_and_grad(
             lambda e: ref_robust_loss(
-                q, ref_group_losses(ms_sub_losses(e, LABELS, *MS), GROUPS, "mean")
+                q, ref_group_losses([ms_elements(e, LABELS, *MS)], GROUPS, "mean")
             ),
             emb,
         )
@@ -377,13 +323,13 @@ def test_group_absent_from_batch_gets_zero_loss():
     q = [1.0 / G] * G
     for step in range(2):
         emb = batch(step, groups)
-        ell = ref_group_losses(ms_sub_losses(emb, LABELS, *MS), groups, "mean")
+        ell = ref_group_losses([ms_elements(emb, LABELS, *MS)], groups, "mean")
         assert float(ell[2]) == 0 and float(ell[0]) > 0 and float(ell[1]) > 0
         q = ref_update(q, ell, eta, C)
         v1, g1 = value_and_grad(lambda e, gr=groups: call(loss_fn, e, groups=gr), emb)
         v2, g2 = value_and_grad(
             lambda e, gr=groups, q=q: ref_robust_loss(
-                q, ref_group_losses(ms_sub_losses(e, LABELS, *MS), gr, "mean")
+                q, ref_group_losses([ms_elements(e, LABELS, *MS)], gr, "mean")
             ),
             emb,
         )
@@ -403,7 +349,7 @@ def test_group_in_batch_but_anchoring_no_tuple_gets_zero_loss():
     reducer = dro(eta=1.0, base="avg_nonzero")
     loss_fn = TripletMarginLoss(margin=MARGIN, reducer=reducer)
     triplets = list(zip(*(t.tolist() for t in mined)))
-    ell = ref_group_losses(triplet_sub_losses(emb, triplets, MARGIN), GROUPS, "avg_nonzero")
+    ell = ref_group_losses([triplet_elements(emb, triplets, MARGIN)], GROUPS, "avg_nonzero")
     q = ref_update([1.0 / G] * G, ell, 1.0, 0.0)
     value = call(loss_fn, emb, mined)
     assert reducer.last_group_loss[HARD] == 0 and float(ell[HARD]) == 0
@@ -440,12 +386,12 @@ def test_regulariser_added_unweighted():
         for n in range(N)
         if a != p and LABELS[a] == LABELS[p] and LABELS[n] != LABELS[a]
     ]
-    ell = ref_group_losses(triplet_sub_losses(emb, triplets, MARGIN), GROUPS, "avg_nonzero")
+    ell = ref_group_losses([triplet_elements(emb, triplets, MARGIN)], GROUPS, "avg_nonzero")
     q = ref_update([1.0 / G] * G, ell, eta, 0.0)  # the regulariser does not enter l_g
 
     def reference(e):
         main = ref_robust_loss(
-            q, ref_group_losses(triplet_sub_losses(e, triplets, MARGIN), GROUPS, "avg_nonzero")
+            q, ref_group_losses([triplet_elements(e, triplets, MARGIN)], GROUPS, "avg_nonzero")
         )
         norms = [torch.sqrt((e[i] ** 2).sum()) for i in range(N)]
         return main + reg_weight * torch.stack(norms).mean()

@@ -130,7 +130,17 @@ def _worker(rank: int, port: int, overrides, combined, out_dir: str) -> None:
             x = torch.arange(6.0).reshape(3, 2).add(10 * rank).requires_grad_()
             full = all_gather_cat(x, ctx)
             (full * torch.arange(12.0).reshape(6, 2)).sum().backward()
-            torch.save({"full": full.detach(), "grad": x.grad}, f"{out_dir}/rank{rank}.pt")
+            bn = torch.nn.BatchNorm1d(2)
+            bn.running_mean.fill_(float(rank + 1))
+            ctx.broadcast_buffers(bn)
+            res = {
+                "full": full.detach(),
+                "grad": x.grad,
+                "gathered": ctx.gather_object({"rank": rank}),
+                "broadcast": ctx.broadcast_object(f"from {rank}"),
+                "running_mean": bn.running_mean.clone(),
+            }
+            torch.save(res, f"{out_dir}/rank{rank}.pt")
         else:
             torch.save(_run_steps(overrides, combined, ctx), f"{out_dir}/rank{rank}.pt")
     finally:
@@ -144,7 +154,7 @@ def _spawn(tmp_path, overrides, combined=None) -> list[dict]:
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
-def test_all_gather_cat_concatenates_and_sums_gradients_over_ranks(tmp_path):
+def test_gather_and_broadcast_across_two_processes(tmp_path):
     out = _spawn(tmp_path, None)
     expected = torch.cat([torch.arange(6.0).reshape(3, 2) + 10 * r for r in range(WORLD)])
     weight = torch.arange(12.0).reshape(6, 2)
@@ -152,6 +162,19 @@ def test_all_gather_cat_concatenates_and_sums_gradients_over_ranks(tmp_path):
         torch.testing.assert_close(res["full"], expected)
         # both ranks back-propagate the same weights: each slice gets their sum over the 2 ranks
         torch.testing.assert_close(res["grad"], WORLD * weight[3 * rank : 3 * rank + 3])
+        # objects gather on rank 0 only; broadcasts and buffers come from rank 0
+        assert res["gathered"] == ([{"rank": r} for r in range(WORLD)] if rank == 0 else None)
+        assert res["broadcast"] == "from 0"
+        torch.testing.assert_close(res["running_mean"], torch.ones(2))
+
+
+def test_single_process_context_collectives_are_identities():
+    ctx = DistributedContext()
+    bn = torch.nn.BatchNorm1d(2)
+    ctx.broadcast_buffers(bn)
+    assert ctx.gather_object(3) == [3] and ctx.broadcast_object("x") == "x"
+    x = torch.ones(2, requires_grad=True)
+    assert all_gather_cat(x, ctx) is x
 
 
 @pytest.mark.parametrize("overrides", [PLAIN, PARADE_DRO], ids=["plain", "parade_group_dro"])
@@ -253,3 +276,26 @@ def test_nproc_2_trains_writes_from_rank_0_and_resumes_on_one_process(tmp_path):
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
     assert history[3]["world_size"] == 1
     assert history[3]["images"] == global_batches * cfg.train.batch_size
+
+
+def test_bad_uses_of_the_launcher_and_gather_are_clear_errors(monkeypatch):
+    from fairmetric.losses import Batch
+    from fairmetric.train.distributed import gather_batch, launch
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="drop --nproc when using torchrun"):
+        launch(2, ["train"])
+    e = torch.zeros(4, 3)
+    batch = Batch(
+        features=e,
+        raw=e,
+        embeddings=e,
+        labels=torch.zeros(4, dtype=torch.long),
+        attributes=torch.zeros(4, 1, dtype=torch.long),
+        attribute_names=["a"],
+        extra_embeddings=e,
+    )
+    two = DistributedContext(rank=0, world_size=2)
+    with pytest.raises(ValueError, match="gather before adding synthetic rows"):
+        gather_batch(batch, two)
+    assert gather_batch(batch, DistributedContext()) is batch
