@@ -143,7 +143,7 @@ def run_million(dim: int, structure: str, noise: float | None, queries: int = 10
     import faiss
 
     from fairmetric.audit import audit
-    from fairmetric.audit.knn import NeighborIndex
+    from fairmetric.neighbors.index import NeighborIndex
 
     n = 1_000_000
     data = make_data(n, dim, structure=structure, noise=noise)

@@ -24,8 +24,9 @@ import tempfile
 from pathlib import Path
 
 import fairmetric
-from fairmetric.audit import load_source
-from fairmetric.audit.writers import render_summary
+from fairmetric.report import write_report
+from fairmetric.report.writers import render_summary
+from fairmetric.sources import load_source
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parent / "configs" / "colored_digits_baseline.yaml"
@@ -64,7 +65,7 @@ def main() -> None:
     )
 
     # 4. report.json (machine-readable), report.md and a self-contained report.html
-    paths = report.save(out)
+    paths = write_report(report, out)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 

@@ -54,7 +54,7 @@ __all__ = [
     "run_suite",
 ]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 CELL_FILE = "cell.json"
 
 #: method name → config overrides on top of a dataset's baseline config. ``{attr}`` is the

@@ -320,8 +320,9 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from fairmetric.audit import audit, check_conditions, load_source, parse_condition
-    from fairmetric.audit.writers import render_summary
+    from fairmetric.audit import audit
+    from fairmetric.report import check_conditions, parse_condition, render_summary, write_report
+    from fairmetric.sources import load_source
 
     for condition in args.fail_if:  # fail fast on a typo, before any work
         parse_condition(condition)
@@ -358,7 +359,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     if dropped:
         print(f"note: dropped {dropped} invalid embedding row(s) (--drop-invalid)")
     if args.out:
-        paths = report.save(args.out)
+        paths = write_report(report, args.out)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     else:
         print("(pass --out DIR to write report.json, report.md and report.html)")
@@ -460,8 +461,8 @@ def _task_from_run(model: Path) -> dict:
 def _run_finetune(args: argparse.Namespace) -> int:
     import yaml
 
-    from fairmetric.audit.writers import render_summary
     from fairmetric.downstream import run_downstream
+    from fairmetric.report.writers import render_summary
 
     if not args.model.exists():
         raise FileNotFoundError(f"--model {args.model} does not exist")

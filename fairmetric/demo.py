@@ -158,7 +158,7 @@ def _comparison_html(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fairmetric.audit.plots import figure_to_data_uri
+    from fairmetric.report.plots import figure_to_data_uri
 
     names = list(numbers)
     groups = list(next(iter(per_group.values()))["recall"])
@@ -225,6 +225,7 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
     from fairmetric.downstream import run_downstream
     from fairmetric.models.embed import embed_dataset
     from fairmetric.models.embedder import load_embedder
+    from fairmetric.report import write_report
     from fairmetric.train.trainer import build_data, train
 
     out = Path(out)
@@ -277,7 +278,7 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
         if "untrained" not in recalls:
             recalls = {"untrained": result["history"][0]["metrics"]["recall@1"], **recalls}
         report = audit(emb, bootstrap=200, seed=cfg.train.seed, source=str(emb_path))
-        report.save(folder / "audit")
+        write_report(report, folder / "audit")
         print(f"[{arm}] auditing and fitting a downstream probe on colour-balanced data ...")
         downstream = run_downstream(
             model,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fairmetric.audit
+import fairmetric.sources
 from fairmetric.audit import AuditReport
 from fairmetric.audit import audit as real_audit
 from fairmetric.cli import main
@@ -244,14 +245,14 @@ def test_model_source_speed_flags(tmp_path, monkeypatch, capsys, reports):
     save_embedder(model.eval(), run / "model")
     save_config(load_config(None, DIGITS), run / "config.yaml")
     calls: list[tuple[dict, EmbeddingSet]] = []
-    real = fairmetric.audit.load_source
+    real = fairmetric.sources.load_source
 
     def recording(*args, **kwargs):
         emb = real(*args, **kwargs)
         calls.append((kwargs, emb))
         return emb
 
-    monkeypatch.setattr(fairmetric.audit, "load_source", recording)
+    monkeypatch.setattr(fairmetric.sources, "load_source", recording)
     argv = ["audit", str(run), "--device", "cpu", *QUIET]
     assert main(argv) == 0
     kwargs, ref = calls[-1]

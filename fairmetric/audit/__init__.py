@@ -1,19 +1,20 @@
 """Embedding fairness audits: per-subgroup metrics with uncertainty, as JSON, Markdown and HTML.
 
 ``fairmetric.audit(embedding_set, ...)`` (or ``fairmetric.audit.audit``) returns an
-:class:`AuditReport`; ``report.save(folder)`` writes ``report.json``, ``report.md`` and
-``report.html``.
+:class:`~fairmetric.report.AuditReport`; :func:`fairmetric.report.write_report` writes
+``report.json``, ``report.md`` and ``report.html``. The audit measures only: it imports the
+embeddings, the neighbour search and the report layer, never training (``fairmetric.sources``
+turns files, run folders and models into an ``EmbeddingSet``).
 """
 
 import sys
 import types
 
 from fairmetric.audit.audit import audit, build_groupings
-from fairmetric.audit.frame import Estimate, Grouping, GroupMetric, group_metric_from_samples
-from fairmetric.audit.gate import check_conditions, parse_condition
-from fairmetric.audit.knn import NeighborIndex, knn_bruteforce
-from fairmetric.audit.result import AuditReport
-from fairmetric.audit.sources import load_source
+from fairmetric.neighbors.index import NeighborIndex, knn_bruteforce
+from fairmetric.report.frame import Estimate, Grouping, GroupMetric, group_metric_from_samples
+from fairmetric.report.gate import check_conditions, parse_condition
+from fairmetric.report.result import AuditReport
 
 __all__ = [
     "AuditReport",
@@ -26,7 +27,6 @@ __all__ = [
     "check_conditions",
     "group_metric_from_samples",
     "knn_bruteforce",
-    "load_source",
     "parse_condition",
 ]
 

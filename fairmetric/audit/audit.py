@@ -12,38 +12,31 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from fairmetric import __version__
-from fairmetric.audit.frame import Grouping, GroupMetric, group_metric_from_samples
-from fairmetric.audit.knn import IndexKind, Metric, NeighborIndex
 from fairmetric.audit.metrics import (
     NeighbourStats,
     alignment_by_grouping,
     linear_probes,
     uniformity_by_grouping,
 )
-from fairmetric.audit.result import AuditReport
 from fairmetric.embeddings import EmbeddingSet
+from fairmetric.neighbors.index import IndexKind, Metric, NeighborIndex
+from fairmetric.report.frame import Grouping, GroupMetric, group_metric_from_samples, intersect
+from fairmetric.report.result import AuditReport
 
 __all__ = ["audit", "build_groupings", "DEFAULT_KS"]
 
 DEFAULT_KS = (1, 2, 4, 8)
-INTERSECTION = "×"
 
 
 def build_groupings(
     data: EmbeddingSet, attributes: Sequence[str], *, intersectional: bool = True
 ) -> list[Grouping]:
     """One :class:`Grouping` per attribute, plus their intersection when there are several."""
-    groupings = []
-    for a in attributes:
-        groupings.append(Grouping(a, data.attribute(a), list(data.attribute_value_names[a])))
+    groupings = [
+        Grouping(a, data.attribute(a), list(data.attribute_value_names[a])) for a in attributes
+    ]
     if intersectional and len(attributes) >= 2:
-        cols = np.stack([data.attribute(a) for a in attributes], axis=1)
-        combos, codes = np.unique(cols, axis=0, return_inverse=True)
-        names = [
-            INTERSECTION.join(data.attribute_value_names[a][v] for a, v in zip(attributes, combo))
-            for combo in combos
-        ]
-        groupings.append(Grouping(INTERSECTION.join(attributes), codes.ravel(), names))
+        groupings.append(intersect(groupings))
     return groupings
 
 

@@ -1,6 +1,6 @@
 """Per-sample contributions of the audit metrics (METHODS.md §1).
 
-Every function returns per-sample arrays; :func:`~fairmetric.audit.frame.group_metric_from_samples`
+Every function returns per-sample arrays; :func:`~fairmetric.report.frame.group_metric_from_samples`
 turns them into overall / per-group values with bootstrap intervals. Neighbour metrics are
 accumulated chunk by chunk from one k-NN search (:class:`NeighbourStats`); pair statistics use
 closed forms (alignment) or seeded pair samples (uniformity), never an ``N × N`` matrix.

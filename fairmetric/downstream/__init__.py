@@ -3,7 +3,7 @@
 ``run_downstream(model_dir, classifier="probe")`` splits a dataset's test split (classes the metric
 learner never saw) into downstream-train and downstream-test halves, optionally balances the
 training half by an attribute, fits the classifier and returns (and writes) an
-:class:`~fairmetric.audit.result.AuditReport` of accuracy per group — the same result object and
+:class:`~fairmetric.report.result.AuditReport` of accuracy per group — the same result object and
 report files as an embedding audit. The pieces work on their own too: :class:`LinearProbe`,
 :class:`KNNClassifier` and :class:`HeadClassifier` fit ``(N, D)`` embeddings, :func:`finetune`
 trains a head or the whole embedder on a dataset, :func:`balance_by_attribute` subsamples a training

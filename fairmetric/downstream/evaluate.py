@@ -3,9 +3,9 @@
 Accuracy is measured from per-sample correctness ``c_i = [ŷ_i = y_i]``: a group's accuracy is the
 mean of ``c_i`` over its samples, the gap is ``max − min`` over groups, the worst group is the
 least accurate, and the intervals are stratified percentile bootstraps (each replicate resamples
-every group at its own size) — :func:`~fairmetric.audit.frame.group_metric_from_samples` does the
-work, so a downstream evaluation is an :class:`~fairmetric.audit.result.AuditReport` that
-:func:`~fairmetric.audit.writers.write_report` writes as ``report.json`` / ``.md`` / ``.html``.
+every group at its own size) — :func:`~fairmetric.report.frame.group_metric_from_samples` does the
+work, so a downstream evaluation is an :class:`~fairmetric.report.result.AuditReport` that
+:func:`~fairmetric.report.writers.write_report` writes as ``report.json`` / ``.md`` / ``.html``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 
 from fairmetric import __version__
-from fairmetric.audit.audit import INTERSECTION
-from fairmetric.audit.frame import Grouping, group_metric_from_samples
-from fairmetric.audit.result import AuditReport
 from fairmetric.data.dataset import encode_column
 from fairmetric.downstream.base import check_labels
+from fairmetric.report.frame import Grouping, group_metric_from_samples, intersect
+from fairmetric.report.result import AuditReport
 
 __all__ = ["evaluate_downstream", "groups_of"]
 
@@ -82,7 +81,7 @@ def evaluate_downstream(
         metadata: extra JSON-serialisable facts for the report (task, classifier, ...).
 
     Returns:
-        An :class:`~fairmetric.audit.result.AuditReport` with one metric, ``"accuracy"``;
+        An :class:`~fairmetric.report.result.AuditReport` with one metric, ``"accuracy"``;
         ``report["accuracy"].difference("colour")`` is the gap, ``.worst_group("colour")`` the
         worst group.
     """
@@ -102,14 +101,7 @@ def evaluate_downstream(
         )
     groupings = [_grouping(a, col, group_names.get(a), n) for a, col in groups.items()]
     if intersectional and len(groupings) >= 2:
-        cols = np.stack([g.codes for g in groupings], axis=1)
-        combos, codes = np.unique(cols, axis=0, return_inverse=True)
-        names = [
-            INTERSECTION.join(g.names[v] for g, v in zip(groupings, combo)) for combo in combos
-        ]
-        groupings.append(
-            Grouping(INTERSECTION.join(g.name for g in groupings), codes.ravel(), names)
-        )
+        groupings.append(intersect(groupings))
     correct = (y_true == y_pred).astype(np.float64)
     metric = group_metric_from_samples(
         ACCURACY,

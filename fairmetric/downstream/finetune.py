@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from fairmetric.audit.result import AuditReport
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.downstream.evaluate import evaluate_downstream, groups_of
 from fairmetric.downstream.head import HeadClassifier, check_training_args, make_head
 from fairmetric.models.embed import embed_dataset
+from fairmetric.report.result import AuditReport
 from fairmetric.utils import resolve_device
 
 __all__ = ["FinetuneMode", "FinetuneResult", "finetune"]

@@ -27,8 +27,6 @@ import numpy as np
 import torch.nn as nn
 from threadpoolctl import threadpool_limits
 
-from fairmetric.audit.result import AuditReport
-from fairmetric.audit.writers import write_report
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.downstream.balance import BalanceMode, balance_by_attribute, check_mode
 from fairmetric.downstream.base import DownstreamClassifier
@@ -39,6 +37,8 @@ from fairmetric.downstream.probe import LinearProbe
 from fairmetric.downstream.split import stratified_split
 from fairmetric.models.embed import embed_dataset
 from fairmetric.models.embedder import CONFIG_FILE, load_embedder
+from fairmetric.report.result import AuditReport
+from fairmetric.report.writers import write_report
 
 __all__ = [
     "CLASSIFIERS",

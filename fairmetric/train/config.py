@@ -464,15 +464,40 @@ def _parse_override(item: str, valid: list[str]) -> tuple[str, Any]:
     return key, value
 
 
+#: the configs that ship with the package (``fairmetric/configs``; ``configs/`` in a checkout)
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped configs, usable as ``--config NAME`` (``colored_digits_baseline``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``path`` when it is a file, else the shipped config of that name (with or without
+    ``.yaml``, with or without a leading ``configs/``), so shipped configs work from an
+    installed wheel and from any folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    name = path.name if path.parent.name == "configs" or path.parent == Path() else None
+    if name is not None:
+        shipped = CONFIG_DIR / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+        if shipped.is_file():
+            return shipped
+    raise FileNotFoundError(
+        f"config file not found: {path}; give a YAML file or the name of a shipped config: "
+        f"{', '.join(shipped_configs())}"
+    )
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> ExperimentConfig:
     """Read a YAML config (or start from the defaults when ``path`` is None) and apply overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path} (see configs/ for examples)")
+        path = resolve_config_path(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:

@@ -25,6 +25,7 @@ from fairmetric import __version__
 from fairmetric.audit import AuditReport, audit
 from fairmetric.data.gaussian import make_gaussian_groups
 from fairmetric.embeddings import EmbeddingSet
+from fairmetric.report import write_report
 
 X = "×"
 FAST = {"bootstrap": 0, "linear_probe": False, "projection_points": 0}
@@ -439,7 +440,7 @@ def test_json_is_strict_and_save_writes_three_files(tmp_path):
 
     doc = json.loads(text, parse_constant=refuse)
     assert doc["schema_version"] >= 1 and set(doc["metrics"]) == set(report.metrics)
-    paths = report.save(tmp_path / "out")
+    paths = write_report(report, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "report.html",
         "report.json",

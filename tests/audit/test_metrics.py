@@ -2,7 +2,7 @@
 
 Every reference below is written with explicit Python loops over queries, neighbours or pairs, on
 tiny seeded data with random floats (no distance ties). Neighbour ids come from a brute-force
-numpy argsort (query excluded), never from ``fairmetric.audit.knn``.
+numpy argsort (query excluded), never from ``fairmetric.neighbors.index``.
 """
 
 from __future__ import annotations

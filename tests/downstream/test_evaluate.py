@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from fairmetric.audit.writers import write_report
 from fairmetric.downstream import evaluate_downstream
+from fairmetric.report.writers import write_report
 
 
 def _predictions(n: int = 300, seed: int = 0):

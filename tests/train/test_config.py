@@ -105,6 +105,25 @@ def test_missing_file(tmp_path):
         load_config(tmp_path)  # a folder is not a file
 
 
+def test_shipped_configs_resolve_by_name_from_any_folder(tmp_path, monkeypatch):
+    from fairmetric.train.config import CONFIG_DIR, resolve_config_path, shipped_configs
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here: the package's own are used
+    assert CONFIG_DIR.parent.name == "fairmetric"  # inside the package, so wheels carry them
+    assert "colored_digits_baseline" in shipped_configs()
+    for spelling in [
+        "colored_digits_baseline",
+        "colored_digits_baseline.yaml",
+        "configs/colored_digits_baseline.yaml",
+    ]:
+        assert resolve_config_path(spelling) == CONFIG_DIR / "colored_digits_baseline.yaml"
+    assert load_config("gaussian_baseline").data.name == "gaussian"
+    with pytest.raises(FileNotFoundError, match="colored_digits_baseline"):  # names the choices
+        load_config("colored_digits_basline")
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_config("elsewhere/colored_digits_baseline.yaml")  # a path elsewhere is not a name
+
+
 def test_invalid_yaml(tmp_path):
     with pytest.raises(ValueError, match="is not valid YAML"):
         load_config(write(tmp_path, "train: {epochs: 3\n"))

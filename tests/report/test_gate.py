@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fairmetric.audit import audit, check_conditions, parse_condition
-from fairmetric.audit.gate import STATS
 from fairmetric.embeddings import EmbeddingSet
+from fairmetric.report.gate import STATS
 
 X = "×"
 FAST = {"bootstrap": 0, "linear_probe": False, "projection_points": 0}

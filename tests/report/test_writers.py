@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fairmetric.audit.frame import Grouping, group_metric_from_samples
-from fairmetric.audit.plots import (
+from fairmetric.report.frame import Grouping, group_metric_from_samples
+from fairmetric.report.plots import (
     figure_to_data_uri,
     plot_group_bars,
     plot_homophily,
     plot_projection,
 )
-from fairmetric.audit.result import SCHEMA_VERSION, AuditReport
-from fairmetric.audit.writers import (
+from fairmetric.report.result import SCHEMA_VERSION, AuditReport
+from fairmetric.report.writers import (
     format_interval,
     format_number,
     render_html,
@@ -256,9 +256,9 @@ def test_write_report_replaces_files_and_leaves_no_temporary(tiny_report, tmp_pa
     assert paths["markdown"].read_text(encoding="utf-8") == render_markdown(tiny_report)
 
 
-def test_save_delegates_to_write_report(tiny_report, tmp_path):
-    paths = tiny_report.save(tmp_path)
-    assert {p.name for p in paths.values()} == {"report.json", "report.md", "report.html"}
+def test_report_object_knows_no_writer(tiny_report):
+    # the result object is a plain record: writing it is fairmetric.report.write_report's job
+    assert not hasattr(tiny_report, "save")
 
 
 def test_write_report_rejects_a_file_as_directory(tiny_report, tmp_path):

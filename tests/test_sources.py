@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from fairmetric.audit import audit, load_source
+from fairmetric.audit import audit
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.models import embed_dataset, load_embedder
 from fairmetric.models.embedder import Embedder
+from fairmetric.sources import load_source
 from fairmetric.train import build_data, load_config, train
 from fairmetric.train.config import save_config
 from tests.conftest import DIGITS, GAUSSIAN
@@ -399,7 +400,7 @@ def test_module_function_needs_config(encoders):
 
 
 def test_callable_encoder_module_converts_numpy():
-    from fairmetric.audit.sources import CallableEncoder
+    from fairmetric.sources import CallableEncoder
 
     enc = CallableEncoder(lambda x: np.ones((len(x), 2), dtype=np.float64))
     out = enc(torch.zeros(3, 5))

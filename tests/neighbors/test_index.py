@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fairmetric.audit.knn import (
+from fairmetric.neighbors.index import (
     NeighborIndex,
     _drop_self,
     default_nlist,

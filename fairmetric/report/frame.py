@@ -77,6 +77,19 @@ class Grouping:
             )
 
 
+#: joins attribute names and group names of an intersectional grouping (``colour×sex``)
+INTERSECTION = "×"
+
+
+def intersect(groupings: list[Grouping]) -> Grouping:
+    """The intersection of several groupings: one group per combination that occurs, named by
+    joining the member names with :data:`INTERSECTION` (combinations in sorted code order)."""
+    cols = np.stack([np.asarray(g.codes) for g in groupings], axis=1)
+    combos, codes = np.unique(cols, axis=0, return_inverse=True)
+    names = [INTERSECTION.join(g.names[v] for g, v in zip(groupings, combo)) for combo in combos]
+    return Grouping(INTERSECTION.join(g.name for g in groupings), codes.ravel(), names)
+
+
 def _difference(values: dict[str, float], overall: float | None, method: GapMethod) -> float | None:
     present = list(values.values())
     if method == "between_groups":

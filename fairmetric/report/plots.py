@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from fairmetric.audit.frame import GroupMetric
+from fairmetric.report.frame import GroupMetric
 
 __all__ = ["figure_to_data_uri", "plot_group_bars", "plot_homophily", "plot_projection"]
 

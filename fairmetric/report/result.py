@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fairmetric.audit.frame import GroupMetric
+from fairmetric.report.frame import GroupMetric
 
 __all__ = ["AuditReport", "SCHEMA_VERSION"]
 
@@ -58,9 +58,3 @@ class AuditReport:
 
             atomic_write_bytes(path, text.encode())
         return text
-
-    def save(self, directory: str | Path) -> dict[str, Path]:
-        """Write ``report.json``, ``report.md`` and ``report.html`` into ``directory``."""
-        from fairmetric.audit.writers import write_report
-
-        return write_report(self, directory)

@@ -13,7 +13,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from fairmetric.audit.result import AuditReport
+from fairmetric.report.result import AuditReport
 
 __all__ = ["Condition", "parse_condition", "check_conditions", "STATS"]
 

@@ -1,11 +1,11 @@
-"""Writers of an :class:`~fairmetric.audit.result.AuditReport`: JSON, Markdown and HTML with plots.
+"""Writers of an :class:`~fairmetric.report.result.AuditReport`: JSON, Markdown and HTML with plots.
 
 ``write_report`` writes the three files of an audit folder; ``render_markdown`` and
 ``render_html`` return the text. The HTML file is self-contained: inline CSS, plots embedded as
 base64 PNG data URIs, no script, no external link, so it can be mailed or attached to a ticket.
 Every string that comes from the user (source, attribute, group and metric names) is escaped.
 
-Plots come from :mod:`fairmetric.audit.plots`.
+Plots come from :mod:`fairmetric.report.plots`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from matplotlib.figure import Figure
 
-from fairmetric.audit.frame import Estimate, GroupMetric
-from fairmetric.audit.plots import (
+from fairmetric.report.frame import Estimate, GroupMetric
+from fairmetric.report.plots import (
     direction,
     figure_to_data_uri,
     plot_group_bars,
@@ -30,7 +30,7 @@ from fairmetric.audit.plots import (
 from fairmetric.utils import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from fairmetric.audit.result import AuditReport
+    from fairmetric.report.result import AuditReport
 
 __all__ = [
     "format_interval",

@@ -1,4 +1,4 @@
-"""Tests for ``fairmetric.audit.frame``.
+"""Tests for ``fairmetric.report.frame``.
 
 * values against a slow reference (explicit loops) for means, ratio estimators and a log transform;
 * gap semantics against fairlearn's ``MetricFrame`` (skipped when fairlearn is not installed);
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fairmetric.audit.frame import Estimate, Grouping, GroupMetric, group_metric_from_samples
+from fairmetric.report.frame import Estimate, Grouping, GroupMetric, group_metric_from_samples
 
 NA = "too few samples for this metric"
 
