@@ -1,4 +1,5 @@
-"""The benchmark suite: cells, resumability, tables that match their cells, the ρ sweep, errors."""
+"""The benchmark suite end to end: cells, resumability, tables that match their cells, the ρ
+sweep, infeasible methods and bad input."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from pathlib import Path
 import pytest
 
 import fairmetric.train.trainer as trainer
-from fairmetric import bench
-from fairmetric.bench import COLUMNS, METHODS, Cell, cell_config, run_suite
+from fairmetric.bench import COLUMNS, run_suite
 from tests.conftest import GAUSSIAN
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -219,37 +219,6 @@ def test_infeasible_method_is_skipped_with_its_reason(tmp_path):
     assert "| batch_balanced | 0 | skipped" in md and "impossible" in md
 
 
-# -- configs -------------------------------------------------------------------------------------
-
-
-def test_cell_configs_per_method():
-    digits = {m: cell_config(Cell("colored_digits", m, 3)) for m in METHODS}
-    assert digits["smote"].mitigation.smote.enabled and digits["smote"].train.batch_size == 80
-    assert digits["parade"].objective.parade.attributes == ["colour"]
-    assert digits["baseline"].data.group_attribute is None
-    assert all(c.train.seed == 3 for c in digits.values())
-
-    g = {m: cell_config(Cell("gaussian", m, 0), overrides=GAUSSIAN, epochs=2) for m in METHODS}
-    assert all(c.train.epochs == 2 and c.data.name == "gaussian" for c in g.values())
-    assert g["reweight"].mitigation.reweight.enabled and g["reweight"].data.group_attribute == (
-        "group"
-    )
-    assert g["batch_balanced"].sampling.name == "batch_balanced"
-    assert g["epoch_balanced"].sampling.name == "epoch_balanced"
-    assert g["group_dro"].objective.group_dro.enabled
-    assert g["spectral"].objective.spectral.coefficient > 0
-    assert g["adversarial"].objective.adversary.attribute == "group"
-    # hard mining scores twice the (overridden) batch with twice the (overridden) m per class
-    hm = g["hard_mining"]
-    assert (hm.mitigation.hard_mining.candidates_per_batch, hm.train.m_per_class) == (64, 8)
-    assert g["baseline"].mitigation.hard_mining.candidates_per_batch is None
-    sweep = cell_config(Cell("gaussian", "parade", 0, rho=30.0))
-    assert sweep.objective.parade.rho == 30.0
-
-    real = cell_config(Cell("celeba", "reweight", 0), data_roots={"celeba": "/data/celeba"})
-    assert real.data.root == "/data/celeba" and real.data.group_attribute == "Male"
-
-
 # -- bad input -----------------------------------------------------------------------------------
 
 
@@ -276,48 +245,3 @@ def test_bad_input_fails_before_training(tmp_path, kw, match):
 def test_missing_data_root_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="lfw"):
         _suite(tmp_path / "f", datasets=["lfw"], data_roots={"lfw": tmp_path / "absent"})
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def test_arg_parser_maps_to_run_suite_options():
-    args = bench.build_arg_parser().parse_args(
-        [
-            "--datasets",
-            "gaussian",
-            "celeba",
-            "--methods",
-            "baseline",
-            "parade",
-            "--seeds",
-            "0",
-            "1",
-            "--epochs",
-            "3",
-            "--rho-sweep",
-            "0",
-            "10",
-            "--data-root",
-            "celeba=/data/celeba",
-            "--out",
-            "runs/x",
-            "--no-progress",
-            "train.device=cpu",
-        ]
-    )
-    assert bench.options_from_args(args) == {
-        "datasets": ["gaussian", "celeba"],
-        "methods": ["baseline", "parade"],
-        "seeds": [0, 1],
-        "out": Path("runs/x"),
-        "overrides": ["train.device=cpu"],
-        "rho_sweep": [0.0, 10.0],
-        "data_roots": {"celeba": "/data/celeba"},
-        "epochs": 3,
-        "progress": False,
-    }
-    defaults = bench.options_from_args(bench.build_arg_parser().parse_args([]))
-    assert defaults["datasets"] == ["colored_digits"] and defaults["methods"] is None
-    with pytest.raises(SystemExit):
-        bench.build_arg_parser().parse_args(["--data-root", "celeba"])

@@ -1,0 +1,60 @@
+"""The bench's tables: one row per method (or ρ), written as Markdown, JSON and a PNG figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fairmetric.bench.measure import write_json
+from fairmetric.bench.plots import plot_points
+from fairmetric.bench.stats import COLUMNS
+
+__all__ = ["markdown_table", "write_table"]
+
+
+def _fmt(stat: Mapping[str, Any]) -> str:
+    if stat["mean"] is None:
+        return "n/a"
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def markdown_table(title: str, rows: Mapping[str, Any], first: str, note: str) -> str:
+    """:func:`~fairmetric.bench.stats.aggregate` rows as a Markdown table (mean ± std), headed by
+    ``title`` and ``note``; ``first`` names the first column; skipped rows list their reason."""
+    lines = [f"# {title}", "", note, ""]
+    lines.append(f"| {first} | seeds | " + " | ".join(COLUMNS.values()) + " |")
+    lines.append("|---|---:|" + "---:|" * len(COLUMNS))
+    skipped = []
+    for name, row in rows.items():
+        if row["status"] != "ok":
+            skipped.append(f"- **{name}**: skipped: {row['reason']}")
+            lines.append(f"| {name} | 0 | " + " | ".join("skipped" for _ in COLUMNS) + " |")
+            continue
+        cells = " | ".join(_fmt(row[c]) for c in COLUMNS)
+        lines.append(f"| {name} | {len(row['seeds'])} | {cells} |")
+    if skipped:
+        lines += ["", *skipped]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(
+    folder: Path, stem: str, title: str, rows: dict[str, Any], meta: dict[str, Any], first: str
+) -> dict[str, Path]:
+    """Write ``folder/stem.{md,json,png}`` for ``rows``; returns the three paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    note = (
+        f"Sensitive attribute `{meta['attribute']}`; mean ± standard deviation over seeds "
+        f"{meta['seeds']}. Gaps are max − min over the attribute's groups on the test split "
+        "(unseen classes); leakage is the balanced accuracy of a linear probe predicting the "
+        "attribute from the embedding; the downstream probe is trained on attribute-balanced data."
+    )
+    paths = {
+        "md": folder / f"{stem}.md",
+        "json": folder / f"{stem}.json",
+        "png": folder / f"{stem}.png",
+    }
+    paths["md"].write_text(markdown_table(title, rows, first, note))
+    write_json(paths["json"], {**meta, "columns": COLUMNS, "rows": rows})
+    plot_points(paths["png"], rows, title, line=stem == "rho_sweep")
+    return paths
