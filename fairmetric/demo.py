@@ -18,7 +18,13 @@ import numpy as np
 from fairmetric.train.config import load_config
 from fairmetric.train.evaluate import recall_by_group
 
-__all__ = ["run_demo", "format_group_table", "format_audit_table", "format_comparison"]
+__all__ = [
+    "run_demo",
+    "format_group_table",
+    "format_audit_table",
+    "format_comparison",
+    "format_summary",
+]
 
 _MARKER = ".fairmetric-demo"
 
@@ -146,6 +152,29 @@ def format_comparison(numbers: dict[str, dict[str, Any]]) -> str:
             cells.append(f"{'n/a' if v is None else f'{v:.3f}':>12}")
         rows.append(f"{label:<32}" + "".join(cells) + f"   {better}")
     return "\n".join(rows)
+
+
+def format_summary(summary: dict[str, Any], attribute: str = "colour") -> str:
+    """The tables the demo prints at the end, rendered from its ``summary.json``.
+
+    ``run_demo`` prints exactly this text, so a record of a run renders the same tables as the run
+    printed (the README's demo block is checked this way, see ``tests/test_readme.py``).
+    """
+    shares = summary["train_colour_share"]
+    total = sum(shares.values())
+    share = ", ".join(f"{name} {count / total:.0%}" for name, count in shares.items())
+    table = format_group_table(
+        f"Recall@1 per colour group on the test split (digits unseen in training; training "
+        f"colours: {share})",
+        attribute,
+        summary["test_counts"],
+        summary["recall@1"],
+    )
+    return (
+        f"{table}\n\n"
+        "Baseline vs PARADE (embedding audit and a downstream probe trained on balanced data):\n"
+        f"{format_comparison(summary['comparison'])}"
+    )
 
 
 def _comparison_html(
@@ -298,30 +327,17 @@ def run_demo(out: str | Path, *, overrides: list[str] | None = None, progress: b
             "downstream": {g: e.value for g, e in acc.by_group[attribute].items()},
         }
 
-    share = ", ".join(
-        f"{names[v]} {c / train_counts.sum():.0%}" for v, c in enumerate(train_counts)
-    )
-    print()
-    print(
-        format_group_table(
-            f"Recall@1 per colour group on the test split (digits unseen in training; training "
-            f"colours: {share})",
-            attribute,
-            counts,
-            recalls,
-        )
-    )
-    print()
-    print("Baseline vs PARADE (embedding audit and a downstream probe trained on balanced data):")
-    print(format_comparison(numbers))
-    (out / "compare.html").write_text(_comparison_html(numbers, per_group, out))
     summary = {
         "train_colour_share": {names[v]: int(c) for v, c in enumerate(train_counts)},
         "test_counts": counts,
         "recall@1": recalls,
         "comparison": numbers,
-        "seconds": time.perf_counter() - t0,
     }
+    summary = json.loads(json.dumps(summary))  # what summary.json holds, so both render alike
+    print()
+    print(format_summary(summary, attribute))
+    (out / "compare.html").write_text(_comparison_html(numbers, per_group, out))
+    summary["seconds"] = time.perf_counter() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print()
     print(
