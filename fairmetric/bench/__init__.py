@@ -15,6 +15,9 @@ deviation over seeds of: overall Recall@1, worst-group Recall@1, the Recall@1 ga
 (intra-class) alignment gap, the uniformity gap, the attribute leakage (balanced accuracy of a
 linear probe), and the downstream accuracy and accuracy gap. A ``rho_sweep`` trains PARADE at
 several ρ and writes ``OUT/DATASET/rho_sweep.{md,json,png}``, the accuracy-vs-gap trade-off.
+When the baseline is among the methods, both tables also give each row's paired change against
+the same-seed baseline: the mean difference over seeds with its 95% t interval, and whether the
+interval excludes zero (a fairness claim is such a paired, multi-seed measurement).
 
 Methods whose set-up a dataset cannot satisfy (e.g. group quotas that no batch can meet) are
 skipped with the error as the recorded reason, rather than stopping the suite.
@@ -37,10 +40,11 @@ from fairmetric.bench.cli import (
 )
 from fairmetric.bench.measure import run_cell
 from fairmetric.bench.methods import DATASETS, METHODS, REAL_DATASETS
-from fairmetric.bench.stats import COLUMNS, aggregate
-from fairmetric.bench.suite import run_suite
+from fairmetric.bench.stats import COLUMNS, aggregate, paired_changes, paired_interval
+from fairmetric.bench.suite import BASELINE, run_suite
 
 __all__ = [
+    "BASELINE",
     "COLUMNS",
     "DATASETS",
     "METHODS",
@@ -53,6 +57,8 @@ __all__ = [
     "main",
     "method_overrides",
     "options_from_args",
+    "paired_changes",
+    "paired_interval",
     "run_cell",
     "run_from_args",
     "run_suite",

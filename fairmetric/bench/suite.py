@@ -10,11 +10,14 @@ from typing import Any
 from fairmetric.bench.cells import Cell, cell_config, check_names, check_roots
 from fairmetric.bench.measure import run_cell
 from fairmetric.bench.methods import DATASETS, METHODS
-from fairmetric.bench.stats import aggregate
+from fairmetric.bench.stats import aggregate, paired_changes
 from fairmetric.bench.tables import write_table
 from fairmetric.train.config import CONFIG_DIR
 
-__all__ = ["run_suite"]
+__all__ = ["BASELINE", "run_suite"]
+
+#: the method every other method (and every ρ of the sweep) is compared with, seed by seed
+BASELINE = "baseline"
 
 
 def run_suite(
@@ -48,8 +51,10 @@ def run_suite(
         log: where per-cell messages go (default: nowhere; the progress bar shows the cell).
 
     Returns:
-        ``{"out", "cells": [cell dicts], "datasets": {name: {"table", "files", "rho_sweep"}}}``,
-        where ``table`` and ``rho_sweep["table"]`` are :func:`aggregate` rows.
+        ``{"out", "cells": [cell dicts], "datasets": {name: {"table", "paired", "files",
+        "rho_sweep"}}}``, where ``table`` and ``rho_sweep["table"]`` are :func:`aggregate` rows
+        and ``paired`` and ``rho_sweep["paired"]`` are :func:`paired_changes` rows against the
+        same-seed ``baseline`` cells (None when the baseline is not among ``methods``).
     """
     from tqdm.auto import tqdm
 
@@ -96,9 +101,16 @@ def run_suite(
         attr = DATASETS[d].attribute
         meta = {"dataset": d, "attribute": attr, "seeds": seeds, "epochs": epochs}
         main_cells = [results[c] for c in cells if c.dataset == d and c.rho is None]
+        baseline = [r for r in main_cells if r["method"] == BASELINE]
         rows = aggregate(main_cells)
-        files = write_table(out / d, "table", f"{d}: methods", rows, meta, "method")
-        entry: dict[str, Any] = {"table": rows, "files": files, "rho_sweep": None}
+        paired = paired_changes(main_cells, baseline) if baseline else None
+        files = write_table(out / d, "table", f"{d}: methods", rows, meta, "method", paired)
+        entry: dict[str, Any] = {
+            "table": rows,
+            "paired": paired,
+            "files": files,
+            "rho_sweep": None,
+        }
         if rhos is not None:
             sweep = [
                 {**results[c], "rho_label": f"rho={c.rho:g}"}
@@ -106,6 +118,7 @@ def run_suite(
                 if c.dataset == d and c.rho is not None
             ]
             sweep_rows = aggregate(sweep, key="rho_label")
+            sweep_paired = paired_changes(sweep, baseline, key="rho_label") if baseline else None
             sweep_files = write_table(
                 out / d,
                 "rho_sweep",
@@ -113,7 +126,12 @@ def run_suite(
                 sweep_rows,
                 {**meta, "rho": rhos},
                 "ρ",
+                sweep_paired,
             )
-            entry["rho_sweep"] = {"table": sweep_rows, "files": sweep_files}
+            entry["rho_sweep"] = {
+                "table": sweep_rows,
+                "paired": sweep_paired,
+                "files": sweep_files,
+            }
         summary["datasets"][d] = entry
     return summary

@@ -8,9 +8,9 @@ from typing import Any
 
 from fairmetric.bench.measure import write_json
 from fairmetric.bench.plots import plot_points
-from fairmetric.bench.stats import COLUMNS
+from fairmetric.bench.stats import COLUMNS, LEVEL
 
-__all__ = ["markdown_table", "write_table"]
+__all__ = ["markdown_paired", "markdown_table", "write_table"]
 
 
 def _fmt(stat: Mapping[str, Any]) -> str:
@@ -38,10 +38,45 @@ def markdown_table(title: str, rows: Mapping[str, Any], first: str, note: str) -
     return "\n".join(lines) + "\n"
 
 
+def _fmt_change(stat: Mapping[str, Any]) -> str:
+    if stat["mean"] is None:
+        return "n/a"
+    if stat["low"] is None:
+        return f"{stat['mean']:+.3f} (1 seed)"
+    star = " *" if stat["excludes_zero"] else ""
+    return f"{stat['mean']:+.3f} [{stat['low']:+.3f}, {stat['high']:+.3f}]{star}"
+
+
+def markdown_paired(paired: Mapping[str, Any], first: str, baseline: str) -> str:
+    """:func:`~fairmetric.bench.stats.paired_changes` rows as a Markdown section: per row and
+    column, the mean change against the same-seed ``baseline`` with its t interval."""
+    lines = [
+        f"## Change against the same-seed {baseline}",
+        "",
+        f"Mean of ({first} − {baseline}) over the seeds where both ran, with its "
+        f"{LEVEL:.0%} t interval on the paired differences; * where the interval excludes 0.",
+        "",
+        f"| {first} | pairs | " + " | ".join(COLUMNS.values()) + " |",
+        "|---|---:|" + "---:|" * len(COLUMNS),
+    ]
+    for name, row in paired.items():
+        cells = " | ".join(_fmt_change(row[c]) for c in COLUMNS)
+        lines.append(f"| {name} | {len(row['seeds'])} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_table(
-    folder: Path, stem: str, title: str, rows: dict[str, Any], meta: dict[str, Any], first: str
+    folder: Path,
+    stem: str,
+    title: str,
+    rows: dict[str, Any],
+    meta: dict[str, Any],
+    first: str,
+    paired: dict[str, Any] | None = None,
+    baseline: str = "baseline",
 ) -> dict[str, Path]:
-    """Write ``folder/stem.{md,json,png}`` for ``rows``; returns the three paths."""
+    """Write ``folder/stem.{md,json,png}`` for ``rows`` (and, when given, the ``paired`` changes
+    against ``baseline``); returns the three paths."""
     folder.mkdir(parents=True, exist_ok=True)
     note = (
         f"Sensitive attribute `{meta['attribute']}`; mean ± standard deviation over seeds "
@@ -54,7 +89,11 @@ def write_table(
         "json": folder / f"{stem}.json",
         "png": folder / f"{stem}.png",
     }
-    paths["md"].write_text(markdown_table(title, rows, first, note))
-    write_json(paths["json"], {**meta, "columns": COLUMNS, "rows": rows})
+    md = markdown_table(title, rows, first, note)
+    if paired:
+        md += "\n" + markdown_paired(paired, first, baseline)
+    paths["md"].write_text(md)
+    changes = None if paired is None else {"baseline": baseline, "level": LEVEL, "rows": paired}
+    write_json(paths["json"], {**meta, "columns": COLUMNS, "rows": rows, "paired": changes})
     plot_points(paths["png"], rows, title, line=stem == "rho_sweep")
     return paths

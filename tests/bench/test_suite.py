@@ -4,6 +4,7 @@ sweep, infeasible methods and bad input."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.conftest import GAUSSIAN
 PNG = b"\x89PNG\r\n\x1a\n"
 SEEDS = (0, 1)
 RHOS = (0.0, 10.0)
+_T975 = {1: 12.706204736}  # Student t quantile 0.975 by degrees of freedom (tables)
 
 
 def _suite(out: Path, **kw):
@@ -102,7 +104,12 @@ def test_suite_writes_cells_and_tables(suite):
         "seeds",
         *COLUMNS.values(),
     ]
-    rows = [line for line in md if line.startswith("| baseline") or line.startswith("| reweight")]
+    methods_table = md[: md.index("## Change against the same-seed baseline")]
+    rows = [
+        line
+        for line in methods_table
+        if line.startswith("| baseline") or line.startswith("| reweight")
+    ]
     assert [r.split("|")[1].strip() for r in rows] == ["baseline", "reweight"]
     table = json.loads((ds / "table.json").read_text())
     assert list(table["rows"]) == ["baseline", "reweight"]
@@ -128,6 +135,37 @@ def test_table_means_equal_manual_computation(suite):
         r1 = [c["recall@1"] for c in cells]
         assert f"{statistics.mean(r1):.3f} ± {statistics.stdev(r1):.3f}" in line
     assert summary["datasets"]["gaussian"]["table"] == table["rows"]
+
+
+def test_paired_changes_equal_manual_computation(suite):
+    out, summary = suite
+    ds = out / "gaussian"
+    table = json.loads((ds / "table.json").read_text())
+    assert table["paired"]["baseline"] == "baseline" and table["paired"]["level"] == 0.95
+    paired = table["paired"]["rows"]
+    assert list(paired) == ["reweight"] and summary["datasets"]["gaussian"]["paired"] == paired
+    base = {c["seed"]: c for c in _cells(ds / "baseline")}
+    method = {c["seed"]: c for c in _cells(ds / "reweight")}
+    assert paired["reweight"]["seeds"] == list(SEEDS)
+    md = (ds / "table.md").read_text()
+    line = next(x for x in md.splitlines()[::-1] if x.startswith("| reweight "))
+    for col in COLUMNS:
+        d = [method[s][col] - base[s][col] for s in SEEDS]
+        mean = statistics.mean(d)
+        half = _T975[len(d) - 1] * statistics.stdev(d) / math.sqrt(len(d))
+        row = paired["reweight"][col]
+        assert row["mean"] == pytest.approx(mean, abs=1e-12)
+        assert (row["low"], row["high"]) == pytest.approx((mean - half, mean + half), abs=1e-9)
+        assert row["excludes_zero"] is (mean - half > 0 or mean + half < 0)
+    r1 = paired["reweight"]["recall@1"]
+    assert f"{r1['mean']:+.3f} [{r1['low']:+.3f}, {r1['high']:+.3f}]" in line
+    # the ρ sweep is compared with the same-seed baseline too
+    sweep = json.loads((ds / "rho_sweep.json").read_text())["paired"]["rows"]
+    assert list(sweep) == ["rho=0", "rho=10"]
+    for rho in RHOS:
+        cells = {c["seed"]: c for c in _cells(ds / "rho_sweep" / f"rho{rho:g}")}
+        d = [cells[s]["recall@1_gap"] - base[s]["recall@1_gap"] for s in SEEDS]
+        assert sweep[f"rho={rho:g}"]["recall@1_gap"]["mean"] == pytest.approx(statistics.mean(d))
 
 
 # -- ρ sweep -----------------------------------------------------------------------------------
@@ -213,6 +251,7 @@ def test_infeasible_method_is_skipped_with_its_reason(tmp_path):
     summary = _suite(out, methods=["batch_balanced"], seeds=[0])
     row = summary["datasets"]["gaussian"]["table"]["batch_balanced"]
     assert row["status"] == "skipped" and row["seeds"] == []
+    assert summary["datasets"]["gaussian"]["paired"] is None  # no baseline to pair with
     assert "impossible" in row["reason"]
     assert not (out / "gaussian" / "batch_balanced" / "seed0" / "cell.json").exists()
     md = (out / "gaussian" / "table.md").read_text()
