@@ -1,0 +1,299 @@
+"""The README runs as written, its printed tables are what the code prints, its claims hold.
+
+The engine is ``scripts/update_readme.py`` (which also rewrites the tables after a change that
+moves the numbers). The run of the README's blocks, with the real demo in it, is one module-scoped
+fixture shared by the ``slow`` tests; the other tests are fast checks of the README's structure,
+of the numbers in its prose, and of the links and commands in ``docs/``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+def _engine():
+    spec = importlib.util.spec_from_file_location(
+        "update_readme", ROOT / "scripts/update_readme.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+engine = _engine()
+
+
+def _prose(text: str) -> str:
+    """``text`` without code blocks, inline code, HTML comments and link targets, on one line."""
+    text = engine.FENCE.sub(" ", text)
+    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
+    text = re.sub(r"`[^`]*`", " ", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    text = re.sub(r"^\s*\d+\.\s", " ", text, flags=re.M)  # ordered-list markers
+    return " ".join(text.split())
+
+
+# -- structure -------------------------------------------------------------------------------
+
+
+def test_markers_are_few_and_explained():
+    blocks = engine.parse(README.read_text())
+    skipped = [b for b in blocks if b.marker == "skip"]
+    assert len(skipped) <= 2, "keep skipped README blocks few"
+    assert all(b.reason for b in skipped)
+    assert [b.marker for b in blocks].count("demo-output") == 1
+    runnable = [b for b in blocks if b.lang in engine.RUNNABLE and b.marker != "skip"]
+    assert runnable, "the README has commands to run"
+    for i, b in enumerate(blocks):
+        if b.marker == "output":  # an output block follows the block whose output it is
+            previous = [p for p in blocks[:i] if p.lang in engine.RUNNABLE and p.marker != "skip"]
+            assert previous, f"README line {b.line}: output block before any command"
+
+
+def test_setup_commands_and_make_demo():
+    """The two set-up commands stay, `.ci/run` calls `make test`, and `make demo` runs
+    `fairmetric demo` once installed (which is what the README test runs in its place)."""
+    text = README.read_text()
+    setup = engine.parse(text)[0]
+    assert setup.marker == "skip"
+    assert [line.split("#")[0].strip() for line in setup.code.strip().splitlines()] == [
+        "make demo",
+        "make test",
+    ]
+    assert "`.ci/run` calls `make test`" in text
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe and recipe[1].strip() == "$(BIN)/fairmetric demo"
+    assert engine.DEMO_COMMAND == "fairmetric demo"
+
+
+def test_update_rewrites_only_output_blocks():
+    text = "a\n```bash\necho hi\n```\n<!-- readme-test: output -->\n```text\nold\n```\nb\n"
+    blocks = engine.parse(text)
+    result = engine.Result(blocks[1], "echo hi", 0, "hi\n", "", 0.0, "hi\n")
+    assert "printed" in engine.problems([result])[0]  # the README shows "old"
+    new = engine.update(text, [result])
+    assert new == text.replace("old", "hi")
+    fresh = engine.Result(engine.parse(new)[1], "echo hi", 0, "hi\n", "", 0.0, "hi\n")
+    assert engine.problems([fresh]) == []
+    with pytest.raises(ValueError, match="unknown readme-test marker"):
+        engine.parse("<!-- readme-test: skp (x) -->\n```bash\nls\n```\n")
+
+
+# -- every number in the prose is checked ---------------------------------------------------
+
+
+def _train_shares() -> dict[str, str]:
+    import numpy as np
+
+    from fairmetric.train import build_data, load_config
+
+    train = build_data(load_config(None))["train"]
+    codes = train.attribute("colour")
+    names = train.attribute_value_names["colour"]
+    counts = np.bincount(codes, minlength=len(names))
+    return {names[v]: f"{c / counts.sum():.0%}" for v, c in enumerate(counts)}
+
+
+def _python_floor() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.search(r'requires-python = ">=\s*([\d.]+)"', text)[1]
+
+
+def _digit_size() -> str:
+    from sklearn.datasets import load_digits
+
+    h, w = load_digits().images.shape[1:]
+    return f"{h}×{w}"
+
+
+#: phrases of the README's prose that hold a number, and what checks it (the demo-run numbers are
+#: checked by test_claims below, from the run itself)
+NUMBERS = {
+    "ICLR 2022": "citation (Dullerud et al.)",
+    "Python >= 3.10": lambda: _python_floor() == "3.10",
+    "8×8 digits": lambda: _digit_size() == "8×8",
+    "rendered 95% light and 5% dark": lambda: _train_shares() == {"light": "95%", "dark": "5%"},
+    "(seed 0, on a CPU)": "test_claims: the demo's config seed",
+    "95% bootstrap interval": "test_claims: the audit report's level",
+    "exits with status 1": "test_claims: the gate's exit status",
+}
+
+
+def test_every_number_in_the_prose_is_checked():
+    prose = _prose(README.read_text())
+    for phrase, check in NUMBERS.items():
+        assert phrase in prose, f"README no longer says {phrase!r}: update NUMBERS"
+        if callable(check):
+            assert check(), f"README: {phrase!r} is no longer true"
+        prose = prose.replace(phrase, " ")
+    stray = re.findall(r"(?<![\w@./-])\d+(?:[.,]\d+)*%?", prose)
+    assert not stray, (
+        f"numbers in the README's prose that no test checks: {stray}; put them in a checked "
+        "block or add a check to NUMBERS"
+    )
+
+
+# -- running the README --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def readme_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("readme")
+    results = engine.run_blocks(engine.parse(README.read_text()), workdir)
+    return workdir, results
+
+
+@pytest.mark.slow
+def test_every_block_runs_and_every_output_is_true(readme_run):
+    workdir, results = readme_run
+    found = engine.problems(results)
+    hint = f"\n\nto take this run's outputs: scripts/update_readme.py --update --from {workdir}"
+    assert not found, "\n\n".join(found) + hint
+    ran = [r.block for r in results if r.block.marker != "output"]
+    expected = [
+        b
+        for b in engine.parse(README.read_text())
+        if b.marker == "demo-output" or (b.lang in engine.RUNNABLE and b.marker != "skip")
+    ]
+    assert [b.line for b in ran] == [b.line for b in expected], "a block did not run"
+
+
+#: what "How to read it" claims about the demo's numbers, and the check of each claim
+def _claims(workdir: Path) -> dict[str, bool]:
+    summary = json.loads((workdir / "runs/demo/summary.json").read_text())
+    recall = summary["recall@1"]
+    base = summary["comparison"]["baseline"]
+    down = json.loads((workdir / "runs/demo/baseline/downstream/report.json").read_text())
+    accuracy = down["metrics"]["accuracy"]["by_group"]["colour"]
+    shares = summary["train_colour_share"]
+    rare = min(shares, key=shares.get)
+    common = max(shares, key=shares.get)
+    return {
+        "Training narrows the gap the untrained network starts with": (
+            recall["baseline"]["gap"]["colour"] < recall["untrained"]["gap"]["colour"]
+        ),
+        "but the baseline keeps one. The rare dark rendering is served worse": (
+            rare == "dark"
+            and base["recall@1 worst group name"] == "dark"
+            and recall["baseline"]["by_group"]["colour"]["dark"]
+            < recall["baseline"]["by_group"]["colour"][common]
+        ),
+        "the gap's bootstrap interval excludes zero": base["recall@1 gap interval"][0] > 0,
+        "is still less accurate on dark digits": (
+            accuracy["dark"]["value"] < accuracy[common]["value"]
+            and base["downstream gap interval"][0] > 0
+        ),
+    }
+
+
+@pytest.mark.slow
+def test_claims(readme_run):
+    workdir, results = readme_run
+    assert not [r for r in results if r.returncode != 0], "see the test above"
+    prose = _prose(README.read_text())
+    for claim, holds in _claims(workdir).items():
+        assert claim in prose, f"README no longer says {claim!r}: update _claims"
+        assert holds, f"README says {claim!r}, and the demo's numbers no longer show it"
+    # the numbers NUMBERS leaves to this test
+    from fairmetric.cli import main
+    from fairmetric.train import load_config
+
+    assert load_config(None).train.seed == 0  # the demo's seed
+    report = json.loads((workdir / "runs/audit/report.json").read_text())
+    assert report["metadata"]["level"] == 0.95
+    gap = report["metrics"]["recall@1"]["difference"]["colour"]["value"]
+    emb = str(workdir / "runs/demo/baseline/test_embeddings.npz")
+    gate = ["--bootstrap", "0", "--no-linear-probe", "--no-progress"]
+    assert main(["audit", emb, *gate, "--fail-if", "recall@1.difference>0.05"]) == (
+        1 if gap > 0.05 else 0
+    )
+    assert main(["audit", emb, *gate, "--fail-if", f"recall@1.difference>{gap + 1}"]) == 0
+
+
+# -- docs/ ------------------------------------------------------------------------------------
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading."""
+    s = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return s.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = engine.FENCE.sub("", path.read_text())
+    return {_slug(h) for h in re.findall(r"^#+\s+(.*)$", text, re.M)}
+
+
+@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: p.name)
+def test_links_resolve(page):
+    text = engine.FENCE.sub("", page.read_text())
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if path == "docs/extend.md" or dest.name == "extend.md":
+            continue  # written by another change of the same issue
+        assert dest.exists(), f"{page.name}: link to missing {target}"
+        if anchor and dest.suffix == ".md":
+            assert anchor in _anchors(dest), f"{page.name}: no heading for #{anchor} in {path}"
+
+
+def _commands(text: str) -> list[list[str]]:
+    """The ``fairmetric ...`` command lines of the bash blocks of ``text`` (continuations
+    joined, ``torchrun ... -m fairmetric`` included), as argument lists after ``fairmetric``."""
+    found = []
+    for m in engine.FENCE.finditer(text):
+        if m["lang"] != "bash":
+            continue
+        code = m["body"].replace("\\\n", " ")
+        for line in code.splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith("#") or not line:
+                continue
+            argv = shlex.split(line)
+            if argv[0] == "fairmetric":
+                found.append(argv[1:])
+            elif "-m" in argv and argv[argv.index("-m") + 1] == "fairmetric":
+                found.append(argv[argv.index("-m") + 2 :])
+    return found
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_docs_commands_parse(page):
+    """Every ``fairmetric`` command in docs/ names real options, and a train command's config
+    and overrides load (the docs' commands are not run: they need data or hours)."""
+    from fairmetric.cli import build_parser
+    from fairmetric.train import load_config
+
+    parser = build_parser()
+    for argv in _commands(page.read_text()):
+        if "--help" in argv:
+            continue
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{page.name}: `fairmetric {shlex.join(argv)}` does not parse")
+        if argv[0] == "train" and not str(args.config or "").startswith("runs/"):
+            load_config(args.config, args.overrides)
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_docs_python_compiles(page):
+    for m in engine.FENCE.finditer(page.read_text()):
+        if m["lang"] == "python":
+            compile(m["body"], f"{page.name}:python block", "exec")
