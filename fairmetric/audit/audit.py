@@ -20,6 +20,7 @@ from fairmetric.audit.metrics import (
 )
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.neighbors.index import IndexKind, Metric, NeighborIndex
+from fairmetric.neighbors.search import iter_neighbours
 from fairmetric.report.frame import Grouping, GroupMetric, group_metric_from_samples, intersect
 from fairmetric.report.result import AuditReport
 
@@ -116,6 +117,12 @@ def audit(
     attribute (and of their intersection); alignment and uniformity come from closed forms and
     seeded pair samples; the linear-probe leakage from a cross-validated ridge probe.
 
+    Neighbours are ranked in float64 (:func:`~fairmetric.neighbors.search.iter_neighbours`), so
+    float32 near-ties are resolved exactly, and real ties (equal float64 scores, e.g. duplicate
+    rows) get tie-averaged credit (:mod:`fairmetric.neighbors.ties`): the numbers do not depend on
+    ``k``, the index, the CPU or the row order. ``metadata["tied_queries"]`` counts the queries
+    where the tie rule decided something.
+
     Args:
         data: the embeddings with labels and attributes.
         attributes: attributes to audit (default: all).
@@ -191,8 +198,11 @@ def audit(
         **(index_options or {}),
     )
     t_search = time.perf_counter()
-    for start, _stop, _scores, ids in nn_index.iter_search(k_search, progress=progress):
-        stats.update(start, ids)
+    reranked = expanded = 0
+    for nb in iter_neighbours(nn_index, k_search, progress=progress):
+        stats.add(nb)
+        reranked += int(nb.reranked.sum())
+        expanded += int(nb.expanded.sum())
     t_search = time.perf_counter() - t_search
 
     # the rows the index searched: unit-norm under cosine (alignment and uniformity are then
@@ -383,6 +393,11 @@ def audit(
             "index": nn_index.index_used,
             "index_description": nn_index.description,
             "index_params": nn_index.params,
+            "tied_queries": stats.tied_queries,
+            "tie_rule": "tie-averaged credit (expected value under a random order of tied "
+            "neighbours)",
+            "reranked_queries": reranked,
+            "boundary_searches": expanded,
             "seed": seed,
             "bootstrap": bootstrap,
             "level": 0.95,

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fairmetric.neighbors import ties
+from fairmetric.neighbors.search import Neighbours
+
 __all__ = [
     "NeighbourStats",
     "alignment_contributions",
@@ -41,7 +44,15 @@ class NeighbourStats:
       *different* class; the fraction of them sharing ``i``'s value of attribute ``a``, divided by
       that value's base rate over the whole set (NaN when none is of a different class);
     - ``vote[a][i]``: the value of ``a`` predicted by a majority vote of the first ``leakage_k``
-      neighbours (ties go to the value of the nearer neighbour).
+      neighbours (ties go to the value of the nearer neighbour, then to the smallest code).
+
+    **Ties** (neighbours with equal float64 scores, from :func:`~fairmetric.neighbors.search.
+    iter_neighbours` via :meth:`add`) follow the tie rule of :mod:`fairmetric.neighbors.ties`:
+    Recall@k is the probability of a hit under a random order of each tie block (hypergeometric),
+    MAP@R its exact expectation, homophily the ratio of the expected counts, and in the vote the
+    members of the tie block at the cut-off share its remaining slots (weight ``m/t`` each; a
+    block's members all count as seen at the block's first rank). Without ties these are the
+    plain definitions above, bit for bit; ``hits`` is float (a probability) for that reason.
 
     Args:
         labels: ``(N,)`` class codes.
@@ -69,7 +80,7 @@ class NeighbourStats:
         counts = np.bincount(self.labels)
         self.r = counts[self.labels] - 1  # other samples of the same class
         self.valid = self.r > 0
-        self.hits = {k: np.zeros(n, dtype=bool) for k in self.ks}
+        self.hits = {k: np.zeros(n) for k in self.ks}
         self.ap = np.zeros(n)
         self.base_rate = {
             a: np.bincount(c, minlength=c.max() + 1 if c.size else 0) / max(n, 1)
@@ -77,6 +88,8 @@ class NeighbourStats:
         }
         self.homophily = {a: np.full(n, np.nan) for a in self.attributes}
         self.vote = {a: np.zeros(n, dtype=np.int64) for a in self.attributes}
+        #: queries whose neighbour list holds a real (float64) tie, so the tie rule decided
+        self.tied_queries = 0
 
     @property
     def k_needed(self) -> int:
@@ -84,9 +97,21 @@ class NeighbourStats:
         return max([*self.ks, self.homophily_k, self.leakage_k, 1])
 
     def update(self, start: int, ids: np.ndarray) -> None:
-        """Consume the neighbour ids ``(q, K)`` of queries ``start .. start+q-1``."""
+        """Consume tie-free neighbour ids ``(q, K)`` of queries ``start .. start+q-1``."""
+        self._plain(np.arange(start, start + len(ids)), np.asarray(ids))
+
+    def add(self, nb: Neighbours) -> None:
+        """Consume a chunk of :class:`~fairmetric.neighbors.search.Neighbours` (with ties)."""
+        if nb.rows is None:
+            raise ValueError("NeighbourStats needs neighbours of indexed rows (nb.rows is None)")
+        self._plain(nb.rows, nb.ids[:, : nb.k])
+        tied = nb.tied
+        if tied.any():
+            self.tied_queries += int(tied.sum())
+            self._tied(nb.rows[tied], nb.ids[tied], nb.start[tied], nb.end[tied], nb.k)
+
+    def _plain(self, rows: np.ndarray, ids: np.ndarray) -> None:
         q, kk = ids.shape
-        rows = slice(start, start + q)
         missing = ids < 0
         safe = np.where(missing, 0, ids)
         y = self.labels[rows]
@@ -139,6 +164,32 @@ class NeighbourStats:
                 np.minimum.at(first, (voters[present], votes[present]), ranks[present])
                 score = tally * (lk + 1) + (lk - first)
             self.vote[a][rows] = score.argmax(axis=1)
+
+    def _tied(
+        self, rows: np.ndarray, ids: np.ndarray, start: np.ndarray, end: np.ndarray, kk: int
+    ) -> None:
+        """Recompute the queries ``rows`` whose lists hold ties, with the tie rule."""
+        present = ids >= 0
+        safe = np.where(present, ids, 0)
+        same = (self.labels[safe] == self.labels[rows][:, None]) & present
+        for k in self.ks:
+            self.hits[k][rows] = ties.hit_probability(same, start, end, min(k, kk))
+        self.ap[rows] = ties.expected_average_precision(same, start, end, self.r[rows], kk)
+        other = ~same & present
+        hk = min(self.homophily_k, kk)
+        lk = min(self.leakage_k, kk)
+        n_other = ties.expected_count(other, start, end, hk)
+        for a, codes in self.attributes.items():
+            mine = codes[rows]
+            nb = codes[safe]
+            shared = ties.expected_count((nb == mine[:, None]) & other, start, end, hk)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self.homophily[a][rows] = np.where(
+                    n_other > 0, shared / n_other / self.base_rate[a][mine], np.nan
+                )
+            self.vote[a][rows] = ties.vote(
+                nb, start, end, lk, len(self.base_rate[a]), present=present, nearest_first=True
+            )
 
 
 def _cell_sums(x: np.ndarray, cell: np.ndarray, n_cells: int) -> np.ndarray:

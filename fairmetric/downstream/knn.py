@@ -1,47 +1,46 @@
-"""k-nearest-neighbour classifier on embeddings, with exact faiss search.
+"""k-nearest-neighbour classifier on embeddings, with the exact, float64-ranked search.
 
 A test point gets the majority label of its ``k`` nearest training points (uniform votes). Ties
 between labels go to the **smallest label**, the rule of scikit-learn's ``KNeighborsClassifier``
 (``weights="uniform"``), so both give the same predictions on the same data. Distances are
-squared Euclidean (``"l2"``) or cosine (``"cosine"``: inner products of unit-normalised rows);
-the search is exact (``faiss.knn``, brute force). Ties in *distance* at the ``k``-th neighbour
-are broken by faiss's order, which need not be scikit-learn's.
+squared Euclidean (``"l2"``) or cosine (``"cosine"``); the search is
+:func:`fairmetric.neighbors.search.search_vectors` over an exact faiss index, re-ranked in
+float64, so near-ties below float32 resolution are resolved exactly.
+
+**Ties in distance** at the ``k``-th neighbour (equal float64 scores, e.g. duplicate training
+rows) follow the tie rule of :mod:`fairmetric.neighbors.ties`: the ``t`` members of the tied block
+that straddles the cut-off share its ``m`` remaining slots, each voting with weight ``m/t``
+(neighbours before the block vote with weight 1). The prediction therefore depends on distances
+and labels only, never on the order of the training rows (scikit-learn, like faiss, keeps the
+first rows in index order instead, so the two can differ on such data).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal, get_args
 
 import numpy as np
 
 from fairmetric.downstream.base import DownstreamClassifier
-from fairmetric.utils import faiss_threads
+from fairmetric.neighbors.index import NeighborIndex
+from fairmetric.neighbors.search import Neighbours, search_vectors
+from fairmetric.neighbors.ties import vote
 
 __all__ = ["KNNClassifier"]
 
 KNNMetric = Literal["cosine", "l2"]
 
 
-def _unit_rows(x: np.ndarray, name: str) -> np.ndarray:
-    norms = np.linalg.norm(x.astype(np.float64), axis=1)
-    zero = np.flatnonzero(norms == 0)
-    if zero.size:
-        raise ValueError(
-            f"{name} has {zero.size} zero-norm row(s) (first at {zero[:5].tolist()}); cosine "
-            "similarity is undefined for them: drop them or use metric='l2'"
-        )
-    return np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
-
-
 class KNNClassifier(DownstreamClassifier):
-    """Majority vote of the ``k`` nearest training embeddings (exact faiss search).
+    """Majority vote of the ``k`` nearest training embeddings (exact search, float64 order).
 
     Args:
         k: neighbours per query, ``1 <= k <= n_train``.
         metric: ``"cosine"`` or ``"l2"``.
         threads: OpenMP threads for faiss during the search (restored afterwards); ``None``
             leaves faiss's setting alone.
-        batch_size: queries per faiss call (bounds memory to ``batch_size · k`` results).
+        batch_size: queries per search call (bounds memory to ``batch_size · k`` results).
     """
 
     name = "knn"
@@ -74,39 +73,40 @@ class KNNClassifier(DownstreamClassifier):
             )
 
     def _fit(self, x: np.ndarray, codes: np.ndarray) -> None:
-        self._train = _unit_rows(x, "x") if self.metric == "cosine" else x
+        self._index = NeighborIndex(
+            x, metric=self.metric, index="exact", threads=self.threads, use_gpu=False
+        )
         self._codes = codes
 
     def kneighbors(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, ids)`` of the ``k`` nearest training rows of each row of ``x``, nearest
-        first: squared distances (``"l2"``) or cosine similarities (``"cosine"``); ``ids`` index
-        the training rows."""
-        return self._search(self._check_query(x))
+        first: float64 squared distances (``"l2"``) or cosine similarities (``"cosine"``);
+        ``ids`` index the training rows. Tied rows are listed by index."""
+        parts = list(self._search(self._check_query(x)))
+        return (
+            np.concatenate([nb.scores[:, : self.k] for nb in parts]),
+            np.concatenate([nb.ids[:, : self.k] for nb in parts]),
+        )
 
-    def _search(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
-
-        if self.metric == "cosine":
-            x = _unit_rows(x, "x")
-        metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        parts = []
-        with faiss_threads(self.threads):
-            for start in range(0, len(x), self.batch_size):
-                block = x[start : start + self.batch_size]
-                s, i = faiss.knn(block, self._train, self.k, metric=metric)
-                # np.asarray: pytorch-metric-learning patches faiss to return tensors at times
-                parts.append((np.asarray(s), np.asarray(i, dtype=np.int64)))
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    def _search(self, x: np.ndarray) -> Iterator[Neighbours]:
+        for s in range(0, max(len(x), 1), self.batch_size):
+            yield search_vectors(self._index, x[s : s + self.batch_size], self.k, exact_scores=True)
 
     def _predict_codes(self, x: np.ndarray) -> np.ndarray:
-        _, ids = self._search(x)
-        if (ids < 0).any():  # pragma: no cover - exact search with k <= n always fills
-            raise RuntimeError("faiss returned fewer neighbours than k")
-        votes = self._codes[ids]  # (q, k)
         n_classes = len(self.classes_)
-        flat = (np.arange(len(votes))[:, None] * n_classes + votes).ravel()
-        counts = np.bincount(flat, minlength=len(votes) * n_classes).reshape(-1, n_classes)
-        return counts.argmax(axis=1)  # first maximum: the smallest label wins a tie
+        return np.concatenate(
+            [
+                vote(
+                    np.where(nb.present, self._codes[np.maximum(nb.ids, 0)], 0),
+                    nb.start,
+                    nb.end,
+                    self.k,
+                    n_classes,
+                    present=nb.present,
+                )
+                for nb in self._search(x)
+            ]
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "k": self.k, "metric": self.metric}

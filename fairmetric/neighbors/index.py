@@ -191,13 +191,18 @@ def _first(indices: np.ndarray) -> str:
     return shown + (", ..." if len(indices) > _SHOW_INDICES else "")
 
 
-def _as_float32(x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
-    """``x`` as a C-contiguous float32 ``(N, D)`` array (no copy when it already is one), checked
-    for shape and finite values, and whether that array is a copy (``owned``)."""
+def _as_numpy(x: Any) -> np.ndarray:
+    """``x`` as a numpy array without a copy where possible (tensors: a CPU view)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
         x = (x.float() if x.is_floating_point() and x.dtype != torch.float64 else x).numpy()
-    arr = np.asarray(x)
+    return np.asarray(x)
+
+
+def _as_float32(x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
+    """``x`` as a C-contiguous float32 ``(N, D)`` array (no copy when it already is one), checked
+    for shape and finite values, and whether that array is a copy (``owned``)."""
+    arr = _as_numpy(x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (N, D), got shape {arr.shape}")
     n, d = arr.shape
@@ -382,7 +387,12 @@ class NeighborIndex:
 
         start = time.perf_counter()
         x32, owned = _as_float32(x)
+        # the rows as given (read as float32) for float64 re-ranking: under cosine the float32
+        # copy is normalised, so keep the caller's array (or the un-normalised float32 one)
+        self._source: Any = x32
         if metric == "cosine":
+            if owned:
+                self._source = _as_numpy(x)
             x32 = _normalized(x32, owned=owned)
             owned = True
         n, d = x32.shape
@@ -562,6 +572,94 @@ class NeighborIndex:
         Read-only by convention: it may be the caller's array or the index's own storage.
         """
         return self._x
+
+    @property
+    def source(self) -> Any:
+        """The ``(N, D)`` rows as given (read as float32; not normalised under ``"cosine"``):
+        what float64 re-ranking scores from. Do not modify it while the index is in use."""
+        return self._source
+
+    def query_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Float32 rows ``rows`` of :attr:`source` (not normalised)."""
+        return np.ascontiguousarray(self._source[rows], dtype=np.float32)
+
+    def check_vectors(self, vectors: Any, name: str = "queries") -> np.ndarray:
+        """Outside query vectors as a C-contiguous float32 ``(q, D)`` array, checked for shape,
+        finite values and (under ``"cosine"``) non-zero norm; not normalised."""
+        arr = _as_numpy(vectors)
+        if arr.ndim != 2 or arr.shape[1] != self.d:
+            raise ValueError(
+                f"{name} must be a 2-D array of shape (q, {self.d}) (the indexed dimension), "
+                f"got shape {arr.shape}"
+            )
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+        with np.errstate(over="ignore"):
+            q32 = np.ascontiguousarray(arr, dtype=np.float32)
+        bad = np.flatnonzero(~np.isfinite(q32).all(axis=1))
+        if len(bad):
+            raise ValueError(
+                f"{name} has {len(bad)} row(s) with NaN or Inf values (after casting to "
+                f"float32), first at indices [{_first(bad)}]; drop them before the search"
+            )
+        if self.metric == "cosine" and len(q32):
+            _normalized(q32, owned=False, name=name)  # raises on zero rows
+        return q32
+
+    def _faiss_queries(self, q32: np.ndarray) -> np.ndarray:
+        return _normalized(q32, owned=False) if self.metric == "cosine" else q32
+
+    def _finish_raw(
+        self, scores: Any, ids: Any, rows: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(ids).astype(np.int64, copy=False)
+        scores = np.asarray(scores).astype(np.float32, copy=False)
+        if rows is not None:
+            scores, ids = _drop_self(scores, ids, rows)
+        missing = ids < 0
+        if missing.any():
+            scores = scores.copy()
+            scores[missing] = np.nan
+        if self.metric == "l2":
+            scores = np.maximum(scores, 0)
+        return scores, ids
+
+    def search_vectors(self, q32: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest indexed rows of outside float32 vectors (from
+        :meth:`check_vectors`), nothing excluded: ``(scores float32, ids int64)`` as in
+        :meth:`search`."""
+        k, chunk_size = self._prepare(k, False, None)
+        if self._index is None:
+            raise RuntimeError("this NeighborIndex was released; build a new one to search")
+        scores = np.empty((len(q32), k), dtype=np.float32)
+        ids = np.empty((len(q32), k), dtype=np.int64)
+        for start in range(0, len(q32), chunk_size):
+            q = self._faiss_queries(q32[start : start + chunk_size])
+            if self.index_used == "hnsw":
+                ef = self._ef_search if self._ef_search is not None else max(64, 2 * k)
+                faiss.downcast_index(self._index).hnsw.efSearch = max(ef, k)
+            with faiss_threads(self._threads):
+                s, i = self._index.search(q, k)
+            s, i = self._finish_raw(s, i, None)
+            scores[start : start + len(q)] = s
+            ids[start : start + len(q)] = i
+        return scores, ids
+
+    def exact_candidates(
+        self, q32: np.ndarray, k: int, rows: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact brute-force search (whatever the index kind) of float32 query vectors over
+        the indexed rows: ``k`` neighbours, excluding ``rows`` (the queries' own rows) by index
+        when given. Used for the rare queries whose cut-off needs more candidates."""
+        q = self._faiss_queries(q32)
+        k_search = k + 1 if rows is not None else k  # k <= N - 1 with rows, <= N without
+        faiss_metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        with faiss_threads(self._threads):
+            if self._gpu_res is not None:
+                s, i = faiss.knn_gpu(self._gpu_res, q, self._x, k_search, metric=faiss_metric)
+            else:
+                s, i = faiss.knn(q, self._x, k_search, metric=faiss_metric)
+        return self._finish_raw(s, i, rows)
 
     def release(self) -> None:
         """Free the faiss index once the searches are done; :attr:`vectors` stays valid.

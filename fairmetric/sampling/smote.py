@@ -5,43 +5,47 @@ its ``k`` nearest neighbours ``j`` **in the same cell**, and ``λ ~ U(0, 1)`` (`
 "uniform"``) or ``λ = 0.5`` (``"midpoint"``). A cell is a class, an attribute value, or a
 (class, attribute) pair (``group_by``). Two entry points:
 
-- :class:`EmbeddingSMOTE` — offline, ``fit_resample(X, y, groups)`` in the style of
-  imbalanced-learn: the originals followed by the synthetic rows. Neighbours come from an exact
-  faiss ``IndexFlatL2`` search (float32) inside each oversampled cell, for the distinct base
-  samples only. With ``group_by="class"`` the per-class output counts equal imbalanced-learn's
+- :class:`EmbeddingSMOTE` (this module) — offline, ``fit_resample(X, y, groups)`` in the style of
+  imbalanced-learn: the originals followed by the synthetic rows. Neighbours come from the
+  package's one neighbour search (:func:`fairmetric.neighbors.search.search_rows`: exact faiss
+  L2 search inside each oversampled cell, re-ranked in float64) for the distinct base samples
+  only. With ``group_by="class"`` the per-class output counts equal imbalanced-learn's
   ``SMOTE(sampling_strategy=..., k_neighbors=k)`` for every strategy it shares.
-- :func:`smote_batch` — in training: synthetic embeddings for one mini-batch, computed in torch so
-  gradients flow through the interpolation into both endpoints.
+- :func:`~fairmetric.sampling.smote_batch.smote_batch` — in training: synthetic embeddings for
+  one mini-batch, computed in torch so gradients flow (re-exported here).
 
 Exactness: no approximate search is used, so every synthetic point lies on a segment from its base
 to one of the base's exact ``k`` nearest same-cell neighbours (the base itself excluded **by
 index**, so exact duplicates of it remain valid neighbours at distance 0).
+
+**Ties** (neighbours at equal float64 distance, e.g. duplicate rows): the neighbour is drawn
+uniformly from the ``k`` nearest *as if the tied rows were in a random order*: a draw that lands
+on one of the ``m`` slots of the tie block straddling the ``k``-th neighbour (``t`` members) takes
+a uniformly random member of the whole block (one extra draw from the same generator, made only
+then), so each member is chosen with probability ``m/(t·k)`` — the tie rule of
+:mod:`fairmetric.neighbors.ties`, whatever the order of the rows.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
 
-import faiss
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from fairmetric.utils import faiss_threads
+from fairmetric.neighbors.index import NeighborIndex
+from fairmetric.neighbors.search import search_rows
+from fairmetric.sampling._smote_checks import RATIO_MODES, _check_choice, _check_int
+from fairmetric.sampling.smote_batch import smote_batch
 
 __all__ = ["EmbeddingSMOTE", "smote_batch"]
 
 GROUP_BY = ("class", "attribute", "class_attribute")
-RATIO_MODES = ("uniform", "midpoint")
 STRATEGIES = ("auto", "not majority", "minority", "not minority", "all")
-_BATCH_GROUP_BY = ("class", "class_attribute")
-# queries per faiss search call (bounds the query copy: 65536 x D x 4 bytes)
-_QUERY_CHUNK = 65536
 _SHOW = 5
 
 
@@ -53,22 +57,6 @@ def _default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
-
-
-def _check_int(value: Any, name: str, low: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}{hint}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}{hint}")
-    return int(value)
-
-
-def _check_choice(value: Any, name: str, valid: tuple[str, ...], hint: str = "") -> str:
-    if not isinstance(value, str) or value not in valid:
-        raise ValueError(
-            f"unknown {name} {value!r}; valid values: {', '.join(map(repr, valid))}{hint}"
-        )
-    return value
 
 
 def _py(value: Any) -> Any:
@@ -248,16 +236,6 @@ def _strategy_counts(
     )
 
 
-def _drop_self(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Remove each query's own index ``rows[i]`` from its ``(q, k+1)`` neighbour ids (by index,
-    not by distance); when absent (more than ``k+1`` exact duplicates) drop the last column."""
-    q, k1 = ids.shape
-    is_self = ids == rows[:, None]
-    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k1 - 1)
-    keep = np.arange(k1)[None, :] != drop[:, None]
-    return ids[keep].reshape(q, k1 - 1)
-
-
 # ----------------------------------------------------------------------------- offline
 
 
@@ -412,11 +390,20 @@ class EmbeddingSMOTE:
                 lam = np.full(m, 0.5, dtype=np.float32)
             ts = time.perf_counter()
             uniq, inv = np.unique(bases, return_inverse=True)
-            nn = self._search(x32[members], uniq, k, threads)  # (len(uniq), k) local ids
+            inv = inv.ravel()
+            nn = self._search(x32[members], uniq, k, threads)  # local ids, with tie blocks
             queries += len(uniq)
             ti = time.perf_counter()
             base_g = members[bases]
-            nbr_g = members[nn[inv.ravel(), cols]]
+            pick = cols.copy()
+            # a draw on a slot of the tie block straddling the k-th neighbour takes a uniform
+            # member of the whole block (the tie rule; only when such a block exists)
+            s_blk, e_blk = nn.start[:, k - 1], nn.end[:, k - 1]
+            straddle = (e_blk[inv] > k) & (cols >= s_blk[inv])
+            if straddle.any():
+                size = (e_blk - s_blk)[inv][straddle]
+                pick[straddle] = s_blk[inv][straddle] + rng.integers(0, size)
+            nbr_g = members[nn.ids[inv, pick]]
             out = x_res[n + pos_out : n + pos_out + m]
             np.take(x32, nbr_g, axis=0, out=out)
             xb = x32[base_g]
@@ -445,175 +432,8 @@ class EmbeddingSMOTE:
         return x_res, y_res, g_res
 
     @staticmethod
-    def _search(xc: np.ndarray, rows: np.ndarray, k: int, threads: int) -> np.ndarray:
+    def _search(xc: np.ndarray, rows: np.ndarray, k: int, threads: int) -> Any:
         """Exact ``k`` nearest neighbours (self excluded by index) of the cell rows ``rows``,
-        as local ids into ``xc``."""
-        index = faiss.IndexFlatL2(xc.shape[1])
-        index.add(xc)
-        out = np.empty((len(rows), k), dtype=np.int64)
-        with faiss_threads(threads):
-            for start in range(0, len(rows), _QUERY_CHUNK):
-                part = rows[start : start + _QUERY_CHUNK]
-                _, ids = index.search(xc[part], k + 1)
-                # np.asarray: under faiss.contrib.torch_utils results may come back as tensors
-                ids = np.asarray(ids).astype(np.int64, copy=False)
-                out[start : start + len(part)] = _drop_self(ids, part)
-        if (out < 0).any():  # pragma: no cover - exact search over >= k+1 rows never pads
-            raise RuntimeError("faiss returned fewer neighbours than requested")
-        return out
-
-
-# ----------------------------------------------------------------------------- in training
-
-
-def smote_batch(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    groups: torch.Tensor | None,
-    *,
-    k_neighbors: int = 3,
-    group_by: str = "class_attribute",
-    ratio_mode: str = "uniform",
-    target: str | float = "auto",
-    generator: torch.Generator | None = None,
-    normalize: bool = False,
-    return_provenance: bool = False,
-) -> Any:
-    """Synthetic minority embeddings for one training batch.
-
-    Cells (classes, or (class, attribute) pairs) present in the batch are topped up: with
-    ``target="auto"`` to the size of the largest cell in the batch, with a float ``r > 0`` to
-    ``ceil(r × largest)``. For each synthetic row a base is drawn uniformly (with replacement)
-    from its cell, a neighbour uniformly among the base's ``k_neighbors`` nearest members of the
-    same cell (``torch.cdist`` on the detached batch, the base excluded by index), and
-    ``e_base + λ (e_nbr − e_base)`` is formed in torch, so gradients reach both endpoints
-    (``∂/∂e_base = 1 − λ``, ``∂/∂e_nbr = λ``).
-
-    Small cells: a cell with fewer than 2 members is skipped (nothing to interpolate with); a cell
-    with fewer than ``k_neighbors + 1`` members uses **all its other members** as neighbours.
-
-    Args:
-        embeddings: ``(B, D)`` batch embeddings (any device; gradients are kept).
-        labels: ``(B,)`` class labels.
-        groups: ``(B,)`` attribute values, required for ``group_by="class_attribute"``.
-        k_neighbors: neighbours per base (``>= 1``).
-        group_by: ``"class"`` or ``"class_attribute"``; ``"attribute"`` is rejected because a
-            synthetic row needs a class label and an attribute cell mixes classes.
-        ratio_mode: ``"uniform"`` (``λ ~ U[0, 1)``) or ``"midpoint"`` (``λ = 0.5``).
-        target: ``"auto"`` or a positive float ``r``.
-        generator: a ``torch.Generator`` for reproducible draws (its device is used for them).
-        normalize: L2-normalise the synthetic rows (for L2-normalised embeddings).
-        return_provenance: also return ``{"base", "neighbor", "lambdas"}`` (batch indices and
-            λ of every synthetic row), for inspection and tests.
-
-    Returns:
-        ``(synthetic_embeddings (S, D), synthetic_labels (S,), synthetic_groups (S,) or None)``
-        — the label and group of each synthetic row are its base's; ``S = 0`` gives empty
-        tensors of shape ``(0, D)`` and ``(0,)``. ``synthetic_groups`` is ``None`` when
-        ``groups`` is. With ``return_provenance`` a fourth element, the dict above.
-    """
-    k = _check_int(k_neighbors, "k_neighbors", 1)
-    if group_by == "attribute":
-        raise ValueError(
-            "smote_batch cannot use group_by='attribute': every synthetic embedding needs a class "
-            "label for the metric loss, and an attribute cell mixes classes (its neighbours "
-            "could be of another class); use group_by='class_attribute' to oversample attribute "
-            "subgroups within each class"
-        )
-    _check_choice(group_by, "group_by", _BATCH_GROUP_BY)
-    _check_choice(ratio_mode, "ratio_mode", RATIO_MODES)
-    if isinstance(target, str):
-        _check_choice(target, "target", ("auto",), " or a positive float")
-    elif not (
-        isinstance(target, Real)
-        and not isinstance(target, bool)
-        and math.isfinite(target)
-        and target > 0
-    ):
-        raise ValueError(f"target must be 'auto' or a positive float, got {target!r}")
-    if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2:
-        shape = tuple(embeddings.shape) if hasattr(embeddings, "shape") else type(embeddings)
-        raise ValueError(f"embeddings must be a 2-D tensor (B, D), got {shape}")
-    b, d = embeddings.shape
-    device = embeddings.device
-    labels = torch.as_tensor(labels, device=device)
-    if labels.shape != (b,):
-        raise ValueError(
-            f"labels must have shape ({b},) to match embeddings, got {tuple(labels.shape)}"
-        )
-    if groups is not None:
-        groups = torch.as_tensor(groups, device=device)
-        if groups.shape != (b,):
-            raise ValueError(
-                f"groups must have shape ({b},) to match embeddings, got {tuple(groups.shape)}"
-            )
-    if group_by == "class_attribute" and groups is None:
-        raise ValueError(
-            "group_by='class_attribute' needs groups (one attribute value per row); pass groups "
-            "or use group_by='class'"
-        )
-
-    def empty() -> Any:
-        out = (
-            embeddings.new_empty((0, d)),
-            labels.new_empty((0,)),
-            None if groups is None else groups.new_empty((0,)),
-        )
-        if return_provenance:
-            idx = torch.empty(0, dtype=torch.long, device=device)
-            return (
-                *out,
-                {"base": idx, "neighbor": idx.clone(), "lambdas": embeddings.new_empty(0)},
-            )
-        return out
-
-    if b < 2:
-        return empty()
-    _, codes, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    if group_by == "class_attribute":
-        g_uniq, g_codes = torch.unique(groups, return_inverse=True)
-        pair = codes * len(g_uniq) + g_codes
-        _, codes, counts = torch.unique(pair, return_inverse=True, return_counts=True)
-    largest = int(counts.max())
-    if isinstance(target, str):
-        goal = largest
-    else:
-        goal = math.ceil(round(float(target) * largest, 9))
-    n_new = (goal - counts).clamp(min=0)
-    n_new[counts < 2] = 0
-    total = int(n_new.sum())
-    if total == 0:
-        return empty()
-
-    with torch.no_grad():
-        emb = embeddings.detach()
-        dist = torch.cdist(emb, emb)
-        dist.masked_fill_(codes[:, None] != codes[None, :], math.inf)
-        dist.fill_diagonal_(math.inf)
-        knn = torch.topk(dist, min(k, b - 1), dim=1, largest=False).indices  # (B, k')
-        k_eff = (counts - 1).clamp(max=k)  # neighbours available per cell
-
-        order = torch.argsort(codes, stable=True)
-        starts = torch.cumsum(counts, 0) - counts
-        cell = torch.repeat_interleave(torch.arange(len(counts), device=device), n_new)
-        rdev = generator.device if generator is not None else device
-        u = torch.rand((3, total), generator=generator, device=rdev, dtype=torch.float64).to(device)
-        size = counts[cell]
-        pos = torch.minimum((u[0] * size).long(), size - 1)
-        base = order[starts[cell] + pos]
-        kc = k_eff[cell]
-        col = torch.minimum((u[1] * kc).long(), kc - 1)
-        nbr = knn[base, col]
-        if ratio_mode == "uniform":
-            lam = u[2].to(embeddings.dtype)
-        else:
-            lam = torch.full((total,), 0.5, dtype=embeddings.dtype, device=device)
-
-    e_base = embeddings[base]
-    synthetic = e_base + lam[:, None] * (embeddings[nbr] - e_base)
-    if normalize:
-        synthetic = F.normalize(synthetic, dim=1)
-    out = (synthetic, labels[base], None if groups is None else groups[base])
-    if return_provenance:
-        return (*out, {"base": base, "neighbor": nbr, "lambdas": lam})
-    return out
+        as :class:`~fairmetric.neighbors.search.Neighbours` with local ids into ``xc``."""
+        index = NeighborIndex(xc, metric="l2", index="exact", threads=threads, use_gpu=False)
+        return search_rows(index, rows, k)

@@ -1,7 +1,10 @@
 """Per-epoch evaluation during training: exact Recall@k, overall and per attribute value.
 
-A simple exact computation (chunked distance matrix + top-k) for the test split; the full audit
-(faiss, many metrics, uncertainty) is :mod:`fairmetric.audit`.
+Computed through the audit's own path (:func:`fairmetric.neighbors.search.iter_neighbours`:
+an exact faiss search re-ranked in float64, then tie-averaged credit,
+:func:`fairmetric.neighbors.ties.hit_probability`) with the audit's default metric, cosine, so the
+Recall@k in ``metrics.jsonl`` equals the one in the audit's ``report.json`` for the same
+embeddings, exactly. The full audit (many metrics, uncertainty) is :mod:`fairmetric.audit`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import numpy as np
 import torch
 
 from fairmetric.embeddings import EmbeddingSet
+from fairmetric.neighbors.index import Metric, NeighborIndex
+from fairmetric.neighbors.search import iter_neighbours
+from fairmetric.neighbors.ties import hit_probability
 
 __all__ = ["knn_hits", "recall_by_group"]
 
@@ -22,20 +28,30 @@ def knn_hits(
     labels: np.ndarray | torch.Tensor,
     ks: Sequence[int],
     *,
+    metric: Metric = "cosine",
     chunk_size: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For every query, whether one of its k nearest other samples (Euclidean) shares its label.
+    """For every query, the credit for one of its k nearest other samples sharing its label.
+
+    Without ties the credit is 1 (hit) or 0; when the ``k``-th neighbour is tied (equal float64
+    score) with others outside the first ``k``, it is the probability of a hit under a random
+    order of the tied block (hypergeometric, :func:`~fairmetric.neighbors.ties.hit_probability`).
 
     Args:
         embeddings: ``(N, D)`` embeddings.
         labels: ``(N,)`` labels.
         ks: the k values.
-        chunk_size: queries per distance block (memory ``chunk_size × N``).
+        metric: ``"cosine"`` (default, the audit's), ``"l2"`` (squared Euclidean) or ``"ip"``.
+        chunk_size: queries per search block.
 
     Returns:
-        ``(hits, valid)``: ``hits`` is ``(N, len(ks))`` bool; ``valid`` marks the queries whose class
-        has at least one other sample (only those count towards Recall@k).
+        ``(hits, valid)``: ``hits`` is ``(N, len(ks))`` float64 in ``[0, 1]``; ``valid`` marks the
+        queries whose class has at least one other sample (only those count towards Recall@k).
     """
+    if isinstance(embeddings, torch.Tensor):
+        embeddings = embeddings.detach().cpu().numpy()
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
     x = np.asarray(embeddings)
     y = np.asarray(labels)
     if x.ndim != 2:
@@ -49,43 +65,44 @@ def knn_hits(
         raise ValueError(f"{bad.size} embedding rows contain NaN/Inf (first: {bad[:5].tolist()})")
     if y.size and (y.dtype.kind not in "iu" or y.min() < 0):
         raise ValueError("labels must be non-negative integer codes")
-    if chunk_size < 1:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if not ks or any(int(k) != k or k < 1 for k in ks):
         raise ValueError(f"ks must be positive integers, got {list(ks)}")
-    # float64 on centred data: |q|^2 + |x|^2 - 2 q.x cancels badly in float32 far from the origin
-    x = torch.from_numpy(x.astype(np.float64) - x.mean(0, dtype=np.float64))
-    y = torch.from_numpy(y.astype(np.int64))
     n = x.shape[0]
     ks = [int(k) for k in ks]
     if max(ks) >= n:
         raise ValueError(f"k={max(ks)} needs more than {max(ks)} samples, got {n}")
-    kmax = max(ks)
-    hits = torch.zeros(n, len(ks), dtype=torch.bool)
-    sq = (x * x).sum(1)
-    for start in range(0, n, chunk_size):
-        q = x[start : start + chunk_size]
-        d = sq[start : start + len(q), None] + sq[None, :] - 2.0 * q @ x.T
-        d[torch.arange(len(q)), torch.arange(start, start + len(q))] = float("inf")
-        nn_idx = d.topk(kmax, dim=1, largest=False).indices
-        same = y[nn_idx] == y[start : start + len(q), None]
+    y = y.astype(np.int64)
+    hits = np.zeros((n, len(ks)))
+    index = NeighborIndex(x, metric=metric, index="exact", use_gpu=False)
+    for nb in iter_neighbours(index, max(ks), chunk_size=chunk_size):
+        present = nb.present
+        same = (y[np.where(present, nb.ids, 0)] == y[nb.rows][:, None]) & present
         for j, k in enumerate(ks):
-            hits[start : start + len(q), j] = same[:, :k].any(1)
-    counts = torch.bincount(y)
+            hits[nb.rows, j] = hit_probability(same, nb.start, nb.end, k)
+    counts = np.bincount(y)
     valid = counts[y] > 1
-    return hits.numpy(), valid.numpy()
+    return hits, valid
 
 
 def recall_by_group(
-    emb: EmbeddingSet, ks: Sequence[int] = (1,), attributes: Sequence[str] | None = None
+    emb: EmbeddingSet,
+    ks: Sequence[int] = (1,),
+    attributes: Sequence[str] | None = None,
+    *,
+    metric: Metric = "cosine",
 ) -> dict[str, Any]:
-    """Recall@k overall and per value of each attribute.
+    """Recall@k overall and per value of each attribute (:func:`knn_hits`).
+
+    Group values are ``sum(credit) / count`` over the group's valid queries, as the audit's
+    metric frame computes them, so they equal the audit's ``recall@k`` bit for bit.
 
     Returns:
         ``{"recall@k": {"overall": r, "by_group": {attribute: {value_name: r}}, "gap":
         {attribute: max - min}}}``; a group with no valid query gets ``None``.
     """
-    hits, valid = knn_hits(emb.embeddings, emb.labels, ks)
+    hits, valid = knn_hits(emb.embeddings, emb.labels, ks, metric=metric)
     attributes = list(emb.attribute_names if attributes is None else attributes)
     out: dict[str, Any] = {}
     for j, k in enumerate(ks):
@@ -98,13 +115,13 @@ def recall_by_group(
             for v in np.unique(col):
                 mask = (col == v) & valid
                 values[emb.attribute_value_names[a][v]] = (
-                    float(h[mask].mean()) if mask.any() else None
+                    float(h[mask].sum() / float(mask.sum())) if mask.any() else None
                 )
             by_group[a] = values
             present = [r for r in values.values() if r is not None]
             gaps[a] = float(max(present) - min(present)) if len(present) > 1 else None
         out[f"recall@{k}"] = {
-            "overall": float(h[valid].mean()) if valid.any() else None,
+            "overall": float(h[valid].sum() / float(valid.sum())) if valid.any() else None,
             "by_group": by_group,
             "gap": gaps,
         }

@@ -1,9 +1,11 @@
 """Tests for fairmetric.train.evaluate against a slow, obviously correct reference.
 
-The reference loops over queries, computes Euclidean distances to every other sample with numpy in
-float64, sorts them and looks at the first k labels. Embeddings are continuous random numbers, so
-distance ties (where two correct answers exist) do not occur; the property test also rejects the
-rare draw whose neighbour distances come within float32 rounding of each other.
+The reference loops over queries, computes Euclidean distances (or cosine similarities) to every
+other sample with numpy in float64, sorts them and looks at the first k labels. Embeddings are
+continuous random numbers, so distance ties (where two correct answers exist) do not occur; the
+property test also rejects the rare draw whose neighbour distances come within float32 rounding
+of each other. ``knn_hits`` defaults to the audit's metric, cosine; the Euclidean references are
+compared with ``metric="l2"``. Ties and near-ties: tests/neighbors/test_paths.py.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from fairmetric.train.evaluate import knn_hits, recall_by_group
 # -- reference -----------------------------------------------------------------------------------
 
 
-def ref_knn_hits(x, y, ks):
+def ref_knn_hits(x, y, ks, metric="l2"):
     x = np.asarray(x, dtype=np.float64)
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
     y = list(np.asarray(y))
     n = len(x)
     hits = np.zeros((n, len(ks)), dtype=bool)
@@ -36,9 +40,9 @@ def ref_knn_hits(x, y, ks):
     return hits, valid
 
 
-def ref_recall_by_group(x, y, columns: dict[str, list[str]], ks):
+def ref_recall_by_group(x, y, columns: dict[str, list[str]], ks, metric="cosine"):
     """``columns`` maps an attribute to its per-sample value *names*."""
-    hits, valid = ref_knn_hits(x, y, ks)
+    hits, valid = ref_knn_hits(x, y, ks, metric)
     n = len(y)
     out = {}
     for c, k in enumerate(ks):
@@ -111,9 +115,9 @@ def make_set(x, y, columns: dict[str, list[str]]) -> EmbeddingSet:
 def test_knn_hits_match_the_reference(ks):
     x, y = random_data()
     assert not near_tie(x)
-    hits, valid = knn_hits(x, y, ks)
+    hits, valid = knn_hits(x, y, ks, metric="l2")
     ref_hits, ref_valid = ref_knn_hits(x, y, ks)
-    assert hits.dtype == bool and hits.shape == (40, len(ks))
+    assert hits.dtype == np.float64 and hits.shape == (40, len(ks))  # credits (ties: fractions)
     assert valid.dtype == bool and valid.shape == (40,)
     np.testing.assert_array_equal(hits, ref_hits)
     np.testing.assert_array_equal(valid, ref_valid)
@@ -125,7 +129,7 @@ def test_knn_hits_match_the_reference(ks):
 
 def test_hits_grow_with_k():
     x, y = random_data()
-    hits, _ = knn_hits(x, y, [1, 2, 4, 8, 16])
+    hits, _ = knn_hits(x, y, [1, 2, 4, 8, 16], metric="l2")
     assert np.all(hits[:, :-1] <= hits[:, 1:])
     assert hits[:, 0].sum() < hits[:, -1].sum()
 
@@ -135,7 +139,7 @@ def test_self_is_excluded():
     # 0) would turn every k=1 into a hit
     x = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [11.3, 0.0]], dtype=np.float32)
     y = np.array([0, 1, 0, 1])
-    hits, valid = knn_hits(x, y, [1, 2, 3])
+    hits, valid = knn_hits(x, y, [1, 2, 3], metric="l2")
     np.testing.assert_array_equal(hits[:, 0], [False, False, False, False])
     np.testing.assert_array_equal(hits[:, 1], [True, False, False, True])
     np.testing.assert_array_equal(hits[:, 2], [True, True, True, True])
@@ -146,7 +150,7 @@ def test_singleton_classes_are_not_valid_queries():
     x, _ = random_data(n=12)
     # classes 50 and 51 have one sample each (labels need not be contiguous)
     y = np.array([0, 1, 2, 0, 50, 1, 2, 0, 1, 51, 2, 0])
-    hits, valid = knn_hits(x, y, [1, 3])
+    hits, valid = knn_hits(x, y, [1, 3], metric="l2")
     ref_hits, ref_valid = ref_knn_hits(x, y, [1, 3])
     np.testing.assert_array_equal(hits, ref_hits)
     np.testing.assert_array_equal(valid, ref_valid)
@@ -191,7 +195,7 @@ def test_large_common_offset_does_not_change_neighbours():
     x, y = random_data(n=60, classes=6)
     shifted = x + np.float32(1000.0)
     np.testing.assert_array_equal(
-        knn_hits(shifted, y, [1, 3, 5])[0], ref_knn_hits(x, y, [1, 3, 5])[0]
+        knn_hits(shifted, y, [1, 3, 5], metric="l2")[0], ref_knn_hits(x, y, [1, 3, 5])[0]
     )
 
 
@@ -226,7 +230,7 @@ def test_property_knn_hits_match_the_reference(n, d, classes, seed, chunk_size, 
     x = rng.normal(size=(n, d)).astype(np.float32)
     y = rng.integers(0, classes, size=n)
     assume(not near_tie(x))
-    hits, valid = knn_hits(x, y, ks, chunk_size=chunk_size)
+    hits, valid = knn_hits(x, y, ks, chunk_size=chunk_size, metric="l2")
     ref_hits, ref_valid = ref_knn_hits(x, y, ks)
     np.testing.assert_array_equal(hits, ref_hits)
     np.testing.assert_array_equal(valid, ref_valid)
