@@ -2,7 +2,8 @@
 DRO), per-sample losses, PARADE decorrelation, spectral decoupling, adversarial removal, and the
 `Objective` that composes them with a metric loss."""
 
-from fairmetric.losses.group_dro import GroupDROReducer, install_group_dro
+from fairmetric.losses.factories import LossConfig, MinerConfig, build_loss, build_miner
+from fairmetric.losses.group_dro import GroupDROReducer, install_group_dro  # noqa: I001 - order
 from fairmetric.losses.objective import Batch, Objective, Term
 from fairmetric.losses.per_sample import per_sample_losses
 from fairmetric.losses.reducers import (
@@ -13,9 +14,29 @@ from fairmetric.losses.reducers import (
     check_sample_indexed,
     group_weights,
 )
+from fairmetric.losses.registry import (
+    REDUCERS,
+    TERMS,
+    ObjectiveContext,
+    register_reducer,
+    register_term,
+)
+from fairmetric.losses.terms import AdversaryTerm, ParadeTerm, SpectralDecouplingTerm
 
 __all__ = [
+    "REDUCERS",
+    "TERMS",
+    "AdversaryTerm",
     "Batch",
+    "LossConfig",
+    "MinerConfig",
+    "ObjectiveContext",
+    "ParadeTerm",
+    "SpectralDecouplingTerm",
+    "build_loss",
+    "build_miner",
+    "register_reducer",
+    "register_term",
     "GroupAwareReducer",
     "GroupDROReducer",
     "GroupWeightedReducer",

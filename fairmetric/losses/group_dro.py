@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,9 +69,23 @@ from fairmetric.losses.reducers import (
     UNWEIGHTED_SUB_LOSSES,
     GroupAwareReducer,
     check_sample_indexed,
+    reduction_base,
 )
+from fairmetric.losses.registry import ObjectiveContext, register_reducer
 
-__all__ = ["GroupDROReducer", "install_group_dro"]
+__all__ = ["GroupDROConfig", "GroupDROReducer", "install_group_dro"]
+
+
+@dataclass
+class GroupDROConfig:
+    """Group DRO over the anchor groups of ``data.group_attribute`` (``reducer.name=group_dro``):
+    step size ``eta``, generalisation adjustment ``C``; ``q`` is logged every epoch (under
+    ``group_dro`` in ``metrics.jsonl``) and checkpointed."""
+
+    eta: float = 0.01
+    C: float = 0.0
+    base: str = "auto"
+
 
 _BASES = ("mean", "avg_nonzero")
 
@@ -82,6 +97,7 @@ def _number(value: Any, name: str) -> float:
         raise ValueError(f"GroupDROReducer: {name} must be a number, got {value!r}") from None
 
 
+@register_reducer("group_dro")
 class GroupDROReducer(GroupAwareReducer, MultipleReducers):
     r"""Group DRO over the anchor groups of a PML loss (see the module docstring for the update).
 
@@ -158,6 +174,42 @@ class GroupDROReducer(GroupAwareReducer, MultipleReducers):
         self.register_buffer("q", torch.full((g_total,), 1.0 / g_total, dtype=torch.float64))
         self.register_buffer("last_group_loss", torch.zeros(g_total, dtype=torch.float64), False)
         self.register_buffer("last_group_count", torch.zeros(g_total, dtype=torch.float64), False)
+
+    config_class = GroupDROConfig
+    #: the config section that switched it on before ``reducer`` existed
+    legacy_key = "objective.group_dro"
+    bench_methods = {"group_dro": ["data.group_attribute={attr}", "reducer.name=group_dro"]}
+
+    @classmethod
+    def needs_groups(cls, config: Any) -> bool:
+        return True
+
+    @classmethod
+    def from_config(cls, config: GroupDROConfig, context: ObjectiveContext) -> GroupDROReducer:
+        """Group DRO over the training groups, on the metric loss's reduction."""
+        loss_fn = context.metric_loss
+        check_sample_indexed(loss_fn, "reducer group_dro (objective.group_dro)")
+        groups = context.require_groups("reducer group_dro")
+        values = context.group_names()
+        reducer = cls.from_groups(
+            groups,
+            num_groups=len(values),
+            eta=config.eta,
+            C=config.C,
+            base=reduction_base(loss_fn, config.base, "reducer.base"),
+            group_names=values,
+        )
+        context.log(f"Group DRO over {context.group_attribute}: eta {config.eta}, C {config.C}")
+        return reducer
+
+    @staticmethod
+    def install(loss_fn: torch.nn.Module, reducer: GroupDROReducer) -> None:
+        """:func:`install_group_dro`: this very object, for every sub-loss."""
+        install_group_dro(loss_fn, reducer)
+
+    def state_log(self) -> dict[str, Any]:
+        """``{"group_dro": {"q": ..., "group_loss": ...}}``, logged every epoch."""
+        return {"group_dro": {"q": self.q_dict(), "group_loss": self.group_loss_dict()}}
 
     @classmethod
     def from_groups(

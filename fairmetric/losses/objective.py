@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -86,10 +86,35 @@ class Term(nn.Module):
     objective adds ``weight × value`` of each entry to the total and logs every entry. A term may
     also return *diagnostics* (logged, not optimised) by naming them with a leading ``"@"``.
 
+    To make a term configurable, declare its config dataclass as ``config_class``, build it in
+    :meth:`from_config` and register it with
+    :func:`~fairmetric.losses.registry.register_term` (see :mod:`fairmetric.losses.registry`).
+
     Args:
         weight: multiplier of the term's values in the total; ``>= 0``.
         lr: optional learning rate for this term's own parameters (``None``: the model's).
     """
+
+    #: the typed config of ``objective.<name>`` (a dataclass whose defaults leave the term off)
+    config_class: ClassVar[type | None] = None
+    #: bench methods this term defines: ``{method name: config overrides}`` (``{attr}``: the
+    #: dataset's sensitive attribute)
+    bench_methods: ClassVar[dict[str, list[str]]] = {}
+
+    @classmethod
+    def from_config(cls, config: Any, context: Any) -> list[Term]:
+        """The terms ``config`` (an instance of ``config_class``) asks for; empty when it is off.
+
+        Args:
+            config: the term's config section.
+            context: an :class:`~fairmetric.losses.registry.ObjectiveContext`.
+        """
+        raise NotImplementedError(f"{cls.__name__} does not define from_config")
+
+    @classmethod
+    def needs_groups(cls, config: Any) -> bool:
+        """Whether this config needs ``data.group_attribute`` (the training groups)."""
+        return False
 
     def __init__(self, weight: float = 1.0, lr: float | None = None) -> None:
         super().__init__()

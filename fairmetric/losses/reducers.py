@@ -31,13 +31,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from pytorch_metric_learning.reducers import BaseReducer
 
+from fairmetric.losses.registry import ObjectiveContext, register_reducer
+
 __all__ = [
     "GroupAwareReducer",
+    "GroupWeightedConfig",
+    "reduction_base",
     "GroupWeightedReducer",
     "batch_groups",
     "group_weights",
@@ -208,6 +214,32 @@ class GroupAwareReducer(BaseReducer):
         )
 
 
+def reduction_base(loss_fn: torch.nn.Module, base: str, key: str) -> str:
+    """``mean`` or ``avg_nonzero``; ``auto`` follows the loss's own default reducer."""
+    if base in ("mean", "avg_nonzero"):
+        return base
+    if base != "auto":
+        raise ValueError(f"{key} must be auto, mean or avg_nonzero, got {base!r}")
+    from pytorch_metric_learning.reducers import AvgNonZeroReducer
+
+    default = loss_fn.get_default_reducer()
+    return "avg_nonzero" if isinstance(default, AvgNonZeroReducer) else "mean"
+
+
+@dataclass
+class GroupWeightedConfig:
+    """Loss reweighting by the anchor's group (``reducer.name=group_weighted``):
+    ``w_g ∝ (1/freq_g)^beta``.
+
+    ``base``: ``mean``, ``avg_nonzero`` (PML's default for triplet/contrastive/margin losses), or
+    ``auto`` (whichever the loss uses by default).
+    """
+
+    beta: float = 1.0
+    base: str = "auto"
+
+
+@register_reducer("group_weighted")
 class GroupWeightedReducer(GroupAwareReducer):
     r"""Weighted mean of the loss elements, each weighted by its anchor's group.
 
@@ -235,6 +267,37 @@ class GroupWeightedReducer(GroupAwareReducer):
             )
         self.register_buffer("weights", w)
         self.base = base
+
+    config_class = GroupWeightedConfig
+    #: the config section that switched it on before ``reducer`` existed
+    legacy_key = "mitigation.reweight"
+    bench_methods = {"reweight": ["data.group_attribute={attr}", "reducer.name=group_weighted"]}
+
+    @classmethod
+    def needs_groups(cls, config: Any) -> bool:
+        return True
+
+    @classmethod
+    def from_config(
+        cls, config: GroupWeightedConfig, context: ObjectiveContext
+    ) -> GroupWeightedReducer:
+        """Inverse-frequency weights of the training groups, on the metric loss's reduction."""
+        loss_fn = context.metric_loss
+        check_sample_indexed(loss_fn, "reducer group_weighted (mitigation.reweight)")
+        weights = group_weights(context.require_groups("reducer group_weighted"), config.beta)
+        base = reduction_base(loss_fn, config.base, "reducer.base")
+        names = [
+            context.train_set.value_name(context.group_attribute, g) for g in range(len(weights))
+        ]
+        context.log(
+            "reweighting by " + ", ".join(f"{n} {float(w):.3g}" for n, w in zip(names, weights))
+        )
+        return cls(weights, base=base)
+
+    @staticmethod
+    def install(loss_fn: torch.nn.Module, reducer: BaseReducer) -> None:
+        """PML's ``set_reducer`` (one copy per sub-loss)."""
+        loss_fn.set_reducer(reducer)
 
     def reduce_anchored(self, losses, anchor_groups, embeddings):
         if len(anchor_groups) and int(anchor_groups.max()) >= len(self.weights):

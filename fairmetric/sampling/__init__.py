@@ -3,9 +3,13 @@
 from fairmetric.sampling.balanced import EpochBalancedBatchSampler, GroupQuotaBatchSampler
 from fairmetric.sampling.hard_mining import HardExampleSelector, select_hard
 from fairmetric.sampling.m_per_class import MPerClassBatchSampler
+from fairmetric.sampling.registry import SAMPLERS, SamplerContext, register_sampler
 from fairmetric.sampling.smote import EmbeddingSMOTE, smote_batch
 
 __all__ = [
+    "SAMPLERS",
+    "SamplerContext",
+    "register_sampler",
     "EmbeddingSMOTE",
     "EpochBalancedBatchSampler",
     "GroupQuotaBatchSampler",

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from fairmetric.sampling.registry import SamplerContext, register_sampler
+
 __all__ = ["MPerClassBatchSampler"]
 
 _FLOOR = 1e-3
@@ -160,6 +162,7 @@ def check_start_batch(start_batch: int, num_batches: int) -> int:
     return value
 
 
+@register_sampler("m_per_class")
 class MPerClassBatchSampler(ShardedBatchSampler):
     r"""Batch sampler whose every batch holds ``m`` samples of each of ``batch_size // m`` classes.
 
@@ -247,6 +250,11 @@ class MPerClassBatchSampler(ShardedBatchSampler):
             rank,
             world_size,
         )
+
+    @classmethod
+    def from_config(cls, config: Any, context: SamplerContext) -> MPerClassBatchSampler:
+        """``sampling.name=m_per_class``: plain m-per-class batches."""
+        return cls(context.labels, **context.common())
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])

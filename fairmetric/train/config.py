@@ -16,7 +16,33 @@ from typing import Any, Union
 
 import yaml
 
+from fairmetric.losses.factories import LossConfig, MinerConfig
+from fairmetric.losses.group_dro import GroupDROConfig
+from fairmetric.losses.reducers import GroupWeightedConfig
+from fairmetric.losses.registry import REDUCERS
+from fairmetric.losses.terms import AdversaryConfig, ParadeConfig, SpectralConfig
+from fairmetric.train.config_sections import (
+    legacy_reducer_keys,
+    mitigation_config_class,
+    objective_config_class,
+    reducer_config_class,
+    translate_legacy,
+)
+from fairmetric.train.hooks import HardMiningConfig, SmoteConfig
 from fairmetric.utils import atomic_write_bytes
+
+#: ``mitigation.reweight`` is now ``reducer: {name: group_weighted, beta, base}``
+ReweightConfig = GroupWeightedConfig
+
+
+def __getattr__(name: str) -> Any:
+    # the assembled sections, current with the registries (a term registered later is included)
+    if name == "ObjectiveConfig":
+        return objective_config_class()
+    if name == "MitigationConfig":
+        return mitigation_config_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DataConfig",
@@ -29,13 +55,14 @@ __all__ = [
     "ReweightConfig",
     "HardMiningConfig",
     "SmoteConfig",
-    "MitigationConfig",
     "ParadeConfig",
     "GroupDROConfig",
     "SpectralConfig",
     "AdversaryConfig",
-    "ObjectiveConfig",
     "ExperimentConfig",
+    "mitigation_config_class",
+    "objective_config_class",
+    "reducer_config_class",
     "load_config",
     "config_from_dict",
     "apply_overrides",
@@ -73,24 +100,6 @@ class ModelConfig:
     normalize: bool = True
     pretrained_weights: str | None = None
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class LossConfig:
-    """A pytorch-metric-learning loss by class name, with its keyword arguments."""
-
-    name: str = "TripletMarginLoss"
-    params: dict[str, Any] = field(default_factory=lambda: {"margin": 0.2})
-
-
-@dataclass
-class MinerConfig:
-    """An optional pytorch-metric-learning miner (``name: null`` for none)."""
-
-    name: str | None = "TripletMarginMiner"
-    params: dict[str, Any] = field(
-        default_factory=lambda: {"margin": 0.2, "type_of_triplets": "semihard"}
-    )
 
 
 @dataclass
@@ -160,125 +169,14 @@ class SamplingConfig:
 
 
 @dataclass
-class ReweightConfig:
-    """Loss reweighting by the anchor's group: ``w_g ∝ (1/freq_g)^beta``.
-
-    ``base``: ``mean``, ``avg_nonzero`` (PML's default for triplet/contrastive/margin losses), or
-    ``auto`` (whichever the loss uses by default).
-    """
-
-    enabled: bool = False
-    beta: float = 1.0
-    base: str = "auto"
-
-
-@dataclass
-class HardMiningConfig:
-    """Loss-based hard-example selection: score ``candidates_per_batch`` samples, train on the
-    ``train.batch_size`` hardest (``selection: top``) or drawn ∝ loss^tau (``proportional``)."""
-
-    candidates_per_batch: int | None = None
-    selection: str = "top"
-    tau: float = 1.0
-
-
-@dataclass
-class SmoteConfig:
-    """In-training SMOTE: synthetic embeddings interpolated within (class × group) cells of the
-    batch are added to the metric loss's batch. ``target``: ``auto`` tops every cell up to the
-    largest cell of the batch, a number ``r`` to ``ceil(r × largest)``."""
-
-    enabled: bool = False
-    group_by: str = "class_attribute"
-    k_neighbors: int = 3
-    target: str | float = "auto"
-    ratio_mode: str = "uniform"
-
-
-@dataclass
-class MitigationConfig:
-    """Data-side bias mitigation applied in the training loop (all off by default)."""
-
-    reweight: ReweightConfig = field(default_factory=ReweightConfig)
-    hard_mining: HardMiningConfig = field(default_factory=HardMiningConfig)
-    smote: SmoteConfig = field(default_factory=SmoteConfig)
-
-
-def _attribute_loss() -> LossConfig:
-    return LossConfig(name="TripletMarginLoss", params={"margin": 0.2})
-
-
-def _no_miner() -> MinerConfig:
-    return MinerConfig(name=None, params={})
-
-
-@dataclass
-class ParadeConfig:
-    """PARADE: one attribute head per name in ``attributes`` (empty: off).
-
-    Each head learns a metric on its attribute's values (``loss``/``miner``, weight ``weight`` =
-    λ_s); the target embedding is decorrelated from it with weight ``rho`` (0: no decorrelation;
-    larger: less attribute information left). ``decorrelation``: ``cross_covariance`` (closed
-    form) or ``adversarial`` (gradient reversal + MLP ξ of width ``xi_hidden`` at learning rate
-    ``xi_lr``, the reference estimator).
-    """
-
-    attributes: list[str] = field(default_factory=list)
-    attribute_dim: int = 32
-    loss: LossConfig = field(default_factory=_attribute_loss)
-    miner: MinerConfig = field(default_factory=_no_miner)
-    weight: float = 1.0
-    rho: float = 10.0
-    decorrelation: str = "cross_covariance"
-    xi_hidden: int = 512
-    xi_lr: float | None = 1e-5
-
-
-@dataclass
-class GroupDROConfig:
-    """Group DRO over the anchor groups of ``data.group_attribute``: step size ``eta``,
-    generalisation adjustment ``C``; ``q`` is logged every epoch and checkpointed."""
-
-    enabled: bool = False
-    eta: float = 0.01
-    C: float = 0.0
-    base: str = "auto"
-
-
-@dataclass
-class SpectralConfig:
-    """Spectral decoupling ``coefficient · mean((ŷ − γ)²)`` (0: off); ``offsets``: γ per class,
-    or one number."""
-
-    coefficient: float = 0.0
-    offsets: float | list[float] | None = None
-
-
-@dataclass
-class AdversaryConfig:
-    """DANN: an attribute classifier on the embedding behind gradient reversal (scale ``alpha``);
-    ``attribute: null`` is off. ``hidden``: MLP width (null: linear)."""
-
-    attribute: str | None = None
-    weight: float = 1.0
-    alpha: float = 1.0
-    hidden: int | None = None
-    lr: float | None = None
-
-
-@dataclass
-class ObjectiveConfig:
-    """Objective-side mitigation terms added to the metric loss (all off by default)."""
-
-    parade: ParadeConfig = field(default_factory=ParadeConfig)
-    group_dro: GroupDROConfig = field(default_factory=GroupDROConfig)
-    spectral: SpectralConfig = field(default_factory=SpectralConfig)
-    adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
-
-
-@dataclass
 class ExperimentConfig:
-    """One experiment: data, model, objective, optimiser and loop."""
+    """One experiment: data, model, objective, optimiser and loop.
+
+    ``mitigation`` (in-loop batch hooks), ``objective`` (fairness terms) and ``reducer`` (the
+    metric loss's reducer) are assembled from the plug-in registries, see
+    :func:`mitigation_config_class`, :func:`objective_config_class` and
+    :func:`reducer_config_class`.
+    """
 
     name: str = "colored_digits_baseline"
     data: DataConfig = field(default_factory=DataConfig)
@@ -288,25 +186,57 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    mitigation: MitigationConfig = field(default_factory=MitigationConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    mitigation: Any = field(default_factory=lambda: mitigation_config_class()())
+    objective: Any = field(default_factory=lambda: objective_config_class()())
+    reducer: Any = field(default_factory=lambda: reducer_config_class(None)())
 
 
 # -- construction from plain dicts ---------------------------------------------------------------
 
 
+class _ReducerSection:
+    """Marker type of ``ExperimentConfig.reducer``: its keys depend on ``reducer.name``."""
+
+
+def _reducer_keys() -> list[str]:
+    keys = ["reducer.name"]
+    for name in REDUCERS:
+        for f in dataclasses.fields(REDUCERS.get(name).config_class):
+            if f"reducer.{f.name}" not in keys:
+                keys.append(f"reducer.{f.name}")
+    return keys
+
+
 def _valid_keys(cls: type, prefix: str = "") -> list[str]:
     keys = []
-    for name, tp in typing.get_type_hints(cls).items():
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+    for name, tp in _field_types(cls).items():
+        if tp is _ReducerSection:
+            keys += _reducer_keys()
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
             keys += _valid_keys(tp, f"{prefix}{name}.")
         else:
             keys.append(f"{prefix}{name}")
     return keys
 
 
+def _mapping_keys(cls: type, prefix: str = "") -> list[str]:
+    """Keys whose value is a free mapping (``loss.params``): any sub-key may be overridden."""
+    keys = []
+    for name, tp in _field_types(cls).items():
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            keys += _mapping_keys(tp, f"{prefix}{name}.")
+        elif dict in (typing.get_origin(tp), *map(typing.get_origin, typing.get_args(tp))):
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
 def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls)
+    if cls is ExperimentConfig:  # the sections assembled from the registries
+        hints["mitigation"] = mitigation_config_class()
+        hints["objective"] = objective_config_class()
+        hints["reducer"] = _ReducerSection
+    return hints
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -381,20 +311,54 @@ def _build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
         kwargs["params"] = {}  # a different loss/miner does not inherit the default's arguments
     for k, v in data.items():
         tp = hints[k]
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if tp is _ReducerSection:
+            kwargs[k] = _build_reducer(v, root_cls)
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[k] = _build(tp, v or {}, f"{prefix}{k}.", root_cls)
         else:
             kwargs[k] = _coerce(v, tp, f"{prefix}{k}")
     return cls(**kwargs)
 
 
+def _build_reducer(data: Any, root_cls: type) -> Any:
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ValueError(f"reducer: expected a mapping, got {data!r}")
+    name = data.get("name")
+    valid = ", ".join(REDUCERS.names())
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"reducer.name: expected a string or null, got {name!r}")
+    if name is not None and name not in REDUCERS:
+        raise ValueError(
+            f"unknown reducer.name {name!r}; valid names: {valid} (or null: the loss's own)"
+        )
+    params = [k for k in data if k != "name"]
+    if name is None and params:
+        raise ValueError(
+            f"reducer.{params[0]} is set but reducer.name is null; set reducer.name to one of: "
+            f"{valid}"
+        )
+    cls = reducer_config_class(name)
+    allowed = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
+    unknown = [k for k in params if k not in allowed]
+    if unknown:
+        raise ValueError(
+            f"unknown config key 'reducer.{unknown[0]}': reducer {name!r} takes "
+            f"{', '.join(allowed) or 'no parameters'}"
+        )
+    return _build(cls, data, "reducer.", root_cls)
+
+
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Build an :class:`ExperimentConfig` from nested dicts, validating keys and types.
 
     Missing sections and keys take their defaults; for ``params`` mappings a given mapping replaces
-    the default one as a whole (so a new loss does not inherit the old loss's arguments).
+    the default one as a whole (so a new loss does not inherit the old loss's arguments). Older
+    reducer sections (``mitigation.reweight``, ``objective.group_dro``) are translated into
+    ``reducer`` first (see :func:`~fairmetric.train.config_sections.translate_legacy`).
     """
-    return _build(ExperimentConfig, data or {}, "", ExperimentConfig)
+    data = translate_legacy(data or {})
+    return _build(ExperimentConfig, data, "", ExperimentConfig)
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -426,8 +390,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     data = copy.deepcopy(data)
     valid = _valid_keys(ExperimentConfig)
     parsed = [_parse_override(item, valid) for item in overrides]
-    # switching to another loss or miner drops the old one's params (explicit params still apply)
+    # switching to another loss, miner or reducer drops the old one's params (explicit params
+    # still apply)
     for key, value in parsed:
+        if key == "reducer.name":
+            node = data.get("reducer")
+            if not isinstance(node, dict) or node.get("name") != value:
+                data["reducer"] = {}
         if key.endswith(("loss.name", "miner.name")) and key.count(".") <= 3:
             node = data
             for part in key.split(".")[:-1]:
@@ -445,17 +414,8 @@ def _parse_override(item: str, valid: list[str]) -> tuple[str, Any]:
         raise ValueError(f"override {item!r} is not of the form key=value (e.g. train.epochs=3)")
     key, raw = item.split("=", 1)
     key = key.strip()
-    free_prefixes = (
-        "data.params.",
-        "data.imbalance.",
-        "model.backbone_kwargs.",
-        "loss.params.",
-        "miner.params.",
-        "sampling.proportions.",
-        "objective.parade.loss.params.",
-        "objective.parade.miner.params.",
-    )
-    if key not in valid and not key.startswith(free_prefixes):
+    free_prefixes = tuple(f"{k}." for k in _mapping_keys(ExperimentConfig))
+    if key not in valid and key not in legacy_reducer_keys() and not key.startswith(free_prefixes):
         raise ValueError(f"unknown config key {key!r}; valid keys are: {', '.join(valid)}")
     try:
         value = yaml.safe_load(raw) if raw != "" else None

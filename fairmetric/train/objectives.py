@@ -1,6 +1,7 @@
-"""Build the training objective a config describes: the PML metric loss (with a group-aware
-reducer when reweighting or Group DRO is on) and the fairness terms (PARADE, spectral decoupling,
-adversarial removal) composed in an :class:`~fairmetric.losses.Objective`."""
+"""Build the training objective a config describes: the PML metric loss with the reducer of the
+``reducer`` section, and every registered fairness term its ``objective.<name>`` section turns
+on, composed in an :class:`~fairmetric.losses.Objective`. Nothing here names a term or reducer:
+they come from :data:`~fairmetric.losses.TERMS` and :data:`~fairmetric.losses.REDUCERS`."""
 
 from __future__ import annotations
 
@@ -10,35 +11,37 @@ import numpy as np
 import torch
 
 from fairmetric.data.dataset import AttributeDataset
-from fairmetric.losses import (
-    GroupWeightedReducer,
-    Objective,
-    check_sample_indexed,
-)
-from fairmetric.losses import group_weights as make_group_weights
-from fairmetric.losses.group_dro import GroupDROReducer, install_group_dro
+from fairmetric.losses import REDUCERS, TERMS, Objective, ObjectiveContext
+from fairmetric.losses.factories import build_loss, build_miner
 from fairmetric.losses.objective import Term
-from fairmetric.losses.terms import AdversaryTerm, ParadeTerm, SpectralDecouplingTerm
+from fairmetric.losses.reducers import reduction_base
 from fairmetric.train.config import ExperimentConfig
-from fairmetric.train.factories import build_loss, build_miner
 
-__all__ = ["build_training_loss", "build_objective", "reduction_base"]
-
-
-def reduction_base(loss_fn: torch.nn.Module, base: str, key: str) -> str:
-    """``mean`` or ``avg_nonzero``; ``auto`` follows the loss's own default reducer."""
-    if base in ("mean", "avg_nonzero"):
-        return base
-    if base != "auto":
-        raise ValueError(f"{key} must be auto, mean or avg_nonzero, got {base!r}")
-    from pytorch_metric_learning.reducers import AvgNonZeroReducer
-
-    default = loss_fn.get_default_reducer()
-    return "avg_nonzero" if isinstance(default, AvgNonZeroReducer) else "mean"
+__all__ = ["build_training_loss", "build_objective", "reduction_base", "objective_context"]
 
 
-def _group_names(cfg: ExperimentConfig, train_set: AttributeDataset, n: int) -> list[str]:
-    return [train_set.value_name(cfg.data.group_attribute, g) for g in range(n)]
+def objective_context(
+    cfg: ExperimentConfig,
+    train_set: AttributeDataset,
+    metric_loss: torch.nn.Module,
+    *,
+    groups: np.ndarray | None = None,
+    feature_dim: int | None = None,
+    num_classes: int | None = None,
+    log: Callable[[str], None] = print,
+) -> ObjectiveContext:
+    """The :class:`~fairmetric.losses.ObjectiveContext` terms and reducers build from."""
+    return ObjectiveContext(
+        train_set=train_set,
+        embedding_dim=cfg.model.embedding_dim,
+        normalize=cfg.model.normalize,
+        feature_dim=feature_dim,
+        metric_loss=metric_loss,
+        groups=groups,
+        group_attribute=cfg.data.group_attribute if groups is not None else None,
+        num_classes=num_classes,
+        log=log,
+    )
 
 
 def build_training_loss(
@@ -49,42 +52,32 @@ def build_training_loss(
     num_classes: int,
     log: Callable[[str], None] = print,
 ) -> torch.nn.Module:
-    """The PML loss of ``cfg.loss``, with the group-weighted or Group DRO reducer when asked."""
+    """The PML loss of ``cfg.loss``, with the reducer of ``cfg.reducer`` when one is named."""
     loss_fn = build_loss(
         cfg.loss.name,
         cfg.loss.params,
         num_classes=num_classes,
         embedding_size=cfg.model.embedding_dim,
     )
-    rw, dro = cfg.mitigation.reweight, cfg.objective.group_dro
-    if rw.enabled and dro.enabled:
+    name = cfg.reducer.name
+    if name is None:
+        return loss_fn
+    plugin = REDUCERS.get(name)
+    if "reducer" in cfg.loss.params:
+        legacy = getattr(plugin, "legacy_key", None)
         raise ValueError(
-            "mitigation.reweight and objective.group_dro both set the metric loss's reducer; "
-            "enable one of them (Group DRO adapts its group weights itself)"
+            f"reducer.name={name}{f' ({legacy})' if legacy else ''} replaces the loss's reducer; "
+            "remove loss.params.reducer"
         )
-    if (rw.enabled or dro.enabled) and "reducer" in cfg.loss.params:
-        which = "mitigation.reweight" if rw.enabled else "objective.group_dro"
-        raise ValueError(f"{which} replaces the loss's reducer; remove loss.params.reducer")
-    if rw.enabled:
-        check_sample_indexed(loss_fn, "mitigation.reweight")
-        weights = make_group_weights(groups, rw.beta)
-        base = reduction_base(loss_fn, rw.base, "mitigation.reweight.base")
-        loss_fn.set_reducer(GroupWeightedReducer(weights, base=base))
-        names = _group_names(cfg, train_set, len(weights))
-        log("reweighting by " + ", ".join(f"{n} {float(w):.3g}" for n, w in zip(names, weights)))
-    if dro.enabled:
-        check_sample_indexed(loss_fn, "objective.group_dro")
-        values = train_set.attribute_value_names[cfg.data.group_attribute]
-        reducer = GroupDROReducer.from_groups(
-            groups,
-            num_groups=len(values),
-            eta=dro.eta,
-            C=dro.C,
-            base=reduction_base(loss_fn, dro.base, "objective.group_dro.base"),
-            group_names=values,
-        )
-        install_group_dro(loss_fn, reducer)
-        log(f"Group DRO over {cfg.data.group_attribute}: eta {dro.eta}, C {dro.C}")
+    context = objective_context(
+        cfg, train_set, loss_fn, groups=groups, num_classes=num_classes, log=log
+    )
+    reducer = plugin.from_config(cfg.reducer.config(), context)
+    install = getattr(plugin, "install", None)
+    if install is not None:
+        install(loss_fn, reducer)
+    else:
+        loss_fn.set_reducer(reducer)
     return loss_fn
 
 
@@ -94,70 +87,19 @@ def build_objective(
     metric_loss: torch.nn.Module,
     *,
     feature_dim: int,
+    groups: np.ndarray | None = None,
+    log: Callable[[str], None] = print,
 ) -> Objective:
-    """The metric loss, its miner and every enabled fairness term."""
+    """The metric loss, its miner and every fairness term the config turns on (in the order the
+    terms are registered)."""
     miner = build_miner(cfg.miner.name, cfg.miner.params)
+    context = objective_context(
+        cfg, train_set, metric_loss, groups=groups, feature_dim=feature_dim, log=log
+    )
     terms: list[Term] = []
-    par = cfg.objective.parade
-    if par.decorrelation not in ("adversarial", "cross_covariance"):
-        raise ValueError(
-            "objective.parade.decorrelation must be adversarial or cross_covariance, got "
-            f"{par.decorrelation!r}"
-        )
-    if len(set(par.attributes)) != len(par.attributes):
-        raise ValueError(f"objective.parade.attributes lists an attribute twice: {par.attributes}")
-    for attr in par.attributes:
-        _check_attribute(train_set, attr, "objective.parade.attributes")
-        n_values = len(train_set.attribute_value_names[attr])
-        terms.append(
-            ParadeTerm(
-                attr,
-                feature_dim=feature_dim,
-                target_dim=cfg.model.embedding_dim,
-                attribute_loss=build_loss(
-                    par.loss.name,
-                    par.loss.params,
-                    num_classes=n_values,
-                    embedding_size=par.attribute_dim,
-                ),
-                attribute_miner=build_miner(par.miner.name, par.miner.params),
-                attribute_dim=par.attribute_dim,
-                attribute_weight=par.weight,
-                rho=par.rho,
-                decorrelation=par.decorrelation,
-                xi_hidden=par.xi_hidden,
-                xi_lr=par.xi_lr,
-                normalize=cfg.model.normalize,
-            )
-        )
-    sd = cfg.objective.spectral
-    if sd.coefficient < 0:
-        raise ValueError(f"objective.spectral.coefficient must be >= 0, got {sd.coefficient}")
-    if sd.coefficient > 0:
-        terms.append(
-            SpectralDecouplingTerm(sd.coefficient, metric_loss=metric_loss, offsets=sd.offsets)
-        )
-    adv = cfg.objective.adversary
-    if adv.attribute is not None:
-        _check_attribute(train_set, adv.attribute, "objective.adversary.attribute")
-        terms.append(
-            AdversaryTerm(
-                adv.attribute,
-                embedding_dim=cfg.model.embedding_dim,
-                num_values=len(train_set.attribute_value_names[adv.attribute]),
-                weight=adv.weight,
-                alpha=adv.alpha,
-                hidden=adv.hidden,
-                lr=adv.lr,
-            )
-        )
+    for name in TERMS:
+        section = getattr(cfg.objective, name, None)
+        if section is None:  # registered after this config was built: off
+            continue
+        terms += TERMS.get(name).from_config(section, context)
     return Objective(metric_loss, miner, terms)
-
-
-def _check_attribute(train_set: AttributeDataset, attr: str, key: str) -> None:
-    if attr not in train_set.attribute_names:
-        have = ", ".join(train_set.attribute_names) or "none"
-        raise ValueError(
-            f"{key} names {attr!r}, which dataset {train_set.name} does not have; its attributes "
-            f"are: {have}"
-        )

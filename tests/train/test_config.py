@@ -38,7 +38,6 @@ train.precision train.channels_last train.compile train.compile_mode train.pin_m
 train.persistent_workers train.prefetch_factor train.checkpoint_every train.sync_batchnorm
 train.backend train.log_every
 sampling.name sampling.proportions sampling.mode
-mitigation.reweight.enabled mitigation.reweight.beta mitigation.reweight.base
 mitigation.hard_mining.candidates_per_batch mitigation.hard_mining.selection
 mitigation.hard_mining.tau
 mitigation.smote.enabled mitigation.smote.group_by mitigation.smote.k_neighbors
@@ -47,10 +46,10 @@ objective.parade.attributes objective.parade.attribute_dim objective.parade.loss
 objective.parade.loss.params objective.parade.miner.name objective.parade.miner.params
 objective.parade.weight objective.parade.rho objective.parade.decorrelation
 objective.parade.xi_hidden objective.parade.xi_lr
-objective.group_dro.enabled objective.group_dro.eta objective.group_dro.C objective.group_dro.base
 objective.spectral.coefficient objective.spectral.offsets
 objective.adversary.attribute objective.adversary.weight objective.adversary.alpha
 objective.adversary.hidden objective.adversary.lr
+reducer.name reducer.beta reducer.base reducer.eta reducer.C
 """.split()
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from pytorch_metric_learning.reducers import MultipleReducers
 
-import fairmetric.train.trainer as trainer_mod
+import fairmetric.train.hooks.hard_mining as hard_mining_hook
 from fairmetric.losses import GroupWeightedReducer
 from fairmetric.sampling import EpochBalancedBatchSampler, GroupQuotaBatchSampler
 from fairmetric.train import build_data, load_config, train
@@ -29,7 +29,7 @@ def _quiet(cfg, out, **kw):
 def test_each_shipped_config_trains(tmp_path, method):
     cfg = load_config(CONFIGS / f"colored_digits_{method}.yaml", DIGITS + ["train.epochs=1"])
     active = {
-        "reweight": cfg.mitigation.reweight.enabled,
+        "reweight": cfg.reducer.name == "group_weighted",
         "epoch_balanced": cfg.sampling.name == "epoch_balanced",
         "batch_balanced": cfg.sampling.name == "batch_balanced",
         "hard_mining": cfg.mitigation.hard_mining.candidates_per_batch is not None,
@@ -173,13 +173,13 @@ def test_train_rejects_bad_mitigation(tmp_path, overrides, match):
 def test_hard_mining_backpropagates_the_hardest(tmp_path, monkeypatch):
     seen = []
 
-    class Recording(trainer_mod.HardExampleSelector):
+    class Recording(hard_mining_hook.HardExampleSelector):
         def __call__(self, losses):
             keep = super().__call__(losses)
             seen.append((losses.clone(), keep.clone()))
             return keep
 
-    monkeypatch.setattr(trainer_mod, "HardExampleSelector", Recording)
+    monkeypatch.setattr(hard_mining_hook, "HardExampleSelector", Recording)
     cfg = load_config(
         None,
         DIGITS

@@ -174,7 +174,7 @@ def test_resume_may_change_how_but_not_what_it_trains(tmp_path):
 
 
 def test_hard_mining_scores_in_float32_under_mixed_precision(tmp_path, monkeypatch):
-    import fairmetric.train.trainer as trainer_module
+    import fairmetric.train.hooks.hard_mining as trainer_module
 
     seen = []
     real = trainer_module.per_sample_losses

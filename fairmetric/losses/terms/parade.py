@@ -1,33 +1,62 @@
-r"""The objective-side mitigation methods as :class:`~fairmetric.losses.objective.Term`\ s.
+r"""PARADE (Dullerud et al., ICLR 2022) as the fairness term ``objective.parade``.
 
-- :class:`ParadeTerm` -- PARADE (Dullerud et al., ICLR 2022): an attribute head ``ψ_s`` on the shared
-  backbone learns a similarity metric for one sensitive attribute (a PML loss on its values, weight
-  ``λ_s``), and the target embedding is decorrelated from it (weight ``ρ``, the *partial* knob).
-- :class:`SpectralDecouplingTerm` -- Pezeshki et al. 2021: ``λ · mean((ŷ − γ)²)`` on the loss's
-  class logits where it has them, else on the pre-normalisation embedding.
-- :class:`AdversaryTerm` -- DANN: an attribute classifier on ``e`` behind gradient reversal.
-
-Their parameters (heads, ``ξ``, classifiers) live in the objective, not in the embedder, so the
-exported model is the backbone and target head only.
+An attribute head ``ψ_s`` on the shared backbone learns a similarity metric for one sensitive
+attribute (a PML loss on its values, weight ``λ_s``), and the target embedding is decorrelated from
+it (weight ``ρ``, the *partial* knob). Its parameters (heads, ``ξ``) live in the objective, not in
+the embedder, so the exported model is the backbone and target head only.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from fairmetric.losses.adversarial import AttributeAdversary
 from fairmetric.losses.decorrelation import build_decorrelation, embedding_correlation
+from fairmetric.losses.factories import LossConfig, MinerConfig, build_loss, build_miner
 from fairmetric.losses.objective import Batch, Term
-from fairmetric.losses.spectral import loss_logits, spectral_decoupling
+from fairmetric.losses.registry import ObjectiveContext, register_term
 from fairmetric.models.heads import AttributeHead
 
-__all__ = ["ParadeTerm", "SpectralDecouplingTerm", "AdversaryTerm"]
+__all__ = ["ParadeConfig", "ParadeTerm"]
+
+DECORRELATIONS = ("adversarial", "cross_covariance")
 
 
+def _attribute_loss() -> LossConfig:
+    return LossConfig(name="TripletMarginLoss", params={"margin": 0.2})
+
+
+def _no_miner() -> MinerConfig:
+    return MinerConfig(name=None, params={})
+
+
+@dataclass
+class ParadeConfig:
+    """PARADE: one attribute head per name in ``attributes`` (empty: off).
+
+    Each head learns a metric on its attribute's values (``loss``/``miner``, weight ``weight`` =
+    λ_s); the target embedding is decorrelated from it with weight ``rho`` (0: no decorrelation;
+    larger: less attribute information left). ``decorrelation``: ``cross_covariance`` (closed
+    form) or ``adversarial`` (gradient reversal + MLP ξ of width ``xi_hidden`` at learning rate
+    ``xi_lr``, the reference estimator).
+    """
+
+    attributes: list[str] = field(default_factory=list)
+    attribute_dim: int = 32
+    loss: LossConfig = field(default_factory=_attribute_loss)
+    miner: MinerConfig = field(default_factory=_no_miner)
+    weight: float = 1.0
+    rho: float = 10.0
+    decorrelation: str = "cross_covariance"
+    xi_hidden: int = 512
+    xi_lr: float | None = 1e-5
+
+
+@register_term("parade")
 class ParadeTerm(Term):
     r"""PARADE for one sensitive attribute.
 
@@ -91,6 +120,48 @@ class ParadeTerm(Term):
         self.xi_lr = xi_lr
         self.prefix = f"parade/{attribute}"
 
+    config_class = ParadeConfig
+    bench_methods = {
+        "parade": ["objective.parade.attributes=[{attr}]", "objective.parade.rho=10.0"]
+    }
+
+    @classmethod
+    def from_config(cls, config: ParadeConfig, context: ObjectiveContext) -> list[ParadeTerm]:
+        """One term per attribute of ``config.attributes``."""
+        if config.decorrelation not in DECORRELATIONS:
+            raise ValueError(
+                "objective.parade.decorrelation must be adversarial or cross_covariance, got "
+                f"{config.decorrelation!r}"
+            )
+        attrs = config.attributes
+        if len(set(attrs)) != len(attrs):
+            raise ValueError(f"objective.parade.attributes lists an attribute twice: {attrs}")
+        terms = []
+        for attr in attrs:
+            n_values = context.check_attribute(attr, "objective.parade.attributes")
+            terms.append(
+                cls(
+                    attr,
+                    feature_dim=context.feature_dim,
+                    target_dim=context.embedding_dim,
+                    attribute_loss=build_loss(
+                        config.loss.name,
+                        config.loss.params,
+                        num_classes=n_values,
+                        embedding_size=config.attribute_dim,
+                    ),
+                    attribute_miner=build_miner(config.miner.name, config.miner.params),
+                    attribute_dim=config.attribute_dim,
+                    attribute_weight=config.weight,
+                    rho=config.rho,
+                    decorrelation=config.decorrelation,
+                    xi_hidden=config.xi_hidden,
+                    xi_lr=config.xi_lr,
+                    normalize=context.normalize,
+                )
+            )
+        return terms
+
     def weight_of(self, name: str) -> float:
         return self.rho if name.endswith("/decorrelation") else self.attribute_weight
 
@@ -116,60 +187,3 @@ class ParadeTerm(Term):
         if xi_params and self.rho > 0:
             groups.append({"params": xi_params, **({"lr": self.xi_lr} if self.xi_lr else {})})
         return groups
-
-
-class SpectralDecouplingTerm(Term):
-    """Spectral decoupling, ``coefficient · mean((ŷ − γ)²)``, reported as ``spectral``.
-
-    ``ŷ`` are the metric loss's class logits when it has them (classification / proxy losses),
-    otherwise the pre-normalisation target embedding. ``offsets`` are per-class ``γ_c`` (or one
-    number for all classes).
-    """
-
-    def __init__(
-        self,
-        coefficient: float,
-        *,
-        metric_loss: nn.Module | None = None,
-        offsets: float | list[float] | None = None,
-    ) -> None:
-        super().__init__(weight=coefficient)
-        self.metric_loss_ref = [metric_loss]  # a list: not registered as a submodule twice
-        self.offsets = offsets
-
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        loss = self.metric_loss_ref[0]
-        logits = loss_logits(loss, batch.embeddings) if loss is not None else None
-        outputs = logits if logits is not None else batch.raw
-        return {"spectral": spectral_decoupling(outputs, batch.labels, self.offsets)}
-
-
-class AdversaryTerm(Term):
-    """DANN: cross-entropy of an attribute classifier on ``e`` behind gradient reversal (``alpha``).
-
-    Reports ``adversary/<attr>`` (the classifier's loss; the embedding receives its reversed
-    gradient) and the diagnostic ``adversary/<attr>/accuracy``.
-    """
-
-    def __init__(
-        self,
-        attribute: str,
-        *,
-        embedding_dim: int,
-        num_values: int,
-        weight: float = 1.0,
-        alpha: float = 1.0,
-        hidden: int | None = None,
-        lr: float | None = None,
-    ) -> None:
-        super().__init__(weight=weight, lr=lr)
-        self.attribute = attribute
-        self.adversary = AttributeAdversary(embedding_dim, num_values, alpha=alpha, hidden=hidden)
-
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        codes = batch.attribute(self.attribute)
-        out = {f"adversary/{self.attribute}": self.adversary(batch.embeddings, codes)}
-        with torch.no_grad():
-            predicted = self.adversary.classifier(batch.embeddings.detach()).argmax(dim=1)
-            out[f"@adversary/{self.attribute}/accuracy"] = (predicted == codes).float().mean()
-        return out
