@@ -1,4 +1,5 @@
-"""KNNClassifier: the same predictions as scikit-learn's KNeighborsClassifier, ties included."""
+"""KNNClassifier: the same predictions as scikit-learn's KNeighborsClassifier (vote ties included)
+on data without distance ties, and the tie rule where training rows tie in distance."""
 
 from __future__ import annotations
 
@@ -81,3 +82,21 @@ def test_knn_rejects_bad_input(digit_embeddings):
         KNNClassifier().fit(xtr, ytr).predict(bad)
     with pytest.raises(ValueError, match="single class"):
         KNNClassifier(k=1).fit(xtr[:5], np.zeros(5, dtype=int))
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_tied_training_rows_share_the_last_slots(metric):
+    # one row of label 5 nearest, then three copies of one row with labels 1, 2, 2. k=3: the
+    # copies share 2 slots, 2/3 each: label 2 gets 4/3 votes, label 5 one, label 1 2/3 -> 2.
+    # Taking the first two copies by index (scikit-learn, faiss) would give a 1-1-1 tie -> 1.
+    xtr = np.array([[1.0, 0.05], [1.0, 0.3], [1.0, 0.3], [1.0, 0.3], [-1.0, 0.2]])
+    ytr = np.array([5, 1, 2, 2, 9])
+    xq = np.array([[1.0, 0.0]])
+    for order in ([0, 1, 2, 3, 4], [3, 2, 1, 0, 4], [4, 2, 0, 3, 1]):
+        clf = KNNClassifier(k=3, metric=metric).fit(xtr[order], ytr[order])
+        assert clf.predict(xq).tolist() == [2]
+        # k=2: one slot for three copies (1/3 each): label 5's single full vote wins
+        assert KNNClassifier(k=2, metric=metric).fit(xtr[order], ytr[order]).predict(xq) == [5]
+    assert _sklearn(3, metric).fit(xtr, ytr).predict(xq).tolist() == [1]
+    scores, ids = KNNClassifier(k=3, metric=metric).fit(xtr, ytr).kneighbors(xq)
+    assert ids.tolist() == [[0, 1, 2]] and scores[0, 1] == scores[0, 2]  # tied rows by index

@@ -139,6 +139,34 @@ def test_exact_duplicates_are_neighbours_and_self_is_excluded_by_index():
     )
 
 
+def tie_cell(order: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Class 1: a base at the origin, two rows at distance 1 and four copies of one row at
+    distance 2; class 0: 4000 far rows. Returns ``(x, y, row of the base)`` in ``order``."""
+    cell = np.array([[0, 0], [1, 0], [-1, 0], [0, 2], [0, 2], [0, 2], [0, 2]], dtype=np.float32)
+    far = np.random.default_rng(0).normal(size=(4000, 2)).astype(np.float32) + 50
+    x = np.vstack([cell, far])[order]
+    y = np.array([1] * 7 + [0] * 4000)[order]
+    return x, y, int(np.flatnonzero(order == 0)[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tie_block_at_the_kth_neighbour_shares_its_slot(seed):
+    # k = 3: the base's two rows at distance 1 fill two slots; the third slot falls in a block
+    # of four tied copies, each taking it with probability 1/4 (the tie rule): each copy is
+    # picked with probability 1/12, each near row with 1/3, whatever the order of the rows
+    order = np.arange(4007) if seed == 0 else np.random.default_rng(seed).permutation(4007)
+    x, y, b = tie_cell(order)
+    sm = EmbeddingSMOTE(k_neighbors=3, random_state=seed)
+    sm.fit_resample(x, y)
+    from_b = sm.neighbor_indices_[sm.base_indices_ == b]
+    picked = Counter(order[from_b].tolist())  # back to the rows of the unpermuted cell
+    total = len(from_b)
+    assert total > 400 and set(picked) == {1, 2, 3, 4, 5, 6}
+    for row, p in {1: 1 / 3, 2: 1 / 3, 3: 1 / 12, 4: 1 / 12, 5: 1 / 12, 6: 1 / 12}.items():
+        sd = math.sqrt(p * (1 - p) / total)
+        assert abs(picked[row] / total - p) < 4.5 * sd, (row, picked[row], total)
+
+
 def test_only_distinct_bases_are_searched():
     x, y, _ = make_data({(0, 0): 200, (1, 0): 40})
     sm = EmbeddingSMOTE(k_neighbors=5, random_state=0)
