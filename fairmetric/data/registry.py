@@ -7,6 +7,7 @@ from typing import Any
 
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.data.splits import class_disjoint_split, imbalanced_subsample
+from fairmetric.registry import Registry
 
 __all__ = ["DATASETS", "build_splits"]
 
@@ -119,15 +120,18 @@ def _folder(root, image_size, split, test_fraction, seed, params) -> Splits:
     return _split_by_class(full, split, test_fraction, seed)
 
 
-#: dataset name → builder ``(root, image_size, split, test_fraction, seed, params) -> splits``
-DATASETS: dict[str, Callable[..., Splits]] = {
-    "colored_digits": _colored_digits,
-    "gaussian": _gaussian,
-    "celeba": _celeba,
-    "lfw": _lfw,
-    "cub": _cub,
-    "folder": _folder,
-}
+#: dataset name → builder ``(root, image_size, split, test_fraction, seed, params) -> splits``;
+#: add one with ``DATASETS.register("name", builder)``
+DATASETS: Registry[Callable[..., Splits]] = Registry("dataset")
+for _name, _builder in (
+    ("colored_digits", _colored_digits),
+    ("gaussian", _gaussian),
+    ("celeba", _celeba),
+    ("lfw", _lfw),
+    ("cub", _cub),
+    ("folder", _folder),
+):
+    DATASETS.register(_name, _builder)
 
 
 def build_splits(
@@ -167,7 +171,9 @@ def build_splits(
         if "attribute" not in imbalance or "share" not in imbalance:
             raise ValueError("data.imbalance needs 'attribute' and 'share' (e.g. share: 0.05)")
     try:
-        splits = DATASETS[name](root, image_size, split, test_fraction, seed, dict(params or {}))
+        splits = DATASETS.get(name)(
+            root, image_size, split, test_fraction, seed, dict(params or {})
+        )
     except TypeError as e:
         if "keyword argument" not in str(e):  # a genuine bug, not a misspelt parameter
             raise
