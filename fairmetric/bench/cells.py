@@ -119,7 +119,7 @@ def cell_config(
     tail.append(f"train.seed={cell.seed}")
     if epochs is not None:
         tail.append(f"train.epochs={int(epochs)}")
-    if spec.method_configs:
+    if cell.method in spec.method_configs:
         stem = spec.config.removesuffix("_baseline.yaml")
         return load_config(config_dir / f"{stem}_{cell.method}.yaml", tail)
     path = config_dir / spec.config

@@ -1,44 +1,107 @@
-"""What the benchmark runs: its methods (config overrides on a baseline) and its datasets."""
+"""What the benchmark runs: its methods (config overrides on a baseline) and its datasets.
+
+The methods are not listed here: every plug-in declares its own in ``bench_methods`` (``{method
+name: config overrides}``) -- the reducers (:data:`~fairmetric.losses.REDUCERS`), the batch
+samplers (:data:`~fairmetric.sampling.SAMPLERS`), the in-loop batch hooks
+(:data:`~fairmetric.train.hooks.HOOKS`) and the fairness terms (:data:`~fairmetric.losses.TERMS`).
+:data:`METHODS` reads them when it is used, so a plug-in registered in any module is a bench
+method with no edit here. In the overrides ``{attr}`` is the dataset's sensitive attribute;
+``{candidates}`` and ``{m2}`` are twice the resolved ``train.batch_size`` and
+``train.m_per_class`` (hard mining scores twice the batch, with as many classes per candidate
+batch as the baseline has per batch).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-__all__ = ["DATASETS", "METHODS", "REAL_DATASETS"]
+from fairmetric.losses import REDUCERS, TERMS
+from fairmetric.registry import Registry
+from fairmetric.sampling import SAMPLERS
+from fairmetric.train.hooks import HOOKS
 
-#: method name → config overrides on top of a dataset's baseline config. ``{attr}`` is the
-#: dataset's sensitive attribute; ``{candidates}`` and ``{m2}`` are twice the resolved
-#: ``train.batch_size`` and ``train.m_per_class`` (hard mining scores twice the batch, with as
-#: many classes per candidate batch as the baseline has per batch). Coloured digits uses the
-#: shipped ``configs/colored_digits_<method>.yaml`` instead.
-METHODS: dict[str, list[str]] = {
-    "baseline": [],
-    "reweight": ["data.group_attribute={attr}", "mitigation.reweight.enabled=true"],
-    "epoch_balanced": ["data.group_attribute={attr}", "sampling.name=epoch_balanced"],
-    "batch_balanced": ["data.group_attribute={attr}", "sampling.name=batch_balanced"],
-    "hard_mining": [
-        "mitigation.hard_mining.candidates_per_batch={candidates}",
-        "train.m_per_class={m2}",
-    ],
-    "smote": ["data.group_attribute={attr}", "mitigation.smote.enabled=true"],
-    "group_dro": ["data.group_attribute={attr}", "objective.group_dro.enabled=true"],
-    "spectral": ["objective.spectral.coefficient=0.01"],
-    "adversarial": ["objective.adversary.attribute={attr}", "objective.adversary.hidden=64"],
-    "parade": ["objective.parade.attributes=[{attr}]", "objective.parade.rho=10.0"],
-}
+__all__ = ["DATASETS", "METHODS", "REAL_DATASETS", "method_table"]
+
+#: the order of the built-in methods in tables (others follow in registration order)
+_ORDER = (
+    "baseline",
+    "reweight",
+    "epoch_balanced",
+    "batch_balanced",
+    "hard_mining",
+    "smote",
+    "group_dro",
+    "spectral",
+    "adversarial",
+    "parade",
+)
+_REGISTRIES: tuple[Registry, ...] = (REDUCERS, SAMPLERS, HOOKS, TERMS)
+
+
+def method_table() -> dict[str, list[str]]:
+    """Method name → overrides, collected from every plug-in registry now.
+
+    Raises:
+        ValueError: two plug-ins declare the same method name.
+    """
+    found: dict[str, list[str]] = {"baseline": []}
+    owner: dict[str, str] = {"baseline": "the bench"}
+    for registry in _REGISTRIES:
+        for name in registry:
+            plugin = registry.get(name)
+            for method, overrides in (getattr(plugin, "bench_methods", None) or {}).items():
+                if method in found and owner[method] != f"{registry.kind} {name!r}":
+                    raise ValueError(
+                        f"bench method {method!r} is declared by {owner[method]} and by "
+                        f"{registry.kind} {name!r}; rename one in its bench_methods"
+                    )
+                found[method], owner[method] = list(overrides), f"{registry.kind} {name!r}"
+    rank = {m: i for i, m in enumerate(_ORDER)}
+    ordered = sorted(found, key=lambda m: (rank.get(m, len(_ORDER)), list(found).index(m)))
+    return {m: found[m] for m in ordered}
+
+
+class _Methods(Mapping):
+    """A read-only view of :func:`method_table`, current with the registries."""
+
+    def __getitem__(self, method: str) -> list[str]:
+        return method_table()[method]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(method_table())
+
+    def __len__(self) -> int:
+        return len(method_table())
+
+    def __repr__(self) -> str:
+        return f"METHODS({', '.join(self)})"
+
+
+#: method name → config overrides on top of a dataset's baseline config (from the registries)
+METHODS: Mapping[str, list[str]] = _Methods()
 
 
 @dataclass(frozen=True)
 class _Dataset:
     config: str  # file name in fairmetric/configs/
     attribute: str  # the sensitive attribute audited and balanced
-    method_configs: bool = False  # use configs/<name>_<method>.yaml per method
+    #: methods defined for this dataset by ``configs/<name>_<method>.yaml`` rather than overrides
+    method_configs: tuple[str, ...] = ()
     needs_root: bool = False
 
 
-#: dataset name → its baseline config and sensitive attribute
+#: dataset name → its baseline config and sensitive attribute. Coloured digits keeps its own YAML
+#: for three methods whose settings there differ from the generic overrides: SMOTE trains on
+#: batches of 80 (16 per class, so that a dark cell often has the 2 members SMOTE needs), and the
+#: balanced samplers spell out ``proportions: {light: 0.5, dark: 0.5}``. Its other methods'
+#: YAMLs resolve to exactly the baseline plus the overrides, so the overrides define them.
 DATASETS: dict[str, _Dataset] = {
-    "colored_digits": _Dataset("colored_digits_baseline.yaml", "colour", method_configs=True),
+    "colored_digits": _Dataset(
+        "colored_digits_baseline.yaml",
+        "colour",
+        method_configs=("epoch_balanced", "batch_balanced", "smote"),
+    ),
     "gaussian": _Dataset("gaussian_baseline.yaml", "group"),
     "celeba": _Dataset("celeba_baseline.yaml", "Male", needs_root=True),
     "lfw": _Dataset("lfw_baseline.yaml", "Male", needs_root=True),

@@ -72,7 +72,7 @@ def test_suite_writes_cells_and_tables(suite):
             assert cell["status"] == "ok"
             assert cell["config"]["train"]["seed"] == seed
             assert cell["config"]["train"]["epochs"] == 1
-            assert cell["config"]["mitigation"]["reweight"]["enabled"] is (method == "reweight")
+            assert (cell["config"]["reducer"]["name"] == "group_weighted") is (method == "reweight")
             for col in COLUMNS:  # every number is measured on this tiny setting
                 assert isinstance(cell[col], float), (method, seed, col)
             assert 0.0 <= cell["recall@1"] <= 1.0
