@@ -112,7 +112,7 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["MPLBACKEND"] = "Agg"
-    env.setdefault("CUDA_VISIBLE_DEVICES", "")  # the README's numbers are CPU numbers
+    env["CUDA_VISIBLE_DEVICES"] = ""  # the README's numbers are CPU numbers
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
