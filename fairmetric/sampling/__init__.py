@@ -1,4 +1,11 @@
-"""Samplers: batch composition (m-per-class, group quotas), over/under-sampling, hard examples, SMOTE."""
+"""Samplers: batch composition (m-per-class, group quotas), over/under-sampling, hard examples, SMOTE.
+
+Batch samplers are registered by name (``sampling.name``) in :data:`SAMPLERS`; one added as a new
+module of this package registers itself (every module of the package is imported here).
+"""
+
+import importlib
+import pkgutil
 
 from fairmetric.sampling.balanced import EpochBalancedBatchSampler, GroupQuotaBatchSampler
 from fairmetric.sampling.hard_mining import HardExampleSelector, select_hard
@@ -18,3 +25,7 @@ __all__ = [
     "select_hard",
     "smote_batch",
 ]
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")

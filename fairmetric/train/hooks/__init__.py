@@ -2,12 +2,19 @@
 SMOTE after it. Add one in a new module: see :mod:`fairmetric.train.hooks.base`."""
 
 import importlib
+import pkgutil
 
 from fairmetric.train.hooks.base import HOOKS, BatchHook, HookContext, StepInput, register_hook
 
 #: the built-in hooks, in the order the trainer calls them
 BUILTIN_HOOKS = ("hard_mining", "smote")
-for _name in BUILTIN_HOOKS:
+# then every other module of this package, by name: a hook added as a new file registers itself
+_OTHERS = sorted(
+    m.name
+    for m in pkgutil.iter_modules(__path__)
+    if m.name not in (*BUILTIN_HOOKS, "base") and not m.name.startswith("_")
+)
+for _name in (*BUILTIN_HOOKS, *_OTHERS):
     importlib.import_module(f"{__name__}.{_name}")
 
 from fairmetric.train.hooks.hard_mining import HardMiningConfig, HardMiningHook  # noqa: E402
