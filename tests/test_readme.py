@@ -22,6 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
+#: the pages whose commands and names are checked against the code: the extension guides name the
+#: files and config keys a reader is about to create, so they are left to their own tests
+REFERENCE_DOCS = [p for p in DOCS if not p.name.startswith("extend")]
 
 
 def _engine():
@@ -299,7 +302,7 @@ def _commands(text: str) -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", REFERENCE_DOCS, ids=lambda p: p.name)
 def test_docs_commands_parse(page):
     """Every ``fairmetric`` command in docs/ names real options, and a train command's config
     and overrides load (the docs' commands are not run: they need data or hours)."""
@@ -325,7 +328,7 @@ def test_docs_python_compiles(page):
             compile(m["body"], f"{page.name}:python block", "exec")
 
 
-@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [README, *REFERENCE_DOCS], ids=lambda p: p.name)
 def test_named_files_and_python_names_exist(page):
     """Every repository path (`fairmetric/...`, `examples/...`, ...) and every dotted
     `fairmetric.` name the page puts in backticks exists, so the docs follow the code."""
