@@ -1,4 +1,8 @@
-"""Neighbour search for the embedding audit: one faiss index, searched in query chunks.
+"""The faiss layer of the neighbour search: one faiss index, searched in query chunks.
+
+Its scores are float32 and faiss breaks exact ties by position; consumers use
+:mod:`fairmetric.neighbors.search`, which re-ranks these candidates in float64 and applies the tie
+rule of :mod:`fairmetric.neighbors.ties`.
 
 Every audit metric and every subgroup is served by **one** k-NN search over the whole set (the
 query excluded from its own neighbours, METHODS.md §1). :class:`NeighborIndex` builds the index
