@@ -99,6 +99,26 @@ def test_update_rewrites_only_output_blocks():
         engine.parse("<!-- readme-test: skp (x) -->\n```bash\nls\n```\n")
 
 
+def test_run_record_and_update_from_it(tmp_path):
+    """Blocks run in order in one folder (a later block sees an earlier one's files, python
+    blocks too); the run is recorded, and --update --from rewrites the outputs from the record."""
+    text = (
+        "<!-- readme-test: skip (not here) -->\n```bash\nexit 3\n```\n"
+        "```bash\necho made > made.txt\n```\n"
+        "```python\nprint(open('made.txt').read().strip(), 'in python')\n```\n"
+        "<!-- readme-test: output -->\n```text\nstale\n```\n"
+    )
+    blocks = engine.parse(text)
+    results = engine.run_blocks(blocks, tmp_path)
+    assert [r.returncode for r in results] == [0, 0, 0]
+    assert results[-1].expected == "made in python\n"
+    recorded = engine.load_results(blocks, tmp_path)
+    assert engine.update(text, recorded) == text.replace("stale", "made in python")
+    failing = engine.parse("```bash\nfalse\n```\n```bash\necho never\n```\n")
+    results = engine.run_blocks(failing, tmp_path)
+    assert len(results) == 1 and "exited 1" in engine.problems(results)[0]
+
+
 # -- every number in the prose is checked ---------------------------------------------------
 
 
