@@ -281,7 +281,7 @@ def run_steps(variant: Variant, n: int, record: bool = True) -> np.ndarray:
 
 def hook_pass(variant: Variant, n: int) -> dict[str, float]:
     """Mean seconds per step spent inside each of ``variant.modules`` (forward only)."""
-    import fairmetric.losses.terms as terms_module
+    import fairmetric.losses.terms.parade as terms_module
 
     spent = dict.fromkeys(variant.modules, 0.0)
     starts: dict[str, float] = {}
