@@ -19,9 +19,11 @@ The README's fenced blocks are read in order:
   ``fairmetric.demo.format_summary`` of the run's ``summary.json``, which must appear verbatim in
   the demo's standard output.
 
-``--update`` rewrites the output and demo blocks with what the run printed; the prose around them
-is checked by ``tests/test_readme.py`` (its claims about the numbers, and that every number in
-the prose is checked), so rerun the test after updating.
+``--update`` rewrites the output and demo blocks with what the run printed. The prose around them
+is checked too: :func:`claims` lists what "How to read it" says about the demo's numbers, and
+every run (and ``--update``) reports a claim the new numbers no longer show, so the text can be
+reworded with the tables; ``tests/test_readme.py`` checks the same and that every number in the
+prose is checked. Exit status 1 when something is stale.
 """
 
 from __future__ import annotations
@@ -228,6 +230,62 @@ def update(text: str, results: list[Result]) -> str:
     return "".join(pieces) + text[pos:]
 
 
+def prose(text: str) -> str:
+    """``text`` without code blocks, inline code, HTML comments and link targets, on one line."""
+    text = FENCE.sub(" ", text)
+    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
+    text = re.sub(r"`[^`]*`", " ", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    text = re.sub(r"^\s*\d+\.\s", " ", text, flags=re.M)  # ordered-list markers
+    text = text.replace("**", "")
+    return " ".join(text.split())
+
+
+def claims(workdir: Path) -> dict[str, bool]:
+    """What the README's "How to read it" says about the demo's numbers (phrases of its
+    :func:`prose`), and whether the run in ``workdir`` shows it."""
+    summary = json.loads((workdir / "runs/demo/summary.json").read_text())
+    recall = summary["recall@1"]
+    base = summary["comparison"]["baseline"]
+    down = json.loads((workdir / "runs/demo/baseline/downstream/report.json").read_text())
+    accuracy = down["metrics"]["accuracy"]["by_group"]["colour"]
+    shares = summary["train_colour_share"]
+    rare = min(shares, key=shares.get)
+    common = max(shares, key=shares.get)
+    return {
+        "Training narrows the gap the untrained network starts with": (
+            recall["baseline"]["gap"]["colour"] < recall["untrained"]["gap"]["colour"]
+        ),
+        "but the baseline keeps one: the rare dark rendering is served worse": (
+            rare == "dark"
+            and base["recall@1 worst group name"] == "dark"
+            and recall["baseline"]["by_group"]["colour"]["dark"]
+            < recall["baseline"]["by_group"]["colour"][common]
+        ),
+        "and the gap's bootstrap interval excludes zero": base["recall@1 gap interval"][0] > 0,
+        "is still less accurate on one colour, beyond its bootstrap interval": (
+            min(v["value"] for v in accuracy.values()) < max(v["value"] for v in accuracy.values())
+            and base["downstream gap interval"][0] > 0
+        ),
+    }
+
+
+def claim_problems(text: str, workdir: Path) -> list[str]:
+    """Claims the README makes that the run in ``workdir`` does not show (or no longer makes)."""
+    found = []
+    said = prose(text)
+    for claim, holds in claims(workdir).items():
+        if claim not in said:
+            found.append(
+                f"README no longer says {claim!r}: update claims() in {Path(__file__).name}"
+            )
+        elif not holds:
+            found.append(
+                f"README says {claim!r}, and the demo's numbers no longer show it: reword it"
+            )
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--update", action="store_true", help="rewrite the output blocks")
@@ -252,12 +310,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"the run in {args.source} failed; nothing to update from")
         README.write_text(update(text, results))
         print("README.md: output blocks rewritten from", args.source)
-        return 0
+        stale_claims = claim_problems(text, args.source)
+        for p in stale_claims:
+            print(p)
+        return 1 if stale_claims else 0
     with tempfile.TemporaryDirectory(prefix="readme-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         results = run_blocks(blocks, workdir, log=lambda m: print(m, file=sys.stderr))
         failed = [r for r in results if r.returncode != 0]
+        stale_claims = [] if failed else claim_problems(text, workdir)
+        for p in stale_claims:
+            print(p)
         if args.update and not failed:
             new = update(text, results)
             if new != text:
@@ -265,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("README.md: output blocks rewritten; now run tests/test_readme.py")
             else:
                 print("README.md: output blocks already true")
-            return 0
-        found = problems(results)
+            return 1 if stale_claims else 0
+        found = problems(results) + stale_claims
         for p in found:
             print(p, end="\n\n")
         if not found:

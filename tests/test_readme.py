@@ -40,17 +40,6 @@ def _engine():
 engine = _engine()
 
 
-def _prose(text: str) -> str:
-    """``text`` without code blocks, inline code, HTML comments and link targets, on one line."""
-    text = engine.FENCE.sub(" ", text)
-    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
-    text = re.sub(r"`[^`]*`", " ", text)
-    text = re.sub(r"\]\([^)]*\)", "]", text)
-    text = re.sub(r"^\s*\d+\.\s", " ", text, flags=re.M)  # ordered-list markers
-    text = text.replace("**", "")
-    return " ".join(text.split())
-
-
 # -- structure -------------------------------------------------------------------------------
 
 
@@ -156,7 +145,8 @@ def _digit_size() -> str:
 
 
 #: phrases of the README's prose that hold a number, and what checks it (the demo-run numbers are
-#: checked by test_claims below, from the run itself)
+#: checked by test_claims below, from the run itself; the claims in words are claims() in
+#: scripts/update_readme.py)
 NUMBERS = {
     "ICLR 2022": "citation (Dullerud et al.)",
     "Python >= 3.10": lambda: _python_floor() == "3.10",
@@ -170,7 +160,7 @@ NUMBERS = {
 
 
 def test_every_number_in_the_prose_is_checked():
-    prose = _prose(README.read_text())
+    prose = engine.prose(README.read_text())
     for phrase, check in NUMBERS.items():
         assert phrase in prose, f"README no longer says {phrase!r}: update NUMBERS"
         if callable(check):
@@ -220,42 +210,12 @@ def test_every_block_runs_and_every_output_is_true(readme_run):
     assert [b.line for b in ran] == [b.line for b in expected], "a block did not run"
 
 
-#: what "How to read it" claims about the demo's numbers, and the check of each claim
-def _claims(workdir: Path) -> dict[str, bool]:
-    summary = json.loads((workdir / "runs/demo/summary.json").read_text())
-    recall = summary["recall@1"]
-    base = summary["comparison"]["baseline"]
-    down = json.loads((workdir / "runs/demo/baseline/downstream/report.json").read_text())
-    accuracy = down["metrics"]["accuracy"]["by_group"]["colour"]
-    shares = summary["train_colour_share"]
-    rare = min(shares, key=shares.get)
-    common = max(shares, key=shares.get)
-    return {
-        "Training narrows the gap the untrained network starts with": (
-            recall["baseline"]["gap"]["colour"] < recall["untrained"]["gap"]["colour"]
-        ),
-        "but the baseline keeps one: the rare dark rendering is served worse": (
-            rare == "dark"
-            and base["recall@1 worst group name"] == "dark"
-            and recall["baseline"]["by_group"]["colour"]["dark"]
-            < recall["baseline"]["by_group"]["colour"][common]
-        ),
-        "and the gap's bootstrap interval excludes zero": base["recall@1 gap interval"][0] > 0,
-        "is still less accurate on one colour, beyond its bootstrap interval": (
-            min(v["value"] for v in accuracy.values()) < max(v["value"] for v in accuracy.values())
-            and base["downstream gap interval"][0] > 0
-        ),
-    }
-
-
 @pytest.mark.slow
 def test_claims(readme_run):
     workdir, results = readme_run
     assert not [r for r in results if r.returncode != 0], "see the test above"
-    prose = _prose(README.read_text())
-    for claim, holds in _claims(workdir).items():
-        assert claim in prose, f"README no longer says {claim!r}: update _claims"
-        assert holds, f"README says {claim!r}, and the demo's numbers no longer show it"
+    stale = engine.claim_problems(README.read_text(), workdir)
+    assert not stale, "\n".join(stale)
     # the numbers NUMBERS leaves to this test
     from fairmetric.cli import main
     from fairmetric.demo import DEMO_THREADS
