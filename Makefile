@@ -22,8 +22,8 @@ demo: $(VENV)/.installed
 	$(BIN)/fairmetric demo
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check fairmetric tests examples
-	$(BIN)/ruff format --check fairmetric tests examples
+	$(BIN)/ruff check fairmetric tests examples scripts benchmarks
+	$(BIN)/ruff format --check fairmetric tests examples scripts benchmarks
 
 test: lint
 	$(BIN)/python -m pytest
