@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,12 +11,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from fairmetric import __version__
-from fairmetric.audit.metrics import (
-    NeighbourStats,
-    alignment_by_grouping,
-    linear_probes,
-    uniformity_by_grouping,
-)
+from fairmetric.audit.metrics import AUDIT_METRICS, AuditContext, Job, NeighbourStats
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.neighbors.index import IndexKind, Metric, NeighborIndex
 from fairmetric.neighbors.search import iter_neighbours
@@ -172,6 +166,26 @@ def audit(
     counts = np.bincount(labels)
     if map_k is None:
         map_k = int(min(max(counts.max() - 1, 1), 1000))
+    settings = {
+        "ks": ks,
+        "metric": metric,
+        "map_k": map_k,
+        "homophily_k": homophily_k,
+        "leakage_k": leakage_k,
+        "linear_probe": linear_probe,
+        "pair_partners": pair_partners,
+        "uniformity_t": uniformity_t,
+        "seed": seed,
+    }
+    ctx = AuditContext(
+        data=data,
+        x=data.embeddings,
+        labels=labels,
+        attributes=attributes,
+        groupings=[],
+        settings=settings,
+    )
+    plugins = [cls() for _, cls in AUDIT_METRICS.items()]
     stats = NeighbourStats(
         labels,
         {a: data.attribute(a) for a in attributes},
@@ -179,13 +193,15 @@ def audit(
         homophily_k=homophily_k,
         leakage_k=leakage_k,
     )
-    k_search = max(stats.k_needed, map_k)
+    ctx.stats = stats
+    k_search = max([1, *(m.k_needed(ctx) for m in plugins)])
     if k_search >= n:
         raise ValueError(
             f"the audit needs {k_search} neighbours per query (ks={ks}, map_k={map_k}, "
             f"homophily_k={homophily_k}, leakage_k={leakage_k}) but there are only {n} "
             f"embeddings; lower them below {n}"
         )
+    ctx.k_search = k_search
 
     # -- one neighbour search serves every neighbour metric and every group ----------------
     nn_index = NeighborIndex(
@@ -201,6 +217,8 @@ def audit(
     reranked = expanded = 0
     for nb in iter_neighbours(nn_index, k_search, progress=progress):
         stats.add(nb)
+        for m in plugins:
+            m.update(ctx, nb)
         reranked += int(nb.reranked.sum())
         expanded += int(nb.expanded.sum())
     t_search = time.perf_counter() - t_search
@@ -208,160 +226,23 @@ def audit(
     # the rows the index searched: unit-norm under cosine (alignment and uniformity are then
     # measured on the hypersphere, as Wang & Isola define them), the embeddings otherwise
     x = nn_index.vectors
+    ctx.x = x
     nn_index.release()  # the index is not needed for the metrics: do not hold both at once
     # After faiss's OpenMP search, multi-threaded OpenBLAS calls spin against idle OpenMP threads
     # on small machines (a 2000x128 SVD took 4.4 s instead of 0.07 s on 2 cores): the matrix work
     # below is small, so it runs on single-threaded BLAS.
     with threadpool_limits(1, user_api="blas"):
         groupings = build_groupings(data, attributes, intersectional=intersectional)
+        ctx.groupings = groupings
         common = {"groupings": groupings, "n_boot": bootstrap, "seed": seed}
         metrics: dict[str, GroupMetric] = {}
-        lone = "no query of this group has another sample of its class"
-
-        jobs: list[tuple[str, dict[str, Any]]] = []
-        for k in ks:
-            jobs.append(
-                (
-                    f"recall@{k}",
-                    dict(
-                        num=stats.hits[k].astype(np.float64),
-                        valid=stats.valid,
-                        higher_is_better=True,
-                        na_reason=lone,
-                        description=f"share of queries whose {k} nearest neighbours include their class",
-                    ),
-                )
-            )
-        jobs.append(
-            (
-                "map@r",
-                dict(
-                    num=stats.ap,
-                    valid=stats.valid,
-                    higher_is_better=True,
-                    na_reason=lone,
-                    description=f"mean average precision at R (PML's MAP@R, ranks up to {k_search})",
-                ),
-            )
-        )
-
-        per_group = alignment_by_grouping(
-            x, labels, {"": np.zeros(n, dtype=np.int64), **{g.name: g.codes for g in groupings}}
-        )
-        same, same_p, diff, diff_p = per_group.pop("")
-        jobs.append(
-            (
-                "intra_class_alignment",
-                dict(
-                    num=same,
-                    den=same_p,
-                    group_num={g: v[0] for g, v in per_group.items()},
-                    group_den={g: v[1] for g, v in per_group.items()},
-                    higher_is_better=False,
-                    na_reason="no class has two samples in this group",
-                    description="mean squared distance between same-class pairs inside the group "
-                    "(lower: tighter classes)",
-                ),
-            )
-        )
-        jobs.append(
-            (
-                "inter_class_alignment",
-                dict(
-                    num=diff,
-                    den=diff_p,
-                    group_num={g: v[2] for g, v in per_group.items()},
-                    group_den={g: v[3] for g, v in per_group.items()},
-                    higher_is_better=True,
-                    na_reason="fewer than two classes in this group",
-                    description="mean squared distance between different-class pairs inside the group "
-                    "(lower: different classes crowd together)",
-                ),
-            )
-        )
-        (u_num, u_den), u_group = uniformity_by_grouping(
-            x,
-            {g.name: g.codes for g in groupings},
-            t=uniformity_t,
-            partners=pair_partners,
-            seed=seed,
-        )
-        jobs.append(
-            (
-                "uniformity",
-                dict(
-                    num=u_num,
-                    den=u_den,
-                    group_num={g: v[0] for g, v in u_group.items()},
-                    group_den={g: v[1] for g, v in u_group.items()},
-                    transform=math.log,
-                    higher_is_better=False,
-                    na_reason="fewer than two samples in this group",
-                    description=f"log mean exp(-{uniformity_t:g}·squared distance) over pairs inside the "
-                    "group (lower: spread more uniformly)",
-                ),
-            )
-        )
-
-        chance: dict[str, float] = {}
-        probed = [a for a in attributes if len(np.unique(data.attribute(a))) >= 2]
-        probes = {}
-        if linear_probe and probed:
-            columns = np.stack([data.attribute(a) for a in probed], axis=1)
-            cells = np.unique(columns, axis=0, return_inverse=True)[1].ravel()  # the intersection
-            probes = linear_probes(
-                x, {a: data.attribute(a) for a in probed}, cells=cells, seed=seed
-            )
+        # every registered metric (fairmetric.audit.metrics): whole-set entries in registration
+        # order, then each attribute's entries
+        jobs: list[Job] = [job for m in plugins for job in m.jobs(ctx)]
         for g in groupings[: len(attributes)]:
-            a = g.name
-            codes = data.attribute(a)
-            h = stats.homophily[a]
-            jobs.append(
-                (
-                    f"homophily:{a}",
-                    dict(
-                        num=np.nan_to_num(h),
-                        valid=~np.isnan(h),
-                        groupings=[g],
-                        higher_is_better=False,
-                        na_reason="no query of this group has a different-class neighbour",
-                        description=f"share of different-class neighbours (of {homophily_k}) with the "
-                        f"query's {a}, over its base rate (1: {a} does not structure the space)",
-                    ),
-                )
-            )
-            n_values = len(np.unique(codes))
-            chance[a] = 1.0 / n_values
-            if n_values < 2:
-                continue
-            jobs.append(
-                (
-                    f"leakage_knn:{a}",
-                    dict(
-                        num=(stats.vote[a] == codes).astype(np.float64),
-                        groupings=[g],
-                        overall_mode="macro",
-                        higher_is_better=False,
-                        description=f"how well a {leakage_k}-NN vote predicts {a}: recall per group, "
-                        f"balanced accuracy overall (chance {chance[a]:.3f})",
-                    ),
-                )
-            )
-            if linear_probe:
-                pred = probes[a]
-                jobs.append(
-                    (
-                        f"leakage_linear:{a}",
-                        dict(
-                            num=(pred == codes).astype(np.float64),
-                            groupings=[g],
-                            overall_mode="macro",
-                            higher_is_better=False,
-                            description=f"how well a cross-validated linear probe predicts {a}: recall per "
-                            f"group, balanced accuracy overall (chance {chance[a]:.3f})",
-                        ),
-                    )
-                )
+            for m in plugins:
+                jobs.extend(m.attribute_jobs(ctx, g))
+        chance: dict[str, float] = ctx.metadata.pop("leakage_chance", {})
 
         t_metrics = time.perf_counter()
         for name, kwargs in tqdm(
@@ -411,6 +292,7 @@ def audit(
             "dropped_invalid": {"count": len(dropped), "first_indices": dropped[:20]},
             "source": source or data.metadata.get("source") or data.metadata.get("dataset"),
             "fairmetric_version": __version__,
+            **ctx.metadata,
             "seconds": {
                 "search": round(t_search, 3),
                 "metrics": round(t_metrics, 3),
