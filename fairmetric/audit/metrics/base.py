@@ -119,8 +119,8 @@ def register_audit_metric(name: str, *, replace: bool = False):
     def add(cls: type[AuditMetric]) -> type[AuditMetric]:
         if not (isinstance(cls, type) and issubclass(cls, AuditMetric)):
             raise ValueError(f"an audit metric must subclass AuditMetric, got {cls!r}")
-        cls.name = name
         AUDIT_METRICS.register(name, cls, replace=replace)
+        cls.name = name
         return cls
 
     return add
