@@ -19,6 +19,7 @@ from fairmetric.train.hooks import HOOKS, BatchHook, HookContext
 __all__ = [
     "SAMPLING_MODES",
     "build_data",
+    "build_epoch_sampler",
     "build_hooks",
     "build_model",
     "build_sampler",
@@ -129,6 +130,42 @@ def build_sampler(
         world_size=world_size,
     )
     return SAMPLERS.get(cfg.sampling.name).from_config(cfg.sampling, context)
+
+
+def build_epoch_sampler(
+    cfg: ExperimentConfig,
+    train_set: AttributeDataset,
+    groups: np.ndarray | None,
+    *,
+    hooks: list[BatchHook],
+    rank: int = 0,
+    world_size: int = 1,
+):
+    """The training run's sampler: :func:`build_sampler` at the batch size the hooks draw per
+    step (hard mining: its candidates), with as many steps per epoch as without them."""
+    tc = cfg.train
+    sampler_batch = tc.batch_size
+    for hook in hooks:
+        sampler_batch = hook.sampler_batch_size(sampler_batch)
+
+    def make(batches: int | None):
+        return build_sampler(
+            cfg,
+            train_set,
+            groups,
+            batch_size=sampler_batch,
+            num_batches=batches,
+            rank=rank,
+            world_size=world_size,
+        )
+
+    sampler = make(tc.batches_per_epoch)
+    if sampler_batch != tc.batch_size and tc.batches_per_epoch is None:
+        # as many steps per epoch as at train.batch_size: the extra samples are candidates
+        counts = getattr(sampler, "group_counts", None)  # epoch_balanced: the resampled size
+        total = int(np.sum(counts)) if counts is not None else len(train_set)
+        sampler = make(max(1, total // tc.batch_size))
+    return sampler
 
 
 def build_hooks(

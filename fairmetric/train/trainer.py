@@ -36,11 +36,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from fairmetric.data.dataset import AttributeDataset
-from fairmetric.models.embed import dataset_embeddings, embed_dataset, inference_settings
 from fairmetric.models.embedder import save_embedder
 from fairmetric.train.builders import (
     build_data,
+    build_epoch_sampler,
     build_hooks,
     build_model,
     build_sampler,
@@ -49,9 +48,9 @@ from fairmetric.train.builders import (
 from fairmetric.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from fairmetric.train.config import ExperimentConfig, config_to_dict, save_config
 from fairmetric.train.distributed import DistributedContext, init_distributed
-from fairmetric.train.evaluate import recall_by_group
 from fairmetric.train.hooks import StepInput
 from fairmetric.train.objectives import build_objective, build_training_loss
+from fairmetric.train.scoring import evaluate_model, score_test_split
 from fairmetric.train.state import (
     check_resumable,
     check_runtime,
@@ -79,28 +78,6 @@ __all__ = [
 
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.jsonl"
-
-
-def evaluate_model(
-    model: torch.nn.Module,
-    dataset: AttributeDataset,
-    *,
-    ks: list[int],
-    attributes: list[str] | None,
-    device: torch.device,
-    batch_size: int = 256,
-    progress: bool = False,
-    **settings: Any,
-) -> dict[str, Any]:
-    """Exact Recall@k of ``model`` on ``dataset``, overall and per attribute value.
-
-    ``settings`` are :func:`~fairmetric.models.embed.embed_dataset`'s speed settings
-    (``precision``, ``channels_last``, ``num_workers``, ...); the trainer passes its own.
-    """
-    emb = embed_dataset(
-        model, dataset, batch_size=batch_size, device=device, progress=progress, **settings
-    )
-    return recall_by_group(emb, ks, attributes)
 
 
 class Trainer:
@@ -182,7 +159,14 @@ class Trainer:
         param_groups += self.objective.param_groups(cfg.optim.lr, cfg.optim.loss_lr)
         self.optimizer = torch.optim.Adam(param_groups, weight_decay=cfg.optim.weight_decay)
         self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
-        self.sampler = self._build_sampler(train_set, groups)
+        self.sampler = build_epoch_sampler(
+            cfg,
+            train_set,
+            groups,
+            hooks=list(self.hooks.values()),
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
         self.group_col = (
             train_set.attribute_index(cfg.data.group_attribute) if groups is not None else None
         )
@@ -215,53 +199,19 @@ class Trainer:
         self._resumed: dict[str, Any] | None = None  # the checkpoint's epoch and hook state
         self._rank_state: dict[str, Any] | None = None
 
-    def _build_sampler(self, train_set: AttributeDataset, groups: np.ndarray | None):
-        tc, ctx = self.cfg.train, self.ctx
-        sampler_batch = tc.batch_size
-        for hook in self.hooks.values():
-            sampler_batch = hook.sampler_batch_size(sampler_batch)
-
-        def make(batches: int | None):
-            return build_sampler(
-                self.cfg,
-                train_set,
-                groups,
-                batch_size=sampler_batch,
-                num_batches=batches,
-                rank=ctx.rank,
-                world_size=ctx.world_size,
-            )
-
-        sampler = make(tc.batches_per_epoch)
-        if sampler_batch != tc.batch_size and tc.batches_per_epoch is None:
-            # as many steps per epoch as with tc.batch_size: the extra samples are candidates
-            counts = getattr(sampler, "group_counts", None)  # epoch_balanced: the resampled size
-            total = int(np.sum(counts)) if counts is not None else len(train_set)
-            sampler = make(max(1, total // tc.batch_size))
-        return sampler
-
     # -- evaluation -------------------------------------------------------------------------
 
     def evaluate(self) -> dict[str, Any]:
         """Recall@k of the current model on the test split, overall and per group (rank 0; the
         other ranks embed their shard and return ``{}``)."""
-        tc, ctx, model, test_set = self.cfg.train, self.ctx, self.model, self.test_set
-        settings = dict(batch_size=tc.eval_batch_size, device=self.device, **inference_settings(tc))
-        if not ctx.enabled or len(test_set) < ctx.world_size:
-            if not self.main:
-                return {}
-            return evaluate_model(
-                model, test_set, ks=tc.recall_k, attributes=self.eval_attributes, **settings
-            )
-        # every rank embeds a shard with rank 0's weights and buffers; rank 0 scores them all
-        ctx.broadcast_buffers(model)
-        shard = np.array_split(np.arange(len(test_set)), ctx.world_size)[ctx.rank]
-        part = embed_dataset(model, test_set.subset(shard), **settings)
-        pieces = ctx.gather_object(part.embeddings)
-        if not self.main:
-            return {}
-        emb = dataset_embeddings(test_set, np.concatenate(pieces))
-        return recall_by_group(emb, tc.recall_k, self.eval_attributes)
+        return score_test_split(
+            self.model,
+            self.test_set,
+            self.cfg.train,
+            self.ctx,
+            attributes=self.eval_attributes,
+            device=self.device,
+        )
 
     # -- start and resume -------------------------------------------------------------------
 
