@@ -1,0 +1,95 @@
+"""Run folders written before the plug-in registries still resume, exactly.
+
+Until the registries, a checkpoint kept SMOTE's generator as ``smote_rng``, each rank's
+hard-mining generator as ``selector``, the epoch's synthetic-row count as
+``epoch_state.synthetic``, and its config switched reducers on in ``mitigation.reweight`` /
+``objective.group_dro``. A checkpoint is rewritten into that layout here, then resumed: the result
+must equal the uninterrupted run's, bit for bit.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fairmetric.train import load_config, train
+from fairmetric.train.checkpoint import load_checkpoint, save_checkpoint
+from fairmetric.train.trainer import TrainStep
+from tests.conftest import GAUSSIAN
+from tests.train.test_config_compat import _old_layout
+from tests.train.test_trainer import _untimed
+
+EXTRA = [
+    "train.batch_size=16",
+    "data.group_attribute=group",
+    "mitigation.hard_mining.candidates_per_batch=32",
+    "mitigation.hard_mining.selection=proportional",
+    "mitigation.smote.enabled=true",
+    "train.epochs=2",
+    "train.batches_per_epoch=6",
+    "train.checkpoint_every=2",
+]
+
+
+def _quiet(cfg, out, **kw):
+    return train(cfg, out, progress=False, log=lambda s: None, **kw)
+
+
+def _to_old_layout(path, cfg) -> dict:
+    """Rewrite the checkpoint at ``path`` as the previous version wrote it."""
+    state = load_checkpoint(path)
+    state.pop("format")
+    hooks = state.pop("hooks")
+    state["smote_rng"] = hooks["smote"]["generator"]
+    for rank in state["ranks"]:
+        rank["selector"] = rank.pop("hooks")["hard_mining"]["generator"]
+    if "epoch_state" in state:
+        stats = state["epoch_state"].pop("stats")
+        state["epoch_state"]["synthetic"] = stats["smote_per_step"]
+    state["config"] = _old_layout(cfg)
+    save_checkpoint(state, path)
+    return state
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("reducer", ["reducer.name=group_weighted", "reducer.name=group_dro"])
+def test_an_old_mid_epoch_checkpoint_resumes_exactly(tmp_path, monkeypatch, reducer):
+    cfg = load_config(None, GAUSSIAN + EXTRA + [reducer])
+    straight = _quiet(cfg, tmp_path / "straight")
+
+    forward, calls = TrainStep.forward, {"n": 0}
+
+    def crashing(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 6 + 3:  # epoch 2, step 3: one step after the step-2 checkpoint
+            raise _Crash("simulated crash")
+        return forward(self, *args)
+
+    monkeypatch.setattr(TrainStep, "forward", crashing)
+    with pytest.raises(_Crash):
+        _quiet(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(TrainStep, "forward", forward)
+    path = tmp_path / "resumed" / "checkpoint.pt"
+    old = _to_old_layout(path, cfg)
+    assert "reducer" not in old["config"] and old["epoch_state"]["synthetic"] > 0
+
+    resumed = _quiet(cfg, tmp_path / "resumed", resume=True)
+    assert _untimed(resumed["history"]) == _untimed(straight["history"])
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(path)
+    for part in ("model", "objective"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    assert "smote_rng" not in b and set(b["hooks"]) == {"hard_mining", "smote"}
+
+
+def test_the_hooks_state_is_in_the_checkpoint(tmp_path):
+    cfg = load_config(None, GAUSSIAN + EXTRA + ["train.epochs=1"])
+    _quiet(cfg, tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert set(state["hooks"]) == {"hard_mining", "smote"}
+    assert torch.is_tensor(state["hooks"]["smote"]["generator"])  # shared by every process
+    assert torch.is_tensor(state["ranks"][0]["hooks"]["hard_mining"]["generator"])  # per rank
