@@ -1,9 +1,13 @@
 """Fairness terms that plug into pytorch-metric-learning: group-aware reducers (reweighting, Group
 DRO), per-sample losses, PARADE decorrelation, spectral decoupling, adversarial removal, and the
-`Objective` that composes them with a metric loss."""
+`Objective` that composes them with a metric loss.
+
+Terms and reducers are plug-ins: registered by name in :data:`TERMS` (``objective.<name>``) and
+:data:`REDUCERS` (``reducer.name``), each with its own typed config (see
+:mod:`fairmetric.losses.registry`)."""
 
 from fairmetric.losses.factories import LossConfig, MinerConfig, build_loss, build_miner
-from fairmetric.losses.group_dro import GroupDROReducer, install_group_dro  # noqa: I001 - order
+from fairmetric.losses.group_dro import GroupDROReducer, install_group_dro
 from fairmetric.losses.objective import Batch, Objective, Term
 from fairmetric.losses.per_sample import per_sample_losses
 from fairmetric.losses.reducers import (

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch.nn as nn
@@ -144,9 +143,3 @@ class ObjectiveContext:
     def group_names(self) -> list[str]:
         """The value names of ``group_attribute``."""
         return list(self.train_set.attribute_value_names[self.group_attribute])
-
-
-def plugin_needs_groups(cls: type, config: Any) -> bool:
-    """Whether the plug-in ``cls`` configured by ``config`` needs ``data.group_attribute``."""
-    fn = getattr(cls, "needs_groups", None)
-    return bool(fn(config)) if callable(fn) else False

@@ -34,13 +34,38 @@ __all__ = [
 ]
 
 _CACHE: dict[Any, type] = {}
+_SECTIONS: dict[str, Any] = {}  # title → the function that assembles that section class
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def _restore_section(title: str, values: dict[str, Any]) -> Any:
+    """Unpickle an assembled section (its class is rebuilt from the registries)."""
+    return _SECTIONS[title]()(**values)
+
+
+def _reduce_section(self: Any) -> tuple:
+    return _restore_section, (type(self).__name__, _fields(self))
+
+
+def _restore_reducer(values: dict[str, Any]) -> Any:
+    """Unpickle a ``reducer`` section."""
+    return reducer_config_class(values["name"])(**values)
+
+
+def _reduce_reducer(self: Any) -> tuple:
+    return _restore_reducer, (_fields(self),)
 
 
 def _sections(title: str, doc: str, entries: list[tuple[str, type]]) -> type:
     key = (title, tuple(entries))
     if key not in _CACHE:
         cls = dataclasses.make_dataclass(
-            title, [(name, tp, field(default_factory=tp)) for name, tp in entries]
+            title,
+            [(name, tp, field(default_factory=tp)) for name, tp in entries],
+            namespace={"__reduce__": _reduce_section},
         )
         cls.__doc__ = doc
         cls.__module__ = "fairmetric.train.config"
@@ -64,6 +89,9 @@ def mitigation_config_class() -> type:
         "In-loop batch hooks (hard-example selection, SMOTE; all off by default).",
         [(name, HOOKS.get(name).config_class) for name in HOOKS],
     )
+
+
+_SECTIONS.update(ObjectiveConfig=objective_config_class, MitigationConfig=mitigation_config_class)
 
 
 def _config_of(self: Any) -> Any:
@@ -95,7 +123,8 @@ def reducer_config_class(name: str | None) -> type:
             if factory is not dataclasses.MISSING:
                 kwargs["default_factory"] = factory
             fields.append((fname, tp, field(**kwargs)))
-        cls = dataclasses.make_dataclass(title, fields, namespace={"config": _config_of})
+        namespace = {"config": _config_of, "__reduce__": _reduce_reducer}
+        cls = dataclasses.make_dataclass(title, fields, namespace=namespace)
         cls.__doc__ = (
             "The metric loss's reducer: ``name`` (a registered reducer, or null for the loss's "
             "own) and that reducer's parameters."

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
 import yaml
@@ -108,7 +109,10 @@ def test_reducer_name_switch_drops_the_old_parameters():
         (["reducer.name=median"], r"unknown reducer.name 'median'; valid names: group_weighted"),
         (["reducer.name=group_weighted", "reducer.eta=0.1"], "reducer 'group_weighted' takes"),
         (["reducer.beta=0.5"], "reducer.name is null; set reducer.name"),
-        (["mitigation.reweight.enabled=maybe"], r"mitigation.reweight.enabled: expected true/false"),
+        (
+            ["mitigation.reweight.enabled=maybe"],
+            r"mitigation.reweight.enabled: expected true/false",
+        ),
         (["mitigation.reweight.gamma=1"], "unknown config key 'mitigation.reweight.gamma'"),
     ],
 )
@@ -162,3 +166,11 @@ def test_saved_config_layout(tmp_path):
     ]
     assert list(config_to_dict(cfg)["objective"])[:3] == ["parade", "spectral", "adversary"]
     assert list(config_to_dict(cfg)["mitigation"])[:2] == ["hard_mining", "smote"]
+
+
+@pytest.mark.parametrize("name", ["colored_digits_group_dro", "colored_digits_parade"])
+def test_configs_pickle_and_copy(name):
+    """Assembled sections are rebuilt from the registries (a config crosses process borders)."""
+    cfg = load_config(name)
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert copy.deepcopy(cfg) == cfg
