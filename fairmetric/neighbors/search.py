@@ -20,6 +20,7 @@ How (per chunk of queries, all vectorised):
    searched again exactly (brute force over the index's rows) with twice as many candidates,
    until the list reaches past the ``k``-th by more than the error or holds every row. The tie
    block at position ``k-1`` is then complete.
+   These queries come in separate pieces of bounded size (:func:`iter_neighbours`).
 4. Tie blocks are runs of equal float64 score. Within a block neighbours are listed by row id
    (only so the output is deterministic; metrics never depend on it). The list is cut after
    ``k`` but extended to the end of the block at position ``k-1``, so its width ``W >= k``.
@@ -64,6 +65,9 @@ class Neighbours:
         k: the requested number of neighbours.
         reranked: ``(q,)`` whether some candidates of the query were re-scored in float64.
         expanded: ``(q,)`` whether the query needed the exact boundary search.
+        positions: ``(q,)`` position of each query in the call that searched it (pieces of
+            :func:`iter_neighbours` may come out of order when queries needed the boundary
+            search; use :attr:`rows`).
     """
 
     rows: np.ndarray | None
@@ -74,6 +78,7 @@ class Neighbours:
     k: int
     reranked: np.ndarray
     expanded: np.ndarray
+    positions: np.ndarray
 
     @property
     def present(self) -> np.ndarray:
@@ -146,12 +151,13 @@ def _rank(
 
 def _finish(
     scorer: RowScorer,
+    positions: np.ndarray,
     rows: np.ndarray | None,
     ids: np.ndarray,
     key: np.ndarray,
     scored: np.ndarray,
     k: int,
-    expanded: np.ndarray,
+    expanded: bool,
 ) -> Neighbours:
     """Tie blocks, cut after the block at position ``k-1``."""
     same = scored[:, 1:] & scored[:, :-1] & (key[:, 1:] == key[:, :-1])
@@ -166,14 +172,15 @@ def _finish(
     end = np.where(present, np.minimum(end, width), pos + 1)
     scores = np.where(present, scorer.scores_from_keys(key), np.nan)
     return Neighbours(
-        rows=rows,
+        rows=None if rows is None else rows[positions],
         ids=ids,
         scores=scores,
         start=start,
         end=end,
         k=k,
-        reranked=scored.any(axis=1),
-        expanded=expanded,
+        reranked=scored[:, :width].any(axis=1),
+        expanded=np.full(len(ids), expanded),
+        positions=positions,
     )
 
 
@@ -187,45 +194,103 @@ def _refine(
     k: int,
     n_other: int,
     exact_scores: bool,
-) -> Neighbours:
+) -> Iterator[Neighbours]:
+    """Re-rank one chunk of faiss results; yields the certain queries as one piece, then the
+    boundary queries, searched again exactly, in pieces of bounded size."""
     q64 = q32.astype(np.float64)
     eps = scorer.error_bound(q64)
     ids, key, scored, ok = _rank(scorer, q64, scores32, ids, k, eps, exact_scores)
     ok |= ids.shape[1] >= n_other  # the list holds every row there is
-    expanded = ~ok
-    if not expanded.any():
-        return _finish(scorer, rows, ids, key, scored, k, expanded)
-    # rare: search the boundary queries exactly, doubling the list until it is certain
-    bad = np.flatnonzero(expanded)
-    lists: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    width = ids.shape[1]
-    while len(bad):
-        width = min(2 * width, n_other)
-        step = max(1, _PIECE_RESULTS // (width + 1))
-        still = []
-        for s in range(0, len(bad), step):
-            part = bad[s : s + step]
-            sub_rows = None if rows is None else rows[part]
-            sc, ii = index.exact_candidates(q32[part], width, sub_rows)
-            e_ids, e_key, e_scored, e_ok = _rank(
-                scorer, q64[part], sc, ii, k, eps[part], exact_scores
+    good = np.flatnonzero(ok)
+    if len(good):
+        yield _finish(scorer, good, rows, ids[good], key[good], scored[good], k, False)
+    bad = np.flatnonzero(~ok)
+    if len(bad):
+        yield from _expand(
+            index, scorer, rows, q32, q64, eps, bad, ids.shape[1], k, n_other, exact_scores
+        )
+
+
+def _expand(
+    index: NeighborIndex,
+    scorer: RowScorer,
+    rows: np.ndarray | None,
+    q32: np.ndarray,
+    q64: np.ndarray,
+    eps: np.ndarray,
+    todo: np.ndarray,
+    width: int,
+    k: int,
+    n_other: int,
+    exact_scores: bool,
+) -> Iterator[Neighbours]:
+    """The queries ``todo`` searched exactly with twice ``width`` candidates; those still not
+    certain recurse. Each piece holds at most about ``_PIECE_RESULTS`` results."""
+    width = min(2 * width, n_other)
+    step = max(1, _PIECE_RESULTS // (width + 1))
+    for s in range(0, len(todo), step):
+        part = todo[s : s + step]
+        sc, ii = index.exact_candidates(q32[part], width, None if rows is None else rows[part])
+        e_ids, e_key, e_scored, e_ok = _rank(scorer, q64[part], sc, ii, k, eps[part], exact_scores)
+        e_ok |= width >= n_other
+        done = np.flatnonzero(e_ok)
+        if len(done):
+            yield _finish(
+                scorer, part[done], rows, e_ids[done], e_key[done], e_scored[done], k, True
             )
-            e_ok |= width >= n_other
-            for j, qrow in enumerate(part):
-                if e_ok[j]:
-                    lists[int(qrow)] = (e_ids[j], e_key[j], e_scored[j])
-            still.append(part[~e_ok])
-        bad = np.concatenate(still)
-    # one array for the chunk: pad every list to the widest
-    widest = max(ids.shape[1], *(len(v[0]) for v in lists.values()))
-    pad = widest - ids.shape[1]
-    ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
-    key = np.pad(key, ((0, 0), (0, pad)), constant_values=np.inf)
-    scored = np.pad(scored, ((0, 0), (0, pad)), constant_values=False)
-    for qrow, (i_, k_, s_) in lists.items():
-        ids[qrow], key[qrow], scored[qrow] = -1, np.inf, False
-        ids[qrow, : len(i_)], key[qrow, : len(i_)], scored[qrow, : len(i_)] = i_, k_, s_
-    return _finish(scorer, rows, ids, key, scored, k, expanded)
+        if len(done) < len(part):
+            yield from _expand(
+                index, scorer, rows, q32, q64, eps, part[~e_ok], width, k, n_other, exact_scores
+            )
+
+
+def _merge(pieces: list[Neighbours], k: int) -> Neighbours:
+    """One :class:`Neighbours` from pieces of one search call, in query order."""
+    if not pieces:  # no queries
+        empty = np.empty((0, k), dtype=np.int64)
+        none = np.empty(0, dtype=np.int64)
+        return Neighbours(
+            rows=none,
+            ids=empty,
+            scores=empty.astype(np.float64),
+            start=empty,
+            end=empty,
+            k=k,
+            reranked=none.astype(bool),
+            expanded=none.astype(bool),
+            positions=none,
+        )
+    if len(pieces) == 1:
+        return pieces[0]
+    width = max(p.ids.shape[1] for p in pieces)
+    order = np.argsort(np.concatenate([p.positions for p in pieces]), kind="stable")
+
+    def cat(name: str, fill: float | int | None) -> np.ndarray:
+        parts = []
+        for p in pieces:
+            a = getattr(p, name)
+            extra = width - a.shape[1]
+            if fill is None:  # block bounds of padding: singleton blocks at their positions
+                pos = np.arange(a.shape[1], width)
+                pad = np.broadcast_to(pos + (1 if name == "end" else 0), (len(a), extra))
+                a = np.concatenate([a, pad], axis=1)
+            else:
+                a = np.pad(a, ((0, 0), (0, extra)), constant_values=fill)
+            parts.append(a)
+        return np.concatenate(parts)[order]
+
+    rows = None if pieces[0].rows is None else np.concatenate([p.rows for p in pieces])[order]
+    return Neighbours(
+        rows=rows,
+        ids=cat("ids", -1),
+        scores=cat("scores", np.nan),
+        start=cat("start", None),
+        end=cat("end", None),
+        k=k,
+        reranked=np.concatenate([p.reranked for p in pieces])[order],
+        expanded=np.concatenate([p.expanded for p in pieces])[order],
+        positions=np.concatenate([p.positions for p in pieces])[order],
+    )
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -269,7 +334,10 @@ def iter_neighbours(
         progress: a tqdm bar over queries.
 
     Yields:
-        :class:`Neighbours` of consecutive query rows (``.rows``), in order.
+        :class:`Neighbours` pieces (``.rows`` says which queries): per chunk of queries, first
+        those that needed no boundary search, then the others in pieces of at most about 8M
+        results (a tie block can hold many rows: every copy of a duplicated row). Every row
+        comes exactly once.
     """
     n_other = index.n - 1
     width = _margin(index, index._prepare(k, True, chunk_size)[0], margin, n_other)
@@ -278,7 +346,7 @@ def iter_neighbours(
         width, chunk_size=chunk_size, exclude_self=True, progress=progress
     ):
         rows = np.arange(start, stop, dtype=np.int64)
-        yield _refine(
+        yield from _refine(
             index, scorer, rows, index.query_rows(rows), scores, ids, k, n_other, exact_scores
         )
 
@@ -302,9 +370,10 @@ def search_rows(
     n_other = index.n - 1
     width = _margin(index, k, margin, n_other)
     scores, ids = index.search(rows, width, exclude_self=True)
-    return _refine(
+    pieces = _refine(
         index, _scorer(index), rows, index.query_rows(rows), scores, ids, k, n_other, exact_scores
     )
+    return _merge(list(pieces), k)
 
 
 def search_vectors(
@@ -324,4 +393,5 @@ def search_vectors(
     q32 = index.check_vectors(vectors)
     width = _margin(index, k, margin, index.n)
     scores, ids = index.search_vectors(q32, width)
-    return _refine(index, _scorer(index), None, q32, scores, ids, k, index.n, exact_scores)
+    pieces = _refine(index, _scorer(index), None, q32, scores, ids, k, index.n, exact_scores)
+    return _merge(list(pieces), k)

@@ -206,3 +206,25 @@ def test_property_blocks_equal_the_reference(n, d, copies, seed, metric, data):
     nb = search_rows(NeighborIndex(x, metric=metric, index="exact"), None, k, margin=1)
     for i in range(n):
         assert blocks_from(nb, i) == reference_prefix(x, i, k, metric)
+
+
+def test_boundary_queries_come_in_bounded_pieces(monkeypatch):
+    import fairmetric.neighbors.search as search
+
+    monkeypatch.setattr(search, "_PIECE_RESULTS", 100)
+    x = np.ones((40, 3), np.float32)  # a collapsed embedding: every row ties with every other
+    x[:5] += np.arange(5, dtype=np.float32)[:, None]  # rows 1-4 differ (row 0 is all ones)
+    pieces = list(iter_neighbours(NeighborIndex(x, metric="l2", index="exact"), 1))
+    rows = np.concatenate([nb.rows for nb in pieces])
+    assert sorted(rows.tolist()) == list(range(40))
+    assert all(nb.ids.size <= 100 for nb in pieces if nb.expanded.all())
+    for nb in pieces:
+        for r, i in enumerate(nb.rows):
+            assert blocks_from(nb, r) == reference_prefix(x, i, 1, "l2")
+    whole = search_rows(NeighborIndex(x, metric="l2", index="exact"), None, 1)
+    np.testing.assert_array_equal(whole.rows, np.arange(40))
+    np.testing.assert_array_equal(whole.positions, np.arange(40))
+    # 36 copies of (1, 1, 1) (rows 0, 5-39); row 1 = (2, 2, 2) has them and row 2 = (3, 3, 3)
+    # all at squared distance 3: a block of 37
+    assert whole.ids.shape == (40, 37) and whole.expanded[5:].all()
+    assert set(whole.ids[1].tolist()) == {0, 2, *range(5, 40)}
