@@ -2,7 +2,9 @@
 
 Every reference below is written with explicit Python loops over queries, neighbours or pairs, on
 tiny seeded data with random floats (no distance ties). Neighbour ids come from a brute-force
-numpy argsort (query excluded), never from ``fairmetric.neighbors.index``.
+numpy argsort (query excluded), never from ``fairmetric.neighbors.index``. The last section feeds
+NeighbourStats the float64-ranked search on data with ties and near-ties and checks every query
+against the enumeration reference of ``tests/neighbors/reference.py``.
 """
 
 from __future__ import annotations
@@ -786,3 +788,44 @@ def test_uniformity_by_grouping_small_sets_are_exact_and_seeded():
     a = uniformity_by_grouping(x, {"g": codes}, exact_max=10, seed=1)
     b = uniformity_by_grouping(x, {"g": codes}, exact_max=10, seed=1)
     np.testing.assert_array_equal(a[1]["g"][0], b[1]["g"][0])
+
+
+# --------------------------------------------------------------------------------------------
+# NeighbourStats with ties (the tie rule of fairmetric.neighbors.ties)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_neighbour_stats_with_ties_match_the_enumeration_reference(metric):
+    from fairmetric.neighbors.index import NeighborIndex
+    from fairmetric.neighbors.search import iter_neighbours
+    from tests.audit.test_tie_paths import tie_rows
+    from tests.neighbors import reference as ref
+
+    x, labels, colour = tie_rows()
+    n, kk = len(x), 6
+    s = NeighbourStats(labels, {"c": colour}, ks=(1, 2, 4), homophily_k=4, leakage_k=3)
+    for nb in iter_neighbours(NeighborIndex(x, metric=metric, index="exact"), kk, chunk_size=5):
+        s.add(nb)
+    assert s.tied_queries > 0
+    for i in range(n):
+        for k in (1, 2, 4):
+            assert s.hits[k][i] == pytest.approx(ref.recall_credit(x, labels, i, k, metric))
+        assert s.ap[i] == pytest.approx(ref.ap_credit(x, labels, i, kk, metric))
+        h = ref.homophily(x, labels, colour, i, 4, metric)
+        if h is None:
+            assert np.isnan(s.homophily["c"][i])
+        else:
+            assert s.homophily["c"][i] == pytest.approx(h)
+        assert s.vote["c"][i] == ref.vote(x, colour, i, 3, metric, nearest_first=True)
+
+
+def test_neighbour_stats_add_needs_indexed_rows():
+    from fairmetric.neighbors.index import NeighborIndex
+    from fairmetric.neighbors.search import search_vectors
+
+    x = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+    nb = search_vectors(NeighborIndex(x, index="exact"), x[:2], 1)
+    s = NeighbourStats(np.zeros(6, dtype=int), {}, ks=(1,), homophily_k=1, leakage_k=1)
+    with pytest.raises(ValueError, match="neighbours of indexed rows"):
+        s.add(nb)
