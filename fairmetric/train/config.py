@@ -8,19 +8,17 @@ applies overrides; an unknown key is an error that lists the valid keys.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
 from fairmetric.losses.factories import LossConfig, MinerConfig
 from fairmetric.losses.group_dro import GroupDROConfig
 from fairmetric.losses.reducers import GroupWeightedConfig
-from fairmetric.losses.registry import REDUCERS
 from fairmetric.losses.terms import AdversaryConfig, ParadeConfig, SpectralConfig
+from fairmetric.train.config_schema import REDUCER, SECTION, build, mapping_keys, valid_keys
 from fairmetric.train.config_sections import (
     legacy_reducer_keys,
     mitigation_config_class,
@@ -186,167 +184,20 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    mitigation: Any = field(default_factory=lambda: mitigation_config_class()())
-    objective: Any = field(default_factory=lambda: objective_config_class()())
-    reducer: Any = field(default_factory=lambda: reducer_config_class(None)())
+    mitigation: Any = field(
+        default_factory=lambda: mitigation_config_class()(),
+        metadata={SECTION: mitigation_config_class},
+    )
+    objective: Any = field(
+        default_factory=lambda: objective_config_class()(),
+        metadata={SECTION: objective_config_class},
+    )
+    reducer: Any = field(
+        default_factory=lambda: reducer_config_class(None)(), metadata={SECTION: REDUCER}
+    )
 
 
 # -- construction from plain dicts ---------------------------------------------------------------
-
-
-class _ReducerSection:
-    """Marker type of ``ExperimentConfig.reducer``: its keys depend on ``reducer.name``."""
-
-
-def _reducer_keys() -> list[str]:
-    keys = ["reducer.name"]
-    for name in REDUCERS:
-        for f in dataclasses.fields(REDUCERS.get(name).config_class):
-            if f"reducer.{f.name}" not in keys:
-                keys.append(f"reducer.{f.name}")
-    return keys
-
-
-def _valid_keys(cls: type, prefix: str = "") -> list[str]:
-    keys = []
-    for name, tp in _field_types(cls).items():
-        if tp is _ReducerSection:
-            keys += _reducer_keys()
-        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            keys += _valid_keys(tp, f"{prefix}{name}.")
-        else:
-            keys.append(f"{prefix}{name}")
-    return keys
-
-
-def _mapping_keys(cls: type, prefix: str = "") -> list[str]:
-    """Keys whose value is a free mapping (``loss.params``): any sub-key may be overridden."""
-    keys = []
-    for name, tp in _field_types(cls).items():
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            keys += _mapping_keys(tp, f"{prefix}{name}.")
-        elif dict in (typing.get_origin(tp), *map(typing.get_origin, typing.get_args(tp))):
-            keys.append(f"{prefix}{name}")
-    return keys
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    if cls is ExperimentConfig:  # the sections assembled from the registries
-        hints["mitigation"] = mitigation_config_class()
-        hints["objective"] = objective_config_class()
-        hints["reducer"] = _ReducerSection
-    return hints
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` (with the usual int→float widening)."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except ValueError as e:
-                errors.append(str(e))
-        raise ValueError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if tp is Any:
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
-        (item,) = typing.get_args(tp) or (Any,)
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"{key}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ValueError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValueError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"{key}: expected a string, got {value!r}")
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
-    hints = _field_types(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise ValueError(
-            f"unknown config key {prefix + unknown[0]!r}; valid keys are: "
-            + ", ".join(_valid_keys(root_cls))
-        )
-    kwargs = {}
-    if (
-        cls in (LossConfig, MinerConfig)
-        and "name" in data
-        and "params" not in data
-        and data["name"] != cls().name
-    ):
-        kwargs["params"] = {}  # a different loss/miner does not inherit the default's arguments
-    for k, v in data.items():
-        tp = hints[k]
-        if tp is _ReducerSection:
-            kwargs[k] = _build_reducer(v, root_cls)
-        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            kwargs[k] = _build(tp, v or {}, f"{prefix}{k}.", root_cls)
-        else:
-            kwargs[k] = _coerce(v, tp, f"{prefix}{k}")
-    return cls(**kwargs)
-
-
-def _build_reducer(data: Any, root_cls: type) -> Any:
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ValueError(f"reducer: expected a mapping, got {data!r}")
-    name = data.get("name")
-    valid = ", ".join(REDUCERS.names())
-    if name is not None and not isinstance(name, str):
-        raise ValueError(f"reducer.name: expected a string or null, got {name!r}")
-    if name is not None and name not in REDUCERS:
-        raise ValueError(
-            f"unknown reducer.name {name!r}; valid names: {valid} (or null: the loss's own)"
-        )
-    params = [k for k in data if k != "name"]
-    if name is None and params:
-        raise ValueError(
-            f"reducer.{params[0]} is set but reducer.name is null; set reducer.name to one of: "
-            f"{valid}"
-        )
-    cls = reducer_config_class(name)
-    allowed = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
-    unknown = [k for k in params if k not in allowed]
-    if unknown:
-        raise ValueError(
-            f"unknown config key 'reducer.{unknown[0]}': reducer {name!r} takes "
-            f"{', '.join(allowed) or 'no parameters'}"
-        )
-    return _build(cls, data, "reducer.", root_cls)
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
@@ -358,7 +209,7 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     ``reducer`` first (see :func:`~fairmetric.train.config_sections.translate_legacy`).
     """
     data = translate_legacy(data or {})
-    return _build(ExperimentConfig, data, "", ExperimentConfig)
+    return build(ExperimentConfig, data, "", ExperimentConfig)
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -388,7 +239,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     import copy
 
     data = copy.deepcopy(data)
-    valid = _valid_keys(ExperimentConfig)
+    valid = valid_keys(ExperimentConfig)
     parsed = [_parse_override(item, valid) for item in overrides]
     # switching to another loss, miner or reducer drops the old one's params (explicit params
     # still apply)
@@ -414,7 +265,7 @@ def _parse_override(item: str, valid: list[str]) -> tuple[str, Any]:
         raise ValueError(f"override {item!r} is not of the form key=value (e.g. train.epochs=3)")
     key, raw = item.split("=", 1)
     key = key.strip()
-    free_prefixes = tuple(f"{k}." for k in _mapping_keys(ExperimentConfig))
+    free_prefixes = tuple(f"{k}." for k in mapping_keys(ExperimentConfig))
     if key not in valid and key not in legacy_reducer_keys() and not key.startswith(free_prefixes):
         raise ValueError(f"unknown config key {key!r}; valid keys are: {', '.join(valid)}")
     try:
