@@ -829,3 +829,35 @@ def test_neighbour_stats_add_needs_indexed_rows():
     s = NeighbourStats(np.zeros(6, dtype=int), {}, ks=(1,), homophily_k=1, leakage_k=1)
     with pytest.raises(ValueError, match="neighbours of indexed rows"):
         s.add(nb)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(4, 9),
+    seed=st.integers(0, 2**31 - 1),
+    kk=st.integers(1, 3),
+    metric=st.sampled_from(["l2", "cosine"]),
+)
+def test_property_neighbour_stats_with_ties_vs_enumeration(n, seed, kk, metric):
+    from fairmetric.neighbors.index import NeighborIndex
+    from fairmetric.neighbors.search import iter_neighbours
+    from tests.neighbors import reference as ref
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-1, 2, size=(n, 2)).astype(np.float32)  # few distinct rows: many ties
+    x[np.abs(x).sum(axis=1) == 0] = [1, 1]
+    labels = rng.integers(0, 3, n)
+    codes = rng.integers(0, 2, n)
+    kk = min(kk, n - 1)
+    s = NeighbourStats(labels, {"c": codes}, ks=(1, kk), homophily_k=kk, leakage_k=kk)
+    for nb in iter_neighbours(NeighborIndex(x, metric=metric, index="exact"), kk, margin=0):
+        s.add(nb)
+    for i in range(n):
+        for k in (1, kk):
+            assert s.hits[k][i] == pytest.approx(ref.recall_credit(x, labels, i, k, metric))
+        assert s.ap[i] == pytest.approx(ref.ap_credit(x, labels, i, kk, metric))
+        h = ref.homophily(x, labels, codes, i, kk, metric)
+        assert (np.isnan(s.homophily["c"][i]) and h is None) or s.homophily["c"][i] == (
+            pytest.approx(h)
+        )
+        assert s.vote["c"][i] == ref.vote(x, codes, i, kk, metric, nearest_first=True)
