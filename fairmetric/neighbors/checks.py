@@ -1,0 +1,144 @@
+"""Argument checks and small array helpers of the neighbour search (messages name the argument
+and the fix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+
+# rows per block when validating / normalising, so no N x D temporary is made
+_ROW_BLOCK = 65536
+_SHOW_INDICES = 5
+
+
+def _check_choice(value: Any, name: str, valid: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid values: {', '.join(map(repr, valid))}")
+
+
+def _check_int(value: Any, name: str, *, low: int, high: int | None = None, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {bounds}, got {value}{hint}")
+    return value
+
+
+def _first(indices: np.ndarray) -> str:
+    shown = ", ".join(str(int(i)) for i in indices[:_SHOW_INDICES])
+    return shown + (", ..." if len(indices) > _SHOW_INDICES else "")
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    """``x`` as a numpy array without a copy where possible (tensors: a CPU view)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = (x.float() if x.is_floating_point() and x.dtype != torch.float64 else x).numpy()
+    return np.asarray(x)
+
+
+def _as_float32(x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
+    """``x`` as a C-contiguous float32 ``(N, D)`` array (no copy when it already is one), checked
+    for shape and finite values, and whether that array is a copy (``owned``)."""
+    arr = _as_numpy(x)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (N, D), got shape {arr.shape}")
+    n, d = arr.shape
+    if n < 2:
+        raise ValueError(f"{name} must have at least 2 rows to have neighbours, got N={n}")
+    if d == 0:
+        raise ValueError(f"{name} has D=0 columns; embeddings need at least one dimension")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported below
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    owned = not np.shares_memory(out, arr)
+    bad = np.concatenate(
+        [
+            start + np.flatnonzero(~np.isfinite(out[start : start + _ROW_BLOCK]).all(axis=1))
+            for start in range(0, n, _ROW_BLOCK)
+        ]
+    )
+    if len(bad):
+        raise ValueError(
+            f"{name} has {len(bad)} row(s) with NaN or Inf values (after casting to float32), "
+            f"first at indices [{_first(bad)}]; drop them before the search (e.g. "
+            f"EmbeddingSet(..., allow_invalid=True).drop_invalid())"
+        )
+    return out, owned
+
+
+def _normalized(arr: np.ndarray, *, owned: bool, name: str = "x") -> np.ndarray:
+    """Rows of ``arr`` scaled to unit L2 norm, in place when ``owned`` else in one copy."""
+    n = arr.shape[0]
+    out = arr if owned else np.empty_like(arr)
+    zero = []
+    for start in range(0, n, _ROW_BLOCK):
+        block = arr[start : start + _ROW_BLOCK].astype(np.float64)
+        norms = np.linalg.norm(block, axis=1)
+        zero.append(start + np.flatnonzero(norms == 0))
+        norms[norms == 0] = 1.0
+        out[start : start + _ROW_BLOCK] = block / norms[:, None]
+    bad = np.concatenate(zero)
+    if len(bad):
+        raise ValueError(
+            f"{name} has {len(bad)} zero-norm row(s), first at indices [{_first(bad)}]; cosine "
+            f"similarity is undefined for them: drop them or use metric='l2'"
+        )
+    return out
+
+
+def _check_k(k: Any, n: int, exclude_self: bool) -> int:
+    high = n - 1 if exclude_self else n
+    hint = (
+        f" (N={n} rows" + (", minus the query itself" if exclude_self else "") + ")"
+        if isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k > high
+        else ""
+    )
+    return _check_int(k, "k", low=1, high=high, hint=hint)
+
+
+def _check_queries(queries: Any, n: int) -> np.ndarray:
+    if isinstance(queries, torch.Tensor):
+        queries = queries.detach().cpu().numpy()
+    q = np.asarray(queries)
+    if q.dtype == bool:
+        if q.shape != (n,):
+            raise ValueError(
+                f"queries as a boolean mask must have shape ({n},), got {q.shape}; or pass indices"
+            )
+        return np.flatnonzero(q).astype(np.int64)
+    if q.ndim != 1:
+        raise ValueError(f"queries must be a 1-D array of row indices, got shape {q.shape}")
+    if q.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if not np.issubdtype(q.dtype, np.integer):
+        raise ValueError(f"queries must hold integer row indices, got dtype {q.dtype}")
+    bad = np.flatnonzero((q < 0) | (q >= n))
+    if len(bad):
+        raise ValueError(
+            f"queries has {len(bad)} index(es) out of range [0, {n}), first "
+            f"{[int(v) for v in q[bad[:_SHOW_INDICES]]]}"
+        )
+    return q.astype(np.int64, copy=False)
+
+
+def _gpu_available() -> bool:
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def _drop_self(
+    scores: np.ndarray, ids: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove, from each row of ``(q, k+1)`` results, the query's own id ``rows[i]`` wherever it
+    is, or the last column when it is absent. Returns ``(q, k)`` arrays, order kept."""
+    q, k1 = ids.shape
+    is_self = ids == rows[:, None]
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k1 - 1)
+    keep = np.arange(k1)[None, :] != drop[:, None]
+    return scores[keep].reshape(q, k1 - 1), ids[keep].reshape(q, k1 - 1)
