@@ -4,19 +4,29 @@
 :class:`~fairmetric.report.AuditReport`; :func:`fairmetric.report.write_report` writes
 ``report.json``, ``report.md`` and ``report.html``. The audit measures only: it imports the
 embeddings, the neighbour search and the report layer, never training (``fairmetric.sources``
-turns files, run folders and models into an ``EmbeddingSet``).
+turns files, run folders and models into an ``EmbeddingSet``). Its metrics are plug-ins
+registered in :data:`AUDIT_METRICS` (:mod:`fairmetric.audit.metrics`, docs/extend_audit_metric.md).
 """
 
 import sys
 import types
 
 from fairmetric.audit.audit import audit, build_groupings
+from fairmetric.audit.metrics import (
+    AUDIT_METRICS,
+    AuditContext,
+    AuditMetric,
+    register_audit_metric,
+)
 from fairmetric.neighbors.index import NeighborIndex, knn_bruteforce
 from fairmetric.report.frame import Estimate, Grouping, GroupMetric, group_metric_from_samples
 from fairmetric.report.gate import check_conditions, parse_condition
 from fairmetric.report.result import AuditReport
 
 __all__ = [
+    "AUDIT_METRICS",
+    "AuditContext",
+    "AuditMetric",
     "AuditReport",
     "Estimate",
     "GroupMetric",
@@ -28,6 +38,7 @@ __all__ = [
     "group_metric_from_samples",
     "knn_bruteforce",
     "parse_condition",
+    "register_audit_metric",
 ]
 
 
