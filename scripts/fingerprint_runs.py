@@ -4,9 +4,9 @@ Not a test (it needs the code before the change): run it in a worktree of the ol
 this checkout, then compare::
 
     git worktree add /tmp/before <old-commit>
-    (cd /tmp/before && PYTHONPATH=/tmp/before python /work/main/tests/train/fingerprint_runs.py full /tmp/fp/before/full.json)
-    python tests/train/fingerprint_runs.py full /tmp/fp/after/full.json
-    python tests/train/fingerprint_runs.py compare /tmp/fp/before/full.json /tmp/fp/after/full.json
+    (cd /tmp/before && PYTHONPATH=/tmp/before python /path/to/checkout/scripts/fingerprint_runs.py full /tmp/fp/before/full.json)
+    python scripts/fingerprint_runs.py full /tmp/fp/after/full.json
+    python scripts/fingerprint_runs.py compare /tmp/fp/before/full.json /tmp/fp/after/full.json
 
 Modes: ``full OUT.json [CASES]`` trains every case (2 epochs of 3 batches on coloured digits, or
 the tiny Gaussian set) and records its history (losses, fairness terms, hook and reducer logs,
