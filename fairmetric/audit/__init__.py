@@ -5,7 +5,7 @@
 ``report.json``, ``report.md`` and ``report.html``. The audit measures only: it imports the
 embeddings, the neighbour search and the report layer, never training (``fairmetric.sources``
 turns files, run folders and models into an ``EmbeddingSet``). Its metrics are plug-ins
-registered in :data:`AUDIT_METRICS` (:mod:`fairmetric.audit.metrics`, docs/extend_audit_metric.md).
+registered in :data:`AUDIT_METRICS` (:mod:`fairmetric.audit.metrics`, docs/extend.md, "Adding an audit metric").
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Audit metrics as plug-ins: the registry's order is the report's, and a new metric is one class.
 
-The plug-in below is the example of docs/extend_audit_metric.md: Precision@k with tie-averaged
+The plug-in below is the example of docs/extend.md, "Adding an audit metric": Precision@k with tie-averaged
 credit, fed by the audit's one neighbour search, checked against the enumeration reference.
 """
 

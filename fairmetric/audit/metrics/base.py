@@ -22,7 +22,7 @@ Adding a metric is one module that subclasses :class:`AuditMetric` and registers
     @register_audit_metric("my_metric")
     class MyMetric(AuditMetric): ...
 
-imported before ``audit()`` runs (see docs/extend_audit_metric.md).
+imported before ``audit()`` runs (see docs/extend.md, "Adding an audit metric").
 """
 
 from __future__ import annotations
