@@ -171,7 +171,7 @@ class GroupQuotaBatchSampler(ShardedBatchSampler):
             world_size,
         )
 
-    # -- errors --------------------------------------------------------------------------------
+    # -- plug-in declaration (the sampler registry and the bench) --------------------------
 
     bench_methods = {
         "batch_balanced": ["data.group_attribute={attr}", "sampling.name=batch_balanced"]
@@ -191,6 +191,8 @@ class GroupQuotaBatchSampler(ShardedBatchSampler):
             proportions=context.proportions(config.proportions, "sampling.proportions"),
             **context.common(),
         )
+
+    # -- errors --------------------------------------------------------------------------------
 
     def _infeasible_message(self, support: np.ndarray) -> str:
         m, k, q = self.m, self.classes_per_batch, self.quotas
