@@ -132,7 +132,9 @@ def hit_probability(prop: np.ndarray, start: np.ndarray, end: np.ndarray, c: int
         tt, bb, mm = t[tied].astype(np.float64), b[tied], m[tied]
         miss = np.ones(len(tt))
         for j in range(int(mm.max())):
-            factor = np.maximum(tt - bb - j, 0.0) / (tt - j)
+            # rows with j >= m are left as they are; their t - j may be 0 (m <= t always)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                factor = np.maximum(tt - bb - j, 0.0) / (tt - j)
             miss = np.where(j < mm, miss * factor, miss)
         out[tied] = 1.0 - miss
     return out
