@@ -12,12 +12,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fairmetric.train import load_config, train
+from fairmetric.train import load_config
 from fairmetric.train.checkpoint import load_checkpoint, save_checkpoint
-from fairmetric.train.trainer import TrainStep
 from tests.conftest import GAUSSIAN
 from tests.train.test_config_compat import _old_layout
 from tests.train.test_trainer import _untimed
+from tests.train.test_trainer_runtime import _quiet, crash_at_step
 
 EXTRA = [
     "train.batch_size=16",
@@ -29,10 +29,6 @@ EXTRA = [
     "train.batches_per_epoch=6",
     "train.checkpoint_every=2",
 ]
-
-
-def _quiet(cfg, out, **kw):
-    return train(cfg, out, progress=False, log=lambda s: None, **kw)
 
 
 def _to_old_layout(path, cfg) -> dict:
@@ -51,27 +47,13 @@ def _to_old_layout(path, cfg) -> dict:
     return state
 
 
-class _Crash(RuntimeError):
-    pass
-
-
 @pytest.mark.parametrize("reducer", ["reducer.name=group_weighted", "reducer.name=group_dro"])
 def test_an_old_mid_epoch_checkpoint_resumes_exactly(tmp_path, monkeypatch, reducer):
     cfg = load_config(None, GAUSSIAN + EXTRA + [reducer])
     straight = _quiet(cfg, tmp_path / "straight")
 
-    forward, calls = TrainStep.forward, {"n": 0}
-
-    def crashing(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 6 + 3:  # epoch 2, step 3: one step after the step-2 checkpoint
-            raise _Crash("simulated crash")
-        return forward(self, *args)
-
-    monkeypatch.setattr(TrainStep, "forward", crashing)
-    with pytest.raises(_Crash):
-        _quiet(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(TrainStep, "forward", forward)
+    # epoch 2, step 3: one step after the step-2 checkpoint
+    crash_at_step(monkeypatch, cfg, tmp_path / "resumed", 6 + 3)
     path = tmp_path / "resumed" / "checkpoint.pt"
     old = _to_old_layout(path, cfg)
     assert "reducer" not in old["config"] and old["epoch_state"]["synthetic"] > 0

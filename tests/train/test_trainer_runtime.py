@@ -38,6 +38,24 @@ class _Crash(RuntimeError):
     pass
 
 
+def crash_at_step(monkeypatch, cfg, out, step: int) -> None:
+    """Train ``cfg`` into ``out`` and crash it at the ``step``-th training step (counted over
+    epochs), as a killed process would stop; the trainer is left unpatched afterwards."""
+    forward = TrainStep.forward
+    calls = {"n": 0}
+
+    def crashing(self, *args):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise _Crash("simulated crash")
+        return forward(self, *args)
+
+    monkeypatch.setattr(TrainStep, "forward", crashing)
+    with pytest.raises(_Crash):
+        _quiet(cfg, out)
+    monkeypatch.setattr(TrainStep, "forward", forward)
+
+
 @pytest.mark.parametrize("extra", [[], MINING_SMOTE], ids=["plain", "mining_smote"])
 def test_mid_epoch_resume_is_exact(tmp_path, monkeypatch, extra):
     overrides = (
@@ -52,19 +70,8 @@ def test_mid_epoch_resume_is_exact(tmp_path, monkeypatch, extra):
     cfg = load_config(None, overrides)
     _quiet(cfg, tmp_path / "straight")
 
-    forward = TrainStep.forward
-    calls = {"n": 0}
-
-    def crashing(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 6 + 3:  # epoch 2, step 3: one step after the step-2 checkpoint
-            raise _Crash("simulated crash")
-        return forward(self, *args)
-
-    monkeypatch.setattr(TrainStep, "forward", crashing)
-    with pytest.raises(_Crash):
-        _quiet(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(TrainStep, "forward", forward)
+    # epoch 2, step 3: one step after the step-2 checkpoint
+    crash_at_step(monkeypatch, cfg, tmp_path / "resumed", 6 + 3)
     saved = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
     assert (saved["epoch"], saved["step"], saved["global_batches"]) == (1, 2, 2)
     assert saved["epoch_state"]["steps"] == 2
