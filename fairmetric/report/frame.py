@@ -84,6 +84,11 @@ INTERSECTION = "×"
 def intersect(groupings: list[Grouping]) -> Grouping:
     """The intersection of several groupings: one group per combination that occurs, named by
     joining the member names with :data:`INTERSECTION` (combinations in sorted code order)."""
+    if len(groupings) < 2:
+        raise ValueError(f"an intersection needs at least two groupings, got {len(groupings)}")
+    sizes = {g.name: len(g.codes) for g in groupings}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"groupings to intersect must cover the same samples; sizes: {sizes}")
     cols = np.stack([np.asarray(g.codes) for g in groupings], axis=1)
     combos, codes = np.unique(cols, axis=0, return_inverse=True)
     names = [INTERSECTION.join(g.names[v] for g, v in zip(groupings, combo)) for combo in combos]

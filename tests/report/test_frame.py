@@ -966,3 +966,28 @@ def test_per_grouping_argument_errors(kw, match):
 def test_group_num_for_unknown_grouping_raises():
     with pytest.raises(ValueError, match="colour"):
         _build(np.ones(4), codes=[0, 0, 1, 1], group_num={"colour": np.zeros(4)})
+
+
+def test_intersect_against_a_loop_reference():
+    from fairmetric.report.frame import INTERSECTION, intersect
+
+    colour = Grouping("colour", np.array([0, 1, 1, 0, 1, 0]), ["light", "dark"])
+    sex = Grouping("sex", np.array([1, 1, 0, 0, 1, 1]), ["f", "m"])
+    both = intersect([colour, sex])
+    assert both.name == f"colour{INTERSECTION}sex"
+    # reference: every combination that occurs, in sorted code order, named member by member
+    combos = sorted({(int(a), int(b)) for a, b in zip(colour.codes, sex.codes)})
+    assert both.names == [f"{colour.names[a]}{INTERSECTION}{sex.names[b]}" for a, b in combos]
+    for i, (a, b) in enumerate(zip(colour.codes, sex.codes)):
+        assert both.names[both.codes[i]] == f"{colour.names[a]}{INTERSECTION}{sex.names[b]}"
+
+
+def test_intersect_bad_input():
+    from fairmetric.report.frame import intersect
+
+    one = Grouping("colour", np.array([0, 1]), ["light", "dark"])
+    with pytest.raises(ValueError, match="at least two groupings"):
+        intersect([one])
+    short = Grouping("sex", np.array([0]), ["f"])
+    with pytest.raises(ValueError, match="same samples"):
+        intersect([one, short])
