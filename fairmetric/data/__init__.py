@@ -11,6 +11,7 @@ from fairmetric.data.dataset import (
 )
 from fairmetric.data.folder import load_folder_csv
 from fairmetric.data.gaussian import make_gaussian_groups
+from fairmetric.data.identities import make_identities
 from fairmetric.data.lfw import load_lfw
 from fairmetric.data.registry import DATASETS, build_splits
 from fairmetric.data.splits import attribute_share, class_disjoint_split, imbalanced_subsample
@@ -32,4 +33,5 @@ __all__ = [
     "load_lfw",
     "make_colored_digits",
     "make_gaussian_groups",
+    "make_identities",
 ]

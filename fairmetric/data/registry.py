@@ -33,6 +33,22 @@ def _colored_digits(
     }
 
 
+def _identities(
+    root: str | None,
+    image_size: int,
+    split: str,
+    test_fraction: float,
+    seed: int,
+    params: dict[str, Any],
+) -> Splits:
+    from fairmetric.data.identities import make_identities
+
+    if split not in ("auto", "official"):
+        raise ValueError("identities has its own identity-disjoint split: use data.split=auto")
+    params = {"seed": seed, **params}
+    return {s: make_identities(split=s, image_size=image_size, **params) for s in ("train", "test")}
+
+
 def _gaussian(
     root: str | None,
     image_size: int,
@@ -124,6 +140,7 @@ def _folder(root, image_size, split, test_fraction, seed, params) -> Splits:
 #: add one with ``DATASETS.register("name", builder)``
 DATASETS: Registry[Callable[..., Splits]] = Registry("dataset")
 for _name, _builder in (
+    ("identities", _identities),
     ("colored_digits", _colored_digits),
     ("gaussian", _gaussian),
     ("celeba", _celeba),
