@@ -212,7 +212,14 @@ def _rv_parts(
     beta_y = torch.diagonal(syy).sum().pow(2) / nyy.clamp_min(tiny)
     n_eff = 1.0 / w.pow(2).sum()  # Kish's effective sample size; N without weights
     chance = (beta_x * beta_y).sqrt() / (n_eff - 1.0).clamp_min(tiny)
-    return rv, chance
+    # a constant batch (spread at rounding level against its magnitude) has no dependence: 0,
+    # decided on the device (no sync); rounding noise would otherwise give beta of order 1
+    eps = torch.finfo(e.dtype).eps
+    varying = (torch.diagonal(sxx).sum() > eps * (w[:, None] * e.pow(2)).sum()) & (
+        torch.diagonal(syy).sum() > eps * (w[:, None] * e_s.pow(2)).sum()
+    )
+    zero = torch.zeros((), dtype=e.dtype, device=e.device)
+    return torch.where(varying, rv, zero), torch.where(varying, chance, zero)
 
 
 def rv_penalty(

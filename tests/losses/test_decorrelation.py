@@ -15,9 +15,12 @@ from torch.testing import assert_close
 from fairmetric.losses.decorrelation import (
     AdversarialDecorrelation,
     CrossCovarianceDecorrelation,
+    RVDecorrelation,
+    balanced_weights,
     build_decorrelation,
     cross_covariance_penalty,
     embedding_correlation,
+    rv_penalty,
 )
 from fairmetric.models.heads import MLP, AttributeHead
 
@@ -263,6 +266,7 @@ def train_parade(kind: str, rho: float, steps: int = 200, seed: int = 0) -> dict
             k = steps // 10
             return {
                 "rv": float(embedding_correlation(e, e_s)),
+                "resultant": float(e.mean(0).norm()),  # 1: every e_i the same point (collapse)
                 "recall": recall,
                 "term_start": float(np.mean(terms[:k])),
                 "term_end": float(np.mean(terms[-k:])),
@@ -280,6 +284,20 @@ def test_cross_covariance_decorrelation_falls_during_training():
     assert base["recall"] > 0.95 and dec["recall"] > 0.95  # the target metric is kept
 
 
+def test_rv_decorrelation_falls_during_training_without_collapse():
+    """The measured collapse: the cross-covariance penalty is also lowered by squeezing e into a
+    cap (its mean resultant length rises towards 1); the scale-invariant rv penalty removes the
+    dependence without it."""
+    base = train_parade("cross_covariance", 0.0)
+    cc = train_parade("cross_covariance", 10.0)
+    rv = train_parade("rv", 1.0)
+    assert cc["resultant"] > 0.6 and cc["resultant"] > base["resultant"] + 0.4  # collapse
+    assert rv["rv"] < 0.25 * base["rv"]
+    assert rv["resultant"] < base["resultant"] + 0.2  # no collapse
+    assert rv["term_end"] < 0.05 < rv["term_start"]
+    assert rv["recall"] > 0.95
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="measured: PARADE's reference (DiVA) estimator does not lower the linear dependence "
@@ -290,3 +308,199 @@ def test_adversarial_decorrelation_falls_during_training():
     base = train_parade("cross_covariance", 0.0)
     dec = train_parade("adversarial", 10.0)
     assert dec["rv"] < 0.5 * base["rv"]
+
+
+# ---------------------------------------------------------------- rv penalty (scale-invariant)
+
+
+def rv_loop(
+    e: torch.Tensor, e_s: torch.Tensor, w: list[float] | None = None
+) -> tuple[float, float]:
+    """(weighted RV, chance level) with explicit sums over rows and coordinates."""
+    n, d = e.shape
+    ds = e_s.shape[1]
+    w = [1.0 / n] * n if w is None else [wi / sum(w) for wi in w]
+    x = [[float(e[i, k]) for k in range(d)] for i in range(n)]
+    y = [[float(e_s[i, m]) for m in range(ds)] for i in range(n)]
+    mx = [sum(w[i] * x[i][k] for i in range(n)) for k in range(d)]
+    my = [sum(w[i] * y[i][m] for i in range(n)) for m in range(ds)]
+    x = [[x[i][k] - mx[k] for k in range(d)] for i in range(n)]
+    y = [[y[i][m] - my[m] for m in range(ds)] for i in range(n)]
+
+    def moment(a, b, p, q):
+        return [
+            [sum(w[i] * a[i][k] * b[i][m] for i in range(n)) for m in range(q)] for k in range(p)
+        ]
+
+    sxy, sxx, syy = moment(x, y, d, ds), moment(x, x, d, d), moment(y, y, ds, ds)
+
+    def sq(m):
+        return sum(v * v for row in m for v in row)
+
+    rv = sq(sxy) / np.sqrt(sq(sxx) * sq(syy))
+    beta_x = sum(sxx[k][k] for k in range(d)) ** 2 / sq(sxx)
+    beta_y = sum(syy[m][m] for m in range(ds)) ** 2 / sq(syy)
+    n_eff = 1.0 / sum(wi * wi for wi in w)
+    return rv, float(np.sqrt(beta_x * beta_y) / (n_eff - 1))
+
+
+def test_rv_penalty_matches_loop_reference_with_and_without_weights():
+    e = rand(9, 4, seed=30)
+    e_s = 0.6 * e[:, :3] + rand(9, 3, seed=31)
+    rv, chance = rv_loop(e, e_s)
+    assert float(rv_penalty(e, e_s)) == pytest.approx(rv - chance, rel=1e-10)
+    assert float(embedding_correlation(e, e_s)) == pytest.approx(rv, rel=1e-10)
+    w = [1.0, 2.0, 0.5, 1.0, 3.0, 1.0, 0.25, 1.0, 2.0]
+    rv_w, chance_w = rv_loop(e, e_s, w)
+    weights = torch.tensor(w, dtype=torch.float64)
+    assert float(rv_penalty(e, e_s, weights)) == pytest.approx(rv_w - chance_w, rel=1e-10)
+    assert float(embedding_correlation(e, e_s, weights)) == pytest.approx(rv_w, rel=1e-10)
+    assert float(RVDecorrelation(4, 3)(e, e_s, weights)) == pytest.approx(rv_w - chance_w)
+
+
+def cap(e: torch.Tensor, c: torch.Tensor, scale: float) -> torch.Tensor:
+    """Unit embeddings squeezed into a cap around the direction ``c``: their spread times scale."""
+    return F.normalize(c + scale * (e - c), dim=1)
+
+
+def test_shrinking_into_a_cap_fools_cross_covariance_but_not_rv():
+    e = F.normalize(rand(64, 16, seed=32), dim=1)
+    e_s = F.normalize(e @ rand(16, 8, seed=33) + 0.3 * rand(64, 8, seed=34), dim=1)
+    squeezed = cap(e, F.normalize(rand(16, seed=35), dim=0), 0.1)
+    assert float(cross_covariance_penalty(squeezed, e_s)) < 0.02 * float(
+        cross_covariance_penalty(e, e_s)
+    )
+    before, after = float(rv_penalty(e, e_s)), float(rv_penalty(squeezed, e_s))
+    assert before > 0.3 and after == pytest.approx(before, rel=0.03)
+    # an exact isotropic scaling around the mean, and any offset, leave it exactly unchanged
+    mean = e.mean(0, keepdim=True)
+    assert float(rv_penalty(mean + 0.1 * (e - mean) + 5.0, e_s)) == pytest.approx(before, rel=1e-10)
+    assert float(rv_penalty(e, 0.01 * e_s - 2.0)) == pytest.approx(before, rel=1e-10)
+
+
+def test_rv_penalty_is_zero_in_expectation_for_independent_rows():
+    """Averaged over every pairing of the rows (the permutation null), the chance-corrected RV
+    is exactly 0: the correction is the exact expectation of the plain RV."""
+    e, e_s = rand(6, 3, seed=36), rand(6, 2, seed=37)
+    values = [float(rv_penalty(e, e_s[list(p)])) for p in itertools.permutations(range(6))]
+    assert np.mean(values) == pytest.approx(0.0, abs=1e-12)
+    assert (
+        np.mean(
+            [
+                float(embedding_correlation(e, e_s[list(p)]))
+                for p in itertools.permutations(range(6))
+            ]
+        )
+        > 0.1
+    )
+    # independent random batches: the average over many is 0 within its standard error
+    vals = [float(rv_penalty(rand(64, 16, seed=s), rand(64, 8, seed=1000 + s))) for s in range(200)]
+    assert abs(np.mean(vals)) < 3 * np.std(vals) / np.sqrt(len(vals))
+
+
+def test_rv_penalty_is_maximal_for_a_rotation_and_rescaling():
+    x = rand(50, 4, seed=38)
+    q, _ = torch.linalg.qr(rand(4, 4, seed=39))
+    y = -3.0 * x @ q + 1.5
+    rv, chance = rv_loop(x, y)
+    assert rv == pytest.approx(1.0) and float(embedding_correlation(x, y)) == pytest.approx(1.0)
+    assert float(rv_penalty(x, y)) == pytest.approx(1.0 - chance)  # its max at this batch
+    assert float(rv_penalty(rand(50, 4, seed=40), y)) < 0.1
+    # a constant batch: 0, not NaN
+    assert float(rv_penalty(x, torch.ones(50, 2, dtype=torch.float64))) == 0.0
+
+
+def test_rv_penalty_gradcheck():
+    e = rand(7, 3, seed=41).requires_grad_(True)
+    e_s = (0.5 * rand(7, 3, seed=41)[:, :2] + rand(7, 2, seed=42)).requires_grad_(True)
+    assert torch.autograd.gradcheck(rv_penalty, (e, e_s))
+    w = torch.tensor([1.0, 2.0, 1.0, 0.5, 1.0, 3.0, 1.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b: rv_penalty(a, b, w), (e, e_s))
+    assert torch.autograd.gradcheck(lambda a, b: cross_covariance_penalty(a, b, w), (e, e_s))
+
+
+# ---------------------------------------------------------------- group-balanced statistics
+
+
+def test_balanced_weights_give_every_value_equal_weight():
+    codes = torch.tensor([0, 0, 0, 0, 1, 2, 2, 0])
+    w = balanced_weights(codes, 4, dtype=torch.float64)  # value 3 absent: G = 3 values present
+    assert float(w.sum()) == pytest.approx(1.0)
+    for g in (0, 1, 2):
+        assert float(w[codes == g].sum()) == pytest.approx(1 / 3)
+    assert_close(balanced_weights(codes, dtype=torch.float64), w)  # num_values read from codes
+    # one value in the batch: the documented fallback is uniform weights, never NaN
+    assert_close(balanced_weights(torch.zeros(5, dtype=torch.long)), torch.full((5,), 0.2))
+
+
+def cross_cov_weighted_loop(e: torch.Tensor, e_s: torch.Tensor, w: list[float]) -> float:
+    n, d = e.shape
+    ds = e_s.shape[1]
+    w = [wi / sum(w) for wi in w]
+    mx = [sum(w[i] * float(e[i, k]) for i in range(n)) for k in range(d)]
+    my = [sum(w[i] * float(e_s[i, m]) for i in range(n)) for m in range(ds)]
+    total = 0.0
+    for k in range(d):
+        for m in range(ds):
+            c = sum(w[i] * (float(e[i, k]) - mx[k]) * (float(e_s[i, m]) - my[m]) for i in range(n))
+            total += c * c
+    return total
+
+
+def test_weighted_estimators_match_loop_references():
+    e, e_s = rand(8, 3, seed=43), rand(8, 2, seed=44) + 0.4 * rand(8, 3, seed=43)[:, :2]
+    codes = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
+    w = balanced_weights(codes, 2, dtype=torch.float64)
+    assert float(cross_covariance_penalty(e, e_s, w)) == pytest.approx(
+        cross_cov_weighted_loop(e, e_s, w.tolist()), rel=1e-12
+    )
+    torch.manual_seed(3)
+    dec = AdversarialDecorrelation(3, 2, hidden=5).double()
+    total = 0.0
+    for i in range(8):
+        ei = e[i].numpy() / np.linalg.norm(e[i].numpy())
+        si = e_s[i].numpy() / np.linalg.norm(e_s[i].numpy())
+        p = xi_by_hand(dec, si)
+        p = p / np.linalg.norm(p)
+        total += float(w[i]) * sum((ei[k] * p[k]) ** 2 for k in range(3)) / 3
+    assert dec(e, e_s, w).item() == pytest.approx(-total, rel=1e-12)
+
+
+def duplicate_minority(e, e_s, codes, k):
+    rows = torch.cat([torch.arange(len(codes))] + [torch.nonzero(codes == 1)[:, 0]] * (k - 1))
+    return e[rows], e_s[rows], codes[rows]
+
+
+def test_balanced_statistics_ignore_duplicated_minority_rows():
+    """Duplicating the minority's rows k times changes the unweighted statistics but not the
+    balanced ones (each group's weighted mean is the same)."""
+    codes = torch.tensor([0] * 12 + [1] * 3)
+    e = rand(15, 4, seed=45) + 2.0 * codes[:, None]
+    e_s = 0.5 * e[:, :3] + rand(15, 3, seed=46)
+    d_e, d_s, d_codes = duplicate_minority(e, e_s, codes, 4)
+    w, d_w = (
+        balanced_weights(codes, 2, dtype=torch.float64),
+        balanced_weights(d_codes, 2, dtype=torch.float64),
+    )
+    torch.manual_seed(4)
+    adv = AdversarialDecorrelation(4, 3, hidden=8).double()
+    with torch.no_grad():
+        for fn in (cross_covariance_penalty, embedding_correlation, adv):
+            assert float(fn(d_e, d_s, d_w)) == pytest.approx(float(fn(e, e_s, w)), rel=1e-10)
+            assert float(fn(d_e, d_s)) != pytest.approx(float(fn(e, e_s)), rel=1e-3)
+    # the rv penalty's RV part is unchanged; its chance level follows the effective sample size
+    # (duplicates look like more rows), which is the one part that moves
+    rv, chance = rv_loop(e, e_s, w.tolist())
+    d_rv, d_chance = rv_loop(d_e, d_s, d_w.tolist())
+    assert d_rv == pytest.approx(rv, rel=1e-10)
+    assert float(rv_penalty(d_e, d_s, d_w)) == pytest.approx(rv - d_chance, rel=1e-10)
+
+
+def test_weights_are_validated():
+    e, e_s = rand(4, 3, seed=47), rand(4, 2, seed=48)
+    with pytest.raises(ValueError, match=r"weights must be a tensor of shape \(4,\)"):
+        rv_penalty(e, e_s, torch.ones(3))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        rv_penalty(e, e_s, torch.tensor([1.0, -1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="not all be 0"):
+        cross_covariance_penalty(e, e_s, torch.zeros(4))
