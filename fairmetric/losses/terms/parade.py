@@ -103,8 +103,8 @@ def check_parade_config(config: ParadeConfig) -> None:
     key = "objective.parade"
     if config.decorrelation not in DECORRELATIONS:
         raise ValueError(
-            f"{key}.decorrelation must be one of {', '.join(DECORRELATIONS)}, got "
-            f"{config.decorrelation!r} (rv: scale-invariant, the default)"
+            f"{key}.decorrelation must be rv (scale-invariant, the default), adversarial or "
+            f"cross_covariance, got {config.decorrelation!r}"
         )
     for name in ("rho", "weight"):
         value = getattr(config, name)
