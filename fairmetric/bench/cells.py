@@ -12,7 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairmetric.bench.methods import DATASETS, METHODS, REAL_DATASETS
+from fairmetric.bench.methods import (
+    DATASETS,
+    METHODS,
+    ORACLE_OVERRIDES,
+    REAL_DATASETS,
+    method_parts,
+)
 from fairmetric.train.config import CONFIG_DIR, ExperimentConfig, load_config
 
 __all__ = ["Cell", "cell_config", "method_overrides"]
@@ -87,13 +93,42 @@ def _derived_fill(base: ExperimentConfig) -> dict[str, int]:
     return {"candidates": 2 * base.train.batch_size, "m2": 2 * base.train.m_per_class}
 
 
+def _expand(dataset: str, parts: Sequence[str]) -> list[str]:
+    """The raw overrides of ``parts`` on ``dataset`` (the oracle's placeholder replaced by the
+    dataset's own), after checking that no two parts set one key to different values."""
+    spec = DATASETS[dataset]
+    out: list[str] = []
+    for part in parts:
+        for o in METHODS[part]:
+            if o != ORACLE_OVERRIDES:
+                out.append(o)
+                continue
+            if not spec.oracle:
+                raise ValueError(
+                    f"dataset {dataset!r} has no oracle arm (no attribute-balanced version of "
+                    "its training data is defined); leave 'oracle' out of the methods"
+                )
+            out.extend(spec.oracle)
+    seen: dict[str, str] = {}
+    for o in out:
+        key, _, value = o.partition("=")
+        if key in seen and seen[key] != value:
+            raise ValueError(
+                f"methods {' + '.join(parts)} disagree on {key} ({seen[key]} vs {value}); "
+                "they cannot be combined"
+            )
+        seen[key] = value
+    return list(dict.fromkeys(out))  # a key two parts set alike is applied once
+
+
 def method_overrides(dataset: str, method: str, base: ExperimentConfig) -> list[str]:
     """The overrides that turn ``dataset``'s resolved baseline config ``base`` into ``method``
-    (for datasets with per-method config files, the differences live in those files instead)."""
+    (``a+b`` joins the overrides of ``a`` and ``b``; for datasets with per-method config files,
+    the differences live in those files instead)."""
     check_names("dataset", [dataset], list(DATASETS))
-    check_names("method", [method], list(METHODS))
+    parts = method_parts(method)
     fill = {"attr": DATASETS[dataset].attribute, **_derived_fill(base)}
-    return [o.format(**fill) for o in METHODS[method]]
+    return [o.format(**fill) for o in _expand(dataset, parts)]
 
 
 def cell_config(
@@ -107,10 +142,13 @@ def cell_config(
     """The resolved config of one cell, applied in this order: the baseline config (or, for
     coloured digits, ``configs/colored_digits_<method>.yaml``), the method's overrides, ``name``,
     the user's ``overrides``, ``data.root``, ρ, ``train.seed``, ``train.epochs``; then the
-    overrides derived from the resolved batch (hard mining's candidates and m per class)."""
+    overrides derived from the resolved batch (hard mining's candidates and m per class). A
+    dataset variant's own overrides (e.g. the null control's) come first; a combined method
+    ``a+b`` applies the overrides of both."""
     spec = DATASETS[cell.dataset]
     config_dir = Path(config_dir)
-    tail = [f"name=bench_{cell.dataset}_{cell.method}", *overrides]
+    parts = method_parts(cell.method)
+    tail = [f"name=bench_{cell.dataset}_{cell.method.replace('+', '_')}", *overrides]
     root = (data_roots or {}).get(cell.dataset)
     if root is not None:
         tail.append(f"data.root={Path(root)}")
@@ -119,16 +157,26 @@ def cell_config(
     tail.append(f"train.seed={cell.seed}")
     if epochs is not None:
         tail.append(f"train.epochs={int(epochs)}")
-    if cell.method in spec.method_configs:
+    own = [p for p in parts if p in spec.method_configs]
+    if len(own) > 1:
+        raise ValueError(
+            f"{cell.dataset} defines {' and '.join(own)} by their own config files, which "
+            "cannot be combined"
+        )
+    if own:
         stem = spec.config.removesuffix("_baseline.yaml")
-        return load_config(config_dir / f"{stem}_{cell.method}.yaml", tail)
-    path = config_dir / spec.config
-    method = METHODS[cell.method]
+        path = config_dir / f"{stem}_{own[0]}.yaml"
+    else:
+        path = config_dir / spec.config
+    method = _expand(cell.dataset, [p for p in parts if p not in own])
     static = [o.replace("{attr}", spec.attribute) for o in method if not _is_derived(o)]
     derived = [o for o in method if _is_derived(o)]
-    base = load_config(path, [*static, *tail])
+    head = [*spec.overrides, *static]
+    base = load_config(path, [*head, *tail])
+    if not derived:
+        return base
     fill = _derived_fill(base)
-    return load_config(path, [*static, *tail, *(o.format(**fill) for o in derived)])
+    return load_config(path, [*head, *tail, *(o.format(**fill) for o in derived)])
 
 
 def _is_derived(override: str) -> bool:

@@ -56,6 +56,15 @@ def _audit_numbers(report: Any, attr: str) -> dict[str, Any]:
     }
     worst = r1.worst_group(attr)
     out["worst_group"] = worst[0] if worst else None
+    # the spread (METHODS.md §5): Recall@1 is blind to a group collapsing into a small cap
+    for key, column, pick in (
+        ("mean_resultant_length", "max_mean_resultant_length", max),
+        ("effective_rank", "min_effective_rank", min),
+    ):
+        by_group = report[key].values(attr) if key in report.metrics else {}
+        found = [v for v in (_value(x) for x in by_group.values()) if v is not None]
+        out[column] = pick(found) if found else None
+        out[f"{key}_by_group"] = by_group
     return out
 
 

@@ -29,6 +29,8 @@ COLUMNS: dict[str, str] = {
     "alignment_gap": "alignment gap",
     "uniformity_gap": "uniformity gap",
     "leakage": "attribute leakage",
+    "max_mean_resultant_length": "max group mean resultant length",
+    "min_effective_rank": "min group effective rank",
     "downstream_accuracy": "downstream accuracy",
     "downstream_gap": "downstream accuracy gap",
 }
@@ -95,6 +97,20 @@ def paired_interval(differences: Sequence[float], level: float = LEVEL) -> dict[
     return out
 
 
+def _relative(change: Mapping[str, Any], base_values: Sequence[float]) -> dict[str, Any]:
+    """The change as a share of the baseline's mean over the same seeds: ``relative``,
+    ``relative_low`` and ``relative_high`` (the interval's ends divided by that mean, which
+    treats the baseline's mean as known), all None when that mean is 0 or absent."""
+    base = statistics.mean(base_values) if base_values else 0.0
+    out: dict[str, Any] = {"baseline_mean": base if base_values else None}
+    for key, src in (("relative", "mean"), ("relative_low", "low"), ("relative_high", "high")):
+        value = change.get(src)
+        out[key] = None if value is None or base == 0.0 else value / base
+    if out["relative_low"] is not None and base < 0:  # dividing by a negative flips the ends
+        out["relative_low"], out["relative_high"] = out["relative_high"], out["relative_low"]
+    return out
+
+
 def paired_changes(
     cells: Sequence[Mapping[str, Any]],
     baseline: Sequence[Mapping[str, Any]],
@@ -129,5 +145,9 @@ def paired_changes(
                 if c.get(col) is not None and b.get(col) is not None
             ]
             row[col] = paired_interval(diffs, level)
+            base_values = [
+                float(b[col]) for c, b in pairs if c.get(col) is not None and b.get(col) is not None
+            ]
+            row[col].update(_relative(row[col], base_values))
         rows[name] = row
     return rows

@@ -38,13 +38,20 @@ def markdown_table(title: str, rows: Mapping[str, Any], first: str, note: str) -
     return "\n".join(lines) + "\n"
 
 
-def _fmt_change(stat: Mapping[str, Any]) -> str:
+#: columns whose paired change is also shown as a share of the baseline's value
+RELATIVE = ("recall@1_gap", "downstream_gap")
+
+
+def _fmt_change(stat: Mapping[str, Any], relative: bool = False) -> str:
     if stat["mean"] is None:
         return "n/a"
     if stat["low"] is None:
         return f"{stat['mean']:+.3f} (1 seed)"
     star = " *" if stat["excludes_zero"] else ""
-    return f"{stat['mean']:+.3f} [{stat['low']:+.3f}, {stat['high']:+.3f}]{star}"
+    text = f"{stat['mean']:+.3f} [{stat['low']:+.3f}, {stat['high']:+.3f}]{star}"
+    if relative and stat.get("relative") is not None:
+        text += f" ({stat['relative']:+.0%})"
+    return text
 
 
 def markdown_paired(paired: Mapping[str, Any], first: str, baseline: str) -> str:
@@ -54,13 +61,14 @@ def markdown_paired(paired: Mapping[str, Any], first: str, baseline: str) -> str
         f"## Change against the same-seed {baseline}",
         "",
         f"Mean of ({first} − {baseline}) over the seeds where both ran, with its "
-        f"{LEVEL:.0%} t interval on the paired differences; * where the interval excludes 0.",
+        f"{LEVEL:.0%} t interval on the paired differences; * where the interval excludes 0; "
+        "the gaps' change also as a share of the baseline's gap (in brackets).",
         "",
         f"| {first} | pairs | " + " | ".join(COLUMNS.values()) + " |",
         "|---|---:|" + "---:|" * len(COLUMNS),
     ]
     for name, row in paired.items():
-        cells = " | ".join(_fmt_change(row[c]) for c in COLUMNS)
+        cells = " | ".join(_fmt_change(row[c], c in RELATIVE) for c in COLUMNS)
         lines.append(f"| {name} | {len(row['seeds'])} | {cells} |")
     return "\n".join(lines) + "\n"
 

@@ -61,10 +61,9 @@ def test_cell_configs_per_method():
 
 def test_method_overrides_fill_attribute_and_batch():
     base = cell_config(Cell("gaussian", "baseline", 0), overrides=GAUSSIAN)
-    assert method_overrides("gaussian", "parade", base) == [
-        "objective.parade.attributes=[group]",
-        "objective.parade.rho=10.0",
-    ]
+    parade = method_overrides("gaussian", "parade", base)
+    assert parade == [o.replace("{attr}", "group") for o in METHODS["parade"]]
+    assert parade[0] == "objective.parade.attributes=[group]"
     hm = method_overrides("gaussian", "hard_mining", base)
     assert hm == [
         f"mitigation.hard_mining.candidates_per_batch={2 * base.train.batch_size}",
@@ -95,6 +94,10 @@ def test_configs_found_from_another_working_directory(tmp_path, monkeypatch):
     roots = {name: tmp_path for name in REAL_DATASETS}
     for dataset in DATASETS:
         for method in METHODS:
+            if method == "oracle" and not DATASETS[dataset].oracle:
+                with pytest.raises(ValueError, match="has no oracle arm"):
+                    cell_config(Cell(dataset, method, 1), data_roots=roots)
+                continue
             cfg = cell_config(Cell(dataset, method, 1), data_roots=roots)
             assert cfg.train.seed == 1 and cfg.name == f"bench_{dataset}_{method}"
 
@@ -119,3 +122,58 @@ def test_wheel_ships_the_configs(tmp_path):
     assert shipped and shipped <= names
     assert {f"fairmetric/bench/{p.name}" for p in (ROOT / "fairmetric/bench").glob("*.py")} <= names
     assert not any(n.startswith("configs/") for n in names)
+
+
+# -- variants, the oracle and combined methods --------------------------------------------------
+
+
+def test_identities_variants_and_oracle():
+    base = cell_config(Cell("identities_mlp", "baseline", 0))
+    assert base.data.name == "identities" and base.model.backbone == "mlp"
+    assert base.data.params["p_majority"] == 0.95 and base.data.params["appearance"] == "swap"
+    oracle = cell_config(Cell("identities_mlp", "oracle", 0))
+    assert oracle.data.params["p_majority"] == 0.5
+    # the oracle changes the data, nothing else
+    assert {**oracle.data.params, "p_majority": 0.95} == base.data.params
+    assert oracle.model == base.model and oracle.loss == base.loss
+    person = cell_config(Cell("identities_mlp_person", "oracle", 0))
+    assert person.data.params["attribute_level"] == "identity"
+    assert person.data.params["p_majority"] == 0.5
+    assert cell_config(Cell("identities_null", "baseline", 0)).data.params["appearance"] == "none"
+    cnn = cell_config(Cell("identities_intrinsic", "baseline", 0))
+    assert cnn.data.params["appearance"] == "low_contrast" and cnn.model.backbone == "test_resnet"
+
+
+def test_combined_method_applies_both_parts():
+    both = cell_config(Cell("identities_mlp", "epoch_balanced+parade", 2))
+    assert both.sampling.name == "epoch_balanced" and both.data.group_attribute == "palette"
+    assert both.objective.parade.attributes == ["palette"]
+    assert both.train.seed == 2 and both.name == "bench_identities_mlp_epoch_balanced_parade"
+    # the derived overrides of a part still follow the resolved batch
+    hm = cell_config(Cell("identities_mlp", "hard_mining+epoch_balanced", 0))
+    assert hm.mitigation.hard_mining.candidates_per_batch == 2 * hm.train.batch_size
+    assert hm.sampling.name == "epoch_balanced"
+    # a per-method YAML of coloured digits combines with another method's overrides
+    digits = cell_config(Cell("colored_digits", "epoch_balanced+parade", 0))
+    assert digits.sampling.name == "epoch_balanced" and digits.objective.parade.attributes
+
+
+@pytest.mark.parametrize(
+    "method, match",
+    [
+        ("epoch_balanced+dropout", "unknown method 'dropout'"),
+        ("parade+parade", "names a part twice"),
+        ("baseline+parade", "not combinable"),
+        ("oracle+parade", "not combinable"),
+        ("parade+", "empty part"),
+        ("epoch_balanced+batch_balanced", "disagree on sampling.name"),
+    ],
+)
+def test_bad_combinations(method, match):
+    with pytest.raises(ValueError, match=match):
+        cell_config(Cell("identities_mlp", method, 0))
+
+
+def test_dataset_without_oracle_is_refused():
+    with pytest.raises(ValueError, match="'celeba' has no oracle arm"):
+        cell_config(Cell("celeba", "oracle", 0), data_roots={"celeba": "/data"})

@@ -33,6 +33,8 @@ def test_arg_parser_maps_to_run_suite_options():
             "--out",
             "runs/x",
             "--no-progress",
+            "--threads",
+            "2",
             "train.device=cpu",
         ]
     )
@@ -45,9 +47,11 @@ def test_arg_parser_maps_to_run_suite_options():
         "rho_sweep": [0.0, 10.0],
         "data_roots": {"celeba": "/data/celeba"},
         "epochs": 3,
+        "threads": 2,
         "progress": False,
     }
     defaults = bench.options_from_args(bench.build_arg_parser().parse_args([]))
-    assert defaults["datasets"] == ["colored_digits"] and defaults["methods"] is None
+    assert defaults["datasets"] == ["identities_mlp"] and defaults["methods"] is None
+    assert defaults["seeds"] == [0, 1, 2, 3, 4] and defaults["threads"] == 1
     with pytest.raises(SystemExit):
         bench.build_arg_parser().parse_args(["--data-root", "celeba"])

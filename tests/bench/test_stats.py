@@ -160,3 +160,16 @@ def test_aggregate_is_mean_and_sample_std():
         "values": [0.1, 0.4],
     }
     assert rows["b"]["recall@1"]["std"] == 0.0
+
+
+def test_relative_change_is_the_change_over_the_baseline_mean():
+    base = [_cell("baseline", 0, 0.4), _cell("baseline", 1, 0.6)]
+    cells = [_cell("a", 0, 0.1), _cell("a", 1, 0.5)]
+    col = paired_changes(cells, base)["a"]["recall@1_gap"]
+    mean_base = statistics.mean([0.4, 0.6])
+    assert col["baseline_mean"] == pytest.approx(mean_base)
+    assert col["relative"] == pytest.approx(col["mean"] / mean_base)
+    assert col["relative_low"] == pytest.approx(col["low"] / mean_base)
+    assert col["relative_high"] == pytest.approx(col["high"] / mean_base)
+    zero = paired_changes(cells, [_cell("baseline", 0, 0.0), _cell("baseline", 1, 0.0)])
+    assert zero["a"]["recall@1_gap"]["relative"] is None  # no share of a zero baseline

@@ -264,8 +264,11 @@ def test_infeasible_method_is_skipped_with_its_reason(tmp_path):
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"methods": ["baseline", "dropout"]}, r"unknown method 'dropout'.*baseline, reweight"),
-        ({"datasets": ["mnist"]}, r"unknown dataset 'mnist'.*colored_digits, gaussian, celeba"),
+        ({"methods": ["baseline", "dropout"]}, r"unknown method 'dropout'.*baseline, oracle"),
+        ({"methods": ["parade+dropout"]}, r"unknown method 'dropout'"),
+        ({"methods": ["parade", "parade"]}, r"methods listed twice"),
+        ({"threads": -1}, r"threads must be an integer >= 0"),
+        ({"datasets": ["mnist"]}, r"unknown dataset 'mnist'.*identities_mlp, "),
         ({"datasets": ["celeba"]}, r"'celeba' is read from a local copy.*data_roots"),
         ({"data_roots": {"gaussian": "/x"}}, r"only on-disk datasets take a root"),
         ({"methods": []}, r"no method given"),
@@ -284,3 +287,30 @@ def test_bad_input_fails_before_training(tmp_path, kw, match):
 def test_missing_data_root_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="lfw"):
         _suite(tmp_path / "f", datasets=["lfw"], data_roots={"lfw": tmp_path / "absent"})
+
+
+def test_oracle_is_skipped_where_a_dataset_defines_none(tmp_path, monkeypatch):
+    from fairmetric.bench import methods as bench_methods
+
+    spec = bench_methods.DATASETS["gaussian"]
+    monkeypatch.setitem(bench_methods.DATASETS, "gaussian", type(spec)(spec.config, spec.attribute))
+    said = []
+    summary = _suite(tmp_path / "o", methods=["baseline", "oracle"], seeds=[0], log=said.append)
+    assert list(summary["datasets"]["gaussian"]["table"]) == ["baseline"]
+    assert any("no oracle arm" in s for s in said)
+
+
+def test_threads_are_set_while_training_and_restored(tmp_path, monkeypatch):
+    import torch
+
+    seen = []
+    real = trainer.train
+
+    def spy(cfg, out, **kw):
+        seen.append(torch.get_num_threads())
+        return real(cfg, out, **kw)
+
+    monkeypatch.setattr(trainer, "train", spy)
+    before = torch.get_num_threads()
+    _suite(tmp_path / "t", methods=["baseline"], seeds=[0], threads=1)
+    assert seen == [1] and torch.get_num_threads() == before
