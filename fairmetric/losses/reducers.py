@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -232,31 +232,53 @@ class GroupWeightedConfig:
     ``w_g ∝ (1/freq_g)^beta``.
 
     ``base``: ``mean``, ``avg_nonzero`` (PML's default for triplet/contrastive/margin losses), or
-    ``auto`` (whichever the loss uses by default).
+    ``auto`` (whichever the loss uses by default). ``normalise``: ``active`` (the weights are
+    normalised over the elements with a non-zero loss, the ones actually averaged) or ``all``
+    (over every element, zero-loss ones included: fairmetric's behaviour before issue 13).
     """
 
     beta: float = 1.0
     base: str = "auto"
+    normalise: str = "active"
 
 
 @register_reducer("group_weighted")
 class GroupWeightedReducer(GroupAwareReducer):
     r"""Weighted mean of the loss elements, each weighted by its anchor's group.
 
-    .. math:: L = \frac{\sum_i w_{g(a_i)}\, \ell_i}{\sum_i w_{g(a_i)}}
+    With :math:`A` the *active* elements (:math:`\ell_i > 0`; an anchor the miner gave no tuple,
+    or whose tuples are all satisfied, has :math:`\ell_i = 0` and no gradient) and :math:`N` the
+    base reducer's divisor (all elements for ``base="mean"``, PML's ``MeanReducer``; :math:`|A|`
+    for ``base="avg_nonzero"``, PML's ``AvgNonZeroReducer``, the default of triplet, contrastive
+    and margin losses):
 
-    i.e. the weights are normalised to mean 1 over the batch's elements. With
-    ``base="avg_nonzero"`` both sums run over elements with :math:`\ell_i > 0` only -- PML's
-    ``AvgNonZeroReducer`` (the default of triplet, contrastive and margin losses) with weights;
-    equal weights reproduce the unweighted PML reducers exactly. Elements anchored in a group with
-    weight 0 are dropped; if no weight remains, the loss is 0 (with a gradient graph).
+    .. math:: L = \frac{|A|}{N} \cdot
+        \frac{\sum_{i \in A} w_{g(a_i)}\, \ell_i}{\sum_{i \in A} w_{g(a_i)}}
+
+    i.e. the weights are normalised to mean 1 over the elements actually averaged, and the loss
+    keeps the base reducer's scale: equal weights reproduce the unweighted PML reducers exactly,
+    and the weights only move loss mass between the active elements. (``normalise="all"``, the
+    behaviour before issue 13, normalised over every element with ``base="mean"``:
+    :math:`\sum_i w_i \ell_i / \sum_i w_i`. There an inactive minority anchor of weight 10 --
+    MultiSimilarityLoss with its miner leaves many -- stays in the denominator and shrinks the
+    whole batch's loss, majority included, by up to the minority's share of the weight: the
+    weights rescaled the learning rate at random instead of moving mass to the minority.)
+    Elements anchored in a group with weight 0 are dropped from the numerator; if no active
+    weight remains, the loss is 0 (with a gradient graph).
 
     Args:
         weights: ``(G,)`` weight per group code (e.g. from :func:`group_weights`).
         base: ``"mean"`` or ``"avg_nonzero"``.
+        normalise: ``"active"`` or ``"all"`` (see above).
     """
 
-    def __init__(self, weights: torch.Tensor | np.ndarray, base: str = "mean", **kwargs) -> None:
+    def __init__(
+        self,
+        weights: torch.Tensor | np.ndarray,
+        base: Literal["mean", "avg_nonzero"] = "mean",
+        normalise: Literal["active", "all"] = "active",
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         w = torch.as_tensor(weights).detach().to("cpu", torch.float32).reshape(-1)
         if w.numel() == 0 or not torch.isfinite(w).all() or (w < 0).any():
@@ -265,8 +287,13 @@ class GroupWeightedReducer(GroupAwareReducer):
             raise ValueError(
                 f"GroupWeightedReducer: base must be 'mean' or 'avg_nonzero', not {base!r}"
             )
+        if normalise not in ("active", "all"):
+            raise ValueError(
+                f"GroupWeightedReducer: normalise must be 'active' or 'all', not {normalise!r}"
+            )
         self.register_buffer("weights", w)
         self.base = base
+        self.normalise = normalise
 
     config_class = GroupWeightedConfig
     #: the config section that switched it on before ``reducer`` existed
@@ -292,7 +319,7 @@ class GroupWeightedReducer(GroupAwareReducer):
         context.log(
             "reweighting by " + ", ".join(f"{n} {float(w):.3g}" for n, w in zip(names, weights))
         )
-        return cls(weights, base=base)
+        return cls(weights, base=base, normalise=config.normalise)
 
     @staticmethod
     def install(loss_fn: torch.nn.Module, reducer: BaseReducer) -> None:
@@ -306,12 +333,16 @@ class GroupWeightedReducer(GroupAwareReducer):
                 f"{len(self.weights)} groups); build the weights from the training set's groups"
             )
         w = self.weights.to(losses.device, losses.dtype)[anchor_groups]
-        if self.base == "avg_nonzero":
-            w = w * (losses > 0).to(w.dtype)
+        active = (losses > 0).to(w.dtype)
+        if self.normalise == "all" and self.base == "mean":
+            total = w.sum()
+            return self.zero_loss(embeddings) if total <= 0 else (w * losses).sum() / total
+        w = w * active
         total = w.sum()
         if total <= 0:
             return self.zero_loss(embeddings)
-        return (w * losses).sum() / total
+        scale = active.sum() / len(losses) if self.base == "mean" else 1.0
+        return scale * (w * losses).sum() / total
 
 
 def _group_aware(loss_fn: torch.nn.Module) -> list[GroupAwareReducer]:

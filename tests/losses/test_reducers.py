@@ -125,17 +125,20 @@ def ms_elements(emb, labels, alpha, beta, base, pairs=None):
 
 
 def weighted_reduce(elements, groups, weights, base):
-    """sum w_g(a) * l / sum w_g(a), over elements with l > 0 only for base='avg_nonzero'."""
-    num, den = None, 0.0
+    """(|A| / N) * sum_A w_g(a) * l / sum_A w_g(a) over the active elements A (l > 0), with N the
+    number of elements for base='mean' and |A| for base='avg_nonzero'."""
+    num, den, n_active = None, 0.0, 0
     for a, loss in elements:
-        if base == "avg_nonzero" and not float(loss.detach()) > 0:
+        if not float(loss.detach()) > 0:
             continue
+        n_active += 1
         w = float(weights[int(groups[a])])
         num = w * loss if num is None else num + w * loss
         den += w
     if num is None or den == 0:
         return None
-    return num / den
+    divisor = len(elements) if base == "mean" else n_active
+    return num / den * (n_active / divisor)
 
 
 def value_and_grad(fn, emb):
