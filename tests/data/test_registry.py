@@ -32,7 +32,15 @@ def assert_class_disjoint(splits, full_classes: set[str] | None = None) -> None:
 
 
 def test_registry_names():
-    assert list(DATASETS) == ["colored_digits", "gaussian", "celeba", "lfw", "cub", "folder"]
+    assert list(DATASETS) == [
+        "identities",
+        "colored_digits",
+        "gaussian",
+        "celeba",
+        "lfw",
+        "cub",
+        "folder",
+    ]
 
 
 # -- built-in benchmarks ----------------------------------------------------------------------
