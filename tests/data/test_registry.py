@@ -133,7 +133,7 @@ def test_imbalance_unknown_key_is_a_value_error(extra):
 def test_unknown_dataset_lists_the_available_ones():
     with pytest.raises(
         ValueError,
-        match="unknown dataset 'mnist'; available: colored_digits, gaussian, celeba, lfw, cub, folder",
+        match="unknown dataset 'mnist'; available: identities, colored_digits, gaussian, celeba, lfw, cub, folder",
     ):
         build_splits("mnist")
 
