@@ -17,11 +17,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-__all__ = ["Estimate", "GroupMetric", "Grouping", "group_metric_from_samples"]
+__all__ = [
+    "Estimate",
+    "GroupMetric",
+    "GroupStatistic",
+    "Grouping",
+    "group_metric_from_samples",
+    "group_metric_from_statistic",
+]
 
 GapMethod = Literal["between_groups", "to_overall"]
 
@@ -310,7 +317,7 @@ def _apply(values: np.ndarray, transform: Callable[[float], float] | None) -> np
 def group_metric_from_samples(
     name: str,
     *,
-    num: np.ndarray,
+    num: np.ndarray | None = None,
     den: np.ndarray | None = None,
     valid: np.ndarray | None = None,
     groupings: list[Grouping],
@@ -325,6 +332,7 @@ def group_metric_from_samples(
     group_num: dict[str, np.ndarray] | None = None,
     group_den: dict[str, np.ndarray] | None = None,
     overall_mode: Literal["pooled", "macro"] = "pooled",
+    statistic: GroupStatistic | None = None,
 ) -> GroupMetric:
     """Build a :class:`GroupMetric` from per-sample contributions.
 
@@ -353,7 +361,42 @@ def group_metric_from_samples(
         group_den: likewise for ``den``.
         overall_mode: ``"pooled"`` (ratio of sums over all samples) or ``"macro"`` (mean of the
             group values of the single grouping, e.g. balanced accuracy).
+        statistic: a group-level statistic that is not a ratio of per-sample sums (e.g. the
+            norm of a group's mean vector): given instead of ``num`` (and of ``den``, ``valid``,
+            ``transform``, ``group_num``, ``group_den``, ``min_count``, ``na_reason``), it is
+            handed to :func:`group_metric_from_statistic`, which recomputes it on every
+            bootstrap resample.
     """
+    if statistic is not None:
+        extra = [
+            k
+            for k, v in dict(
+                num=num,
+                den=den,
+                valid=valid,
+                transform=transform,
+                group_num=group_num,
+                group_den=group_den,
+            ).items()
+            if v is not None
+        ]
+        if extra or overall_mode != "pooled" or min_count != 1:
+            raise ValueError(
+                f"statistic replaces the per-sample contributions; do not also pass "
+                f"{extra or ['overall_mode/min_count']}"
+            )
+        return group_metric_from_statistic(
+            name,
+            statistic=statistic,
+            groupings=groupings,
+            higher_is_better=higher_is_better,
+            description=description,
+            n_boot=n_boot,
+            seed=seed,
+            level=level,
+        )
+    if num is None:
+        raise ValueError("num (per-sample contributions) is required unless statistic is given")
     num = np.asarray(num, dtype=np.float64)
     if num.ndim != 1:
         raise ValueError(f"num must have shape (N,), got {num.shape}")
@@ -466,6 +509,116 @@ def group_metric_from_samples(
         *overall_ci,
         na_reason=None if overall_value is not None else na_reason,
     )
+    return GroupMetric(
+        name=name,
+        description=description,
+        higher_is_better=higher_is_better,
+        overall=overall,
+        by_group=by_group,
+        replicates=replicates,
+    )
+
+
+class GroupStatistic(Protocol):
+    """A statistic of a whole group of rows (not a ratio of per-sample sums), recomputed on
+    bootstrap resamples by :func:`group_metric_from_statistic`.
+
+    Attributes:
+        n: the number of rows (samples) it is defined on.
+    """
+
+    n: int
+
+    def __call__(
+        self, cells: list[np.ndarray], n_boot: int, seed: int
+    ) -> tuple[np.ndarray, list[str | None], np.ndarray]:
+        """The statistic of each cell and of all cells pooled, with bootstrap replicates.
+
+        Args:
+            cells: the row indices of each group (disjoint).
+            n_boot: replicates (0: none).
+            seed: seed of the resampling.
+
+        Returns:
+            ``(values, reasons, replicates)``: ``values`` is ``(len(cells) + 1,)``, the last
+            entry the pooled rows of every cell, NaN where undefined; ``reasons`` says why for
+            each NaN entry (``None`` elsewhere); ``replicates`` is ``(n_boot, len(cells) + 1)``:
+            replicate ``b`` resamples the rows of each cell with replacement, within the cell
+            (every cell keeps its size), and its last column pools those same resamples.
+        """
+        ...
+
+
+def group_metric_from_statistic(
+    name: str,
+    *,
+    statistic: GroupStatistic,
+    groupings: list[Grouping],
+    higher_is_better: bool,
+    description: str = "",
+    n_boot: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+) -> GroupMetric:
+    """Build a :class:`GroupMetric` from a group-level :class:`GroupStatistic`.
+
+    Per grouping, the statistic is evaluated on each group and on all groups pooled (the overall
+    value), and its bootstrap replicates resample rows within each group and recompute it, so
+    the intervals are those of a stratified bootstrap of the statistic itself, and the gap
+    intervals (:meth:`GroupMetric.gap_interval`) pair every group's replicate with the overall
+    one from the same draws. The overall interval comes from the first grouping's replicates (a
+    plain bootstrap of all rows when there is no grouping). Each grouping gets its own seed
+    drawn from ``seed``.
+    """
+    n = int(statistic.n)
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    for g in groupings:
+        if np.asarray(g.codes).shape != (n,):
+            raise ValueError(f"grouping {g.name!r} has {len(g.codes)} codes for {n} samples")
+    q = (1 - level) / 2
+    rng = np.random.default_rng(seed)
+
+    def interval(values: np.ndarray) -> tuple[float | None, float | None]:
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return None, None
+        return float(np.quantile(values, q)), float(np.quantile(values, 1 - q))
+
+    def estimate(value: float, count: int, reason: str | None, reps: np.ndarray) -> Estimate:
+        if not np.isfinite(value):
+            return Estimate(None, count, na_reason=reason or "not defined for this group")
+        lo, hi = interval(reps) if n_boot else (None, None)
+        return Estimate(float(value), count, lo, hi)
+
+    by_group: dict[str, dict[str, Estimate]] = {}
+    replicates: dict[str, dict[str, np.ndarray]] = {}
+    overall: Estimate | None = None
+    for grouping in groupings or [Grouping("", np.zeros(n, dtype=np.int64), [""])]:
+        codes = np.asarray(grouping.codes)
+        present = np.unique(codes)
+        cells = [np.flatnonzero(codes == c) for c in present]
+        values, reasons, reps = statistic(cells, n_boot, int(rng.integers(2**63)))
+        reps = np.asarray(reps, dtype=np.float64).reshape(n_boot, len(cells) + 1)
+        if overall is None:
+            overall = estimate(values[-1], n, reasons[-1], reps[:, -1])
+        if not groupings:
+            break
+        groups = {}
+        rep_map = {}
+        for i, code in enumerate(present):
+            gname = grouping.names[code]
+            groups[gname] = estimate(values[i], len(cells[i]), reasons[i], reps[:, i])
+            rep_map[gname] = (
+                reps[:, i] if groups[gname].value is not None else np.full(n_boot, np.nan)
+            )
+        by_group[grouping.name] = groups
+        if n_boot:
+            rep_map["__overall__"] = reps[:, -1]
+            replicates[grouping.name] = rep_map
+    assert overall is not None
     return GroupMetric(
         name=name,
         description=description,

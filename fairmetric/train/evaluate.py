@@ -1,10 +1,13 @@
-"""Per-epoch evaluation during training: exact Recall@k, overall and per attribute value.
+"""Per-epoch evaluation during training: exact Recall@k, overall and per attribute value, and the
+embedding spread (mean resultant length, effective rank; METHODS.md §5) beside it.
 
 Computed through the audit's own path (:func:`fairmetric.neighbors.search.iter_neighbours`:
 an exact faiss search re-ranked in float64, then tie-averaged credit,
 :func:`fairmetric.neighbors.ties.hit_probability`) with the audit's default metric, cosine, so the
 Recall@k in ``metrics.jsonl`` equals the one in the audit's ``report.json`` for the same
-embeddings, exactly. The full audit (many metrics, uncertainty) is :mod:`fairmetric.audit`.
+embeddings, exactly. The spread is measured on the same rows as the audit's (unit rows under
+cosine) with the audit's function, so its group values equal the report's ``mean_resultant_length``
+and ``effective_rank`` too. The full audit (many metrics, uncertainty) is :mod:`fairmetric.audit`.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairmetric.audit.metrics.spread import group_spread
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.neighbors.index import Metric, NeighborIndex
 from fairmetric.neighbors.search import iter_neighbours
 from fairmetric.neighbors.ties import hit_probability
 
-__all__ = ["knn_hits", "recall_by_group"]
+__all__ = ["evaluate_embeddings", "knn_hits", "recall_by_group", "spread_by_group"]
+
+#: the spread entries logged beside Recall@k (the audit report's keys)
+SPREAD_KEYS = ("mean_resultant_length", "effective_rank")
 
 
 def knn_hits(
@@ -125,4 +132,63 @@ def recall_by_group(
             "by_group": by_group,
             "gap": gaps,
         }
+    return out
+
+
+def evaluate_embeddings(
+    emb: EmbeddingSet,
+    ks: Sequence[int] = (1,),
+    attributes: Sequence[str] | None = None,
+    *,
+    metric: Metric = "cosine",
+) -> dict[str, Any]:
+    """What each epoch's evaluation logs in ``metrics.jsonl``: :func:`recall_by_group` and,
+    beside it, :func:`spread_by_group` (so a gap closed by collapsing the space shows)."""
+    return {
+        **recall_by_group(emb, ks, attributes, metric=metric),
+        **spread_by_group(emb, attributes, metric=metric),
+    }
+
+
+def spread_by_group(
+    emb: EmbeddingSet,
+    attributes: Sequence[str] | None = None,
+    *,
+    metric: Metric = "cosine",
+) -> dict[str, Any]:
+    """Mean resultant length and effective rank (METHODS.md §5) overall and per value of each
+    attribute, on the rows the audit measures them on (unit rows under ``"cosine"``, normalised
+    as the neighbour index normalises them; the embeddings otherwise).
+
+    Computed by :func:`fairmetric.audit.metrics.spread.group_spread` (float64, one summation
+    order), so the group values equal the audit's ``mean_resultant_length`` and
+    ``effective_rank`` for the same embeddings.
+
+    Returns:
+        ``{"mean_resultant_length": {...}, "effective_rank": {...}}``, each ``{"overall": v,
+        "by_group": {attribute: {value_name: v}}, "gap": {attribute: max - min}, "ratio":
+        {attribute: min / max}}``; ``None`` where undefined (the effective rank of a group of one
+        sample; the mean resultant length of a group of zero vectors).
+    """
+    x = np.asarray(emb.embeddings)
+    if metric == "cosine":  # as fairmetric.neighbors normalises rows: float64, then float32
+        x64 = x.astype(np.float64)
+        norms = np.linalg.norm(x64, axis=1)
+        norms[norms == 0] = 1.0
+        x = (x64 / norms[:, None]).astype(np.float32)
+    attributes = list(emb.attribute_names if attributes is None else attributes)
+    overall = group_spread(x, np.zeros(len(x), dtype=np.int64))
+    out: dict[str, Any] = {
+        key: {"overall": overall[key]["overall"], "by_group": {}, "gap": {}, "ratio": {}}
+        for key in SPREAD_KEYS
+    }
+    for a in attributes:
+        per = group_spread(x, emb.attribute(a), list(emb.attribute_value_names[a]))
+        for key in SPREAD_KEYS:
+            values = per[key]["by_group"]
+            present = [v for v in values.values() if v is not None]
+            lo, hi = (min(present), max(present)) if len(present) > 1 else (None, None)
+            out[key]["by_group"][a] = values
+            out[key]["gap"][a] = None if lo is None else float(hi - lo)
+            out[key]["ratio"][a] = None if lo is None or hi <= 0 else float(lo / hi)
     return out

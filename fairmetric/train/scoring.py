@@ -1,5 +1,6 @@
-"""The per-epoch evaluation of a training run: Recall@k on the test split, in one process or with
-every process embedding a shard (rank 0's weights and buffers) and rank 0 scoring them all."""
+"""The per-epoch evaluation of a training run: Recall@k and the embedding spread (mean resultant
+length, effective rank) on the test split, in one process or with every process embedding a shard
+(rank 0's weights and buffers) and rank 0 scoring them all."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.models.embed import dataset_embeddings, embed_dataset, inference_settings
 from fairmetric.train.distributed import DistributedContext
-from fairmetric.train.evaluate import recall_by_group
+from fairmetric.train.evaluate import evaluate_embeddings
 
 __all__ = ["evaluate_model", "score_test_split"]
 
@@ -27,7 +28,8 @@ def evaluate_model(
     progress: bool = False,
     **settings: Any,
 ) -> dict[str, Any]:
-    """Exact Recall@k of ``model`` on ``dataset``, overall and per attribute value.
+    """Exact Recall@k of ``model`` on ``dataset``, overall and per attribute value, with the
+    embedding spread beside it (:func:`~fairmetric.train.evaluate.evaluate_embeddings`).
 
     ``settings`` are :func:`~fairmetric.models.embed.embed_dataset`'s speed settings
     (``precision``, ``channels_last``, ``num_workers``, ...); the trainer passes its own.
@@ -35,7 +37,7 @@ def evaluate_model(
     emb = embed_dataset(
         model, dataset, batch_size=batch_size, device=device, progress=progress, **settings
     )
-    return recall_by_group(emb, ks, attributes)
+    return evaluate_embeddings(emb, ks, attributes)
 
 
 def score_test_split(
@@ -47,8 +49,8 @@ def score_test_split(
     attributes: list[str] | None,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Recall@k (``tc.recall_k``) of ``model`` on ``test_set`` with the run's speed settings
-    (``tc``: the ``train`` config section); ``{}`` on every rank but 0."""
+    """Recall@k (``tc.recall_k``) and the embedding spread of ``model`` on ``test_set`` with the
+    run's speed settings (``tc``: the ``train`` config section); ``{}`` on every rank but 0."""
     settings = dict(batch_size=tc.eval_batch_size, device=device, **inference_settings(tc))
     if not ctx.enabled or len(test_set) < ctx.world_size:
         if not ctx.is_main:
@@ -61,4 +63,4 @@ def score_test_split(
     if not ctx.is_main:
         return {}
     emb = dataset_embeddings(test_set, np.concatenate(pieces))
-    return recall_by_group(emb, tc.recall_k, attributes)
+    return evaluate_embeddings(emb, tc.recall_k, attributes)

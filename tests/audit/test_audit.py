@@ -248,6 +248,8 @@ def test_metric_names_and_groupings():
         "intra_class_alignment",
         "inter_class_alignment",
         "uniformity",
+        "mean_resultant_length",
+        "effective_rank",
         "homophily:colour",
         "leakage_knn:colour",
         "leakage_linear:colour",

@@ -27,6 +27,7 @@ BUILT_IN = [
     "map_at_r",
     "alignment",
     "uniformity",
+    "spread",
     "homophily",
     "leakage_knn",
     "leakage_linear",
@@ -79,7 +80,7 @@ def test_a_plugged_in_metric_is_computed_from_the_shared_search(plugged):
     report = audit(embedding_set(x, labels, colour), ks=(1,), homophily_k=HK, leakage_k=LK, **FAST)
     names = list(report.metrics)
     # after the whole-set built-ins, before the per-attribute ones
-    assert names.index(f"precision@{k}") == names.index("uniformity") + 1
+    assert names.index(f"precision@{k}") == names.index("effective_rank") + 1
     expected = [
         ref.expected_counts(
             x, i, "cosine", k, [lambda r, i=i: sum(1 for j in r if labels[j] == labels[i])]

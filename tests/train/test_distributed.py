@@ -32,7 +32,7 @@ from fairmetric.train.distributed import (
     init_distributed,
     torchrun_command,
 )
-from fairmetric.train.evaluate import recall_by_group
+from fairmetric.train.evaluate import evaluate_embeddings
 from fairmetric.train.objectives import build_objective, build_training_loss
 from fairmetric.train.trainer import (
     TrainStep,
@@ -265,7 +265,7 @@ def test_nproc_2_trains_writes_from_rank_0_and_resumes_on_one_process(tmp_path):
     # the shared evaluation (each rank embeds half the test split) scored the exported model
     model = load_embedder(out / "model")
     emb = embed_dataset(model, build_data(cfg)["test"], device="cpu")
-    assert recall_by_group(emb, cfg.train.recall_k) == history[2]["metrics"]
+    assert evaluate_embeddings(emb, cfg.train.recall_k) == history[2]["metrics"]
 
     more = _cli(
         "train", "--no-progress", *args[:-2], "train.epochs=3", "--out", str(out), "--resume"

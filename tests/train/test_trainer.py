@@ -12,7 +12,7 @@ import torch
 from fairmetric.models import embed_dataset, load_embedder
 from fairmetric.train import build_data, load_config, train
 from fairmetric.train.checkpoint import load_checkpoint
-from fairmetric.train.evaluate import recall_by_group
+from fairmetric.train.evaluate import evaluate_embeddings
 from tests.conftest import DIGITS, GAUSSIAN
 
 
@@ -45,7 +45,7 @@ def test_run_folder_contents_and_exported_model_matches(tmp_path, digits_cfg):
     # the exported model gives the same Recall@1 as the loop measured at the last epoch
     model = load_embedder(result["model_dir"])
     emb = embed_dataset(model, build_data(digits_cfg)["test"], device="cpu")
-    assert recall_by_group(emb, [1]) == lines[-1]["metrics"]
+    assert evaluate_embeddings(emb, [1]) == lines[-1]["metrics"]
     by_group = lines[-1]["metrics"]["recall@1"]["by_group"]["colour"]
     assert set(by_group) == {"light", "dark"}
 

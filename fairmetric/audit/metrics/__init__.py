@@ -1,7 +1,7 @@
 """The audit's metrics, one module per family, registered in :data:`AUDIT_METRICS`.
 
 Registration order is report order: ``recall@k``, ``map@r``, the alignments, ``uniformity``,
-then per attribute ``homophily``, ``leakage_knn``, ``leakage_linear``. The per-sample functions
+the spread (``mean_resultant_length``, ``effective_rank``), then per attribute ``homophily``, ``leakage_knn``, ``leakage_linear``. The per-sample functions
 (:func:`alignment_contributions`, :func:`uniformity_contributions`, ...) and
 :class:`NeighbourStats` are importable from here as before.
 """
@@ -27,6 +27,7 @@ from fairmetric.audit.metrics.uniformity import (
     uniformity_by_grouping,
     uniformity_contributions,
 )
+from fairmetric.audit.metrics.spread import SpreadMetric, SpreadStatistic, group_spread
 from fairmetric.audit.metrics.homophily import HomophilyMetric
 from fairmetric.audit.metrics.leakage import (
     KNNLeakageMetric,
@@ -47,9 +48,12 @@ __all__ = [
     "MapAtRMetric",
     "NeighbourStats",
     "RecallMetric",
+    "SpreadMetric",
+    "SpreadStatistic",
     "UniformityMetric",
     "alignment_by_grouping",
     "alignment_contributions",
+    "group_spread",
     "linear_probe_predictions",
     "linear_probes",
     "register_audit_metric",
