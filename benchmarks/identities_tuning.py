@@ -36,6 +36,7 @@ import numpy as np
 ATTR = "palette"
 EB = ["data.group_attribute=palette", "sampling.name=epoch_balanced"]
 BB = ["data.group_attribute=palette", "sampling.name=batch_balanced"]
+CM = ["data.group_attribute=palette", "sampling.name=class_mixed"]
 HM = ["mitigation.hard_mining.candidates_per_batch=128", "train.m_per_class=8"]
 PARADE = [
     "objective.parade.attributes=[palette]",
@@ -55,6 +56,9 @@ ARMS: dict[str, list[str]] = {
     "batch_balanced": BB,
     "batch_balanced_0.75:0.25": BB + ["sampling.proportions={majority: 0.75, minority: 0.25}"],
     "hard_mining": HM,
+    "class_mixed": CM,
+    "class_mixed_0.5": CM + ["sampling.proportions={mixed: 0.5, pure: 0.5}"],
+    "class_mixed_1.0": CM + ["sampling.proportions={mixed: 1.0}"],
     # loss-side methods (item 5 of issue 13)
     "reweight": ["data.group_attribute=palette", "reducer.name=group_weighted"],
     "reweight_sqrt": [
@@ -68,6 +72,9 @@ ARMS: dict[str, list[str]] = {
     # combinations
     "epoch_balanced+parade_rho1": EB + PARADE + ["objective.parade.rho=1.0"],
     "epoch_balanced+hard_mining": EB + HM,
+    "class_mixed+hard_mining": CM + HM,
+    "class_mixed_0.5+hard_mining": CM + HM + ["sampling.proportions={mixed: 0.5, pure: 0.5}"],
+    "class_mixed+parade_rho1": CM + PARADE + ["objective.parade.rho=1.0"],
 }
 
 

@@ -506,7 +506,7 @@ def test_batch_counts_auto_and_float():
     e, y, g = batch(BATCH_CELLS)
     for target, goal in [("auto", 10), (0.5, 5), (0.35, 4), (1.5, 15)]:
         syn, syn_y, syn_g = smote_batch(
-            e, y, g, target=target, generator=torch.Generator().manual_seed(0)
+            e, y, g, target=target, generator=torch.Generator().manual_seed(0), scope="batch"
         )
         total = counts(
             cell_of(torch.cat([y, syn_y]).numpy(), torch.cat([g, syn_g]).numpy(), "class_attribute")

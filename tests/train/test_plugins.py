@@ -182,5 +182,5 @@ def test_built_in_plugins_and_their_order():
     """The order of the terms is the order their parameters are created in: part of the result."""
     assert TERMS.names() == ["parade", "spectral", "adversary"]
     assert REDUCERS.names() == ["group_weighted", "group_dro"]
-    assert SAMPLERS.names() == ["m_per_class", "epoch_balanced", "batch_balanced"]
+    assert SAMPLERS.names() == ["m_per_class", "epoch_balanced", "batch_balanced", "class_mixed"]
     assert HOOKS.names() == ["hard_mining", "smote"]

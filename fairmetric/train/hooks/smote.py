@@ -27,13 +27,17 @@ _STREAM = 0x5307  # separates SMOTE's per-epoch seed from the other (seed, epoch
 class SmoteConfig:
     """In-training SMOTE: synthetic embeddings interpolated within (class × group) cells of the
     batch are added to the metric loss's batch. ``target``: ``auto`` tops every cell up to the
-    largest cell of the batch, a number ``r`` to ``ceil(r × largest)``."""
+    reference cell, a number ``r`` to ``ceil(r × reference)``; ``scope``: the reference is the
+    largest cell of the same class (``class``: balance the groups within each class) or of the
+    batch (``batch``: before issue 13, which over-sampled the majority under m-per-class
+    batches, see :func:`~fairmetric.sampling.smote_batch`)."""
 
     enabled: bool = False
     group_by: str = "class_attribute"
     k_neighbors: int = 3
     target: str | float = "auto"
     ratio_mode: str = "uniform"
+    scope: str = "class"
 
 
 @register_hook("smote")
@@ -95,6 +99,7 @@ class SmoteHook(BatchHook):
             target=sm.target,
             generator=self.generator,
             normalize=self.normalize,
+            scope=sm.scope,
         )
         batch.extra_embeddings, batch.extra_labels = s_emb, s_y
         if g is not None:
