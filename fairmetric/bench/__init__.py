@@ -1,7 +1,11 @@
 """The fairness benchmark suite: methods × datasets × seeds in one call, resumable.
 
     from fairmetric.bench import run_suite
-    run_suite(datasets=["colored_digits", "gaussian"], seeds=[0, 1, 2], out="runs/bench")
+    run_suite(datasets=["identities_mlp"], methods=["baseline", "oracle", "parade"], out="runs/bench")
+
+By default: the synthetic-identities benchmark with the MLP (its gap is learned; see
+docs/datasets.md), every method, five seeds, one torch thread. ``oracle`` trains on
+attribute-balanced data (how much of the gap is learnable at all); ``a+b`` combines two methods.
 
 Every cell (dataset, method, seed) is a training run in ``OUT/DATASET/METHOD/seedK/`` (the usual
 run folder: ``config.yaml``, ``checkpoint.pt``, ``metrics.jsonl``, ``model/``). Once trained, its
@@ -13,11 +17,13 @@ downstream on attribute-balanced data; the numbers go to ``cell.json``. A cell w
 Per dataset, ``OUT/DATASET/table.{md,json,png}`` holds one row per method with mean ± standard
 deviation over seeds of: overall Recall@1, worst-group Recall@1, the Recall@1 gap, the
 (intra-class) alignment gap, the uniformity gap, the attribute leakage (balanced accuracy of a
-linear probe), and the downstream accuracy and accuracy gap. A ``rho_sweep`` trains PARADE at
+linear probe), the spread (largest group mean resultant length, smallest group effective rank:
+Recall@1 is blind to collapse), and the downstream accuracy and accuracy gap. A ``rho_sweep`` trains PARADE at
 several ρ and writes ``OUT/DATASET/rho_sweep.{md,json,png}``, the accuracy-vs-gap trade-off.
 When the baseline is among the methods, both tables also give each row's paired change against
-the same-seed baseline: the mean difference over seeds with its 95% t interval, and whether the
-interval excludes zero (a fairness claim is such a paired, multi-seed measurement).
+the same-seed baseline: the mean difference over seeds with its 95% t interval, whether the
+interval excludes zero (a fairness claim is such a paired, multi-seed measurement), and for the
+gaps the change as a share of the baseline's gap.
 
 Methods whose set-up a dataset cannot satisfy (e.g. group quotas that no batch can meet) are
 skipped with the error as the recorded reason, rather than stopping the suite.
