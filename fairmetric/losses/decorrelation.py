@@ -206,12 +206,16 @@ def _rv_parts(
     syy = (w[:, None] * y).T @ y
     tiny = torch.finfo(e.dtype).tiny
     nxx, nyy = sxx.pow(2).sum(), syy.pow(2).sum()  # squared Frobenius norms
-    rv = sxy.pow(2).sum() / (nxx * nyy).sqrt().clamp_min(tiny)
-    # chance level: beta = (tr S)^2 / tr(S^2) is the effective number of dimensions of a batch
-    beta_x = torch.diagonal(sxx).sum().pow(2) / nxx.clamp_min(tiny)
-    beta_y = torch.diagonal(syy).sum().pow(2) / nyy.clamp_min(tiny)
-    n_eff = 1.0 / w.pow(2).sum()  # Kish's effective sample size; N without weights
-    chance = (beta_x * beta_y).sqrt() / (n_eff - 1.0).clamp_min(tiny)
+    den = (nxx * nyy).sqrt().clamp_min(tiny)
+    rv = sxy.pow(2).sum() / den
+    # chance level: the numerator's expectation when the rows of e_s are paired with those of e
+    # at random (weights staying with e's rows; then symmetrised), over the observed denominator.
+    # Uniform weights: exactly sqrt(beta_x beta_y) / (N - 1), the permutation expectation of RV.
+    m_x = (e - e.mean(dim=0, keepdim=True)).pow(2).sum(dim=1).mean()
+    m_y = (e_s - e_s.mean(dim=0, keepdim=True)).pow(2).sum(dim=1).mean()
+    w2 = w.pow(2)
+    spread = m_y * (w2 * x.pow(2).sum(dim=1)).sum() + m_x * (w2 * y.pow(2).sum(dim=1)).sum()
+    chance = n / (n - 1) * 0.5 * spread / den
     # a constant batch (spread at rounding level against its magnitude) has no dependence: 0,
     # decided on the device (no sync); rounding noise would otherwise give beta of order 1
     eps = torch.finfo(e.dtype).eps
@@ -235,9 +239,16 @@ def rv_penalty(
 
         \mathrm{RV} = \frac{\lVert S_{XY} \rVert_F^2}{\lVert S_{XX} \rVert_F\,
             \lVert S_{YY} \rVert_F}, \qquad
-        \mathrm{penalty} = \mathrm{RV} - \frac{\sqrt{\beta_X \beta_Y}}{n_\text{eff} - 1},
-        \qquad \beta_X = \frac{(\mathrm{tr}\, S_{XX})^2}{\lVert S_{XX} \rVert_F^2},
-        \quad n_\text{eff} = \frac{1}{\sum_i w_i^2}.
+        \mathrm{penalty} = \mathrm{RV} - c, \qquad
+        c = \frac{N}{N-1} \cdot
+            \frac{\tfrac12 \big(m_Y \sum_i w_i^2 \lVert X_i \rVert^2
+                + m_X \sum_i w_i^2 \lVert Y_i \rVert^2\big)}
+            {\lVert S_{XX} \rVert_F \, \lVert S_{YY} \rVert_F},
+
+    with :math:`m_X, m_Y` the plain mean squared norms of the (plainly) centred batches. For
+    uniform weights :math:`c = \sqrt{\beta_X \beta_Y}/(N-1)`,
+    :math:`\beta_X = (\mathrm{tr}\, S_{XX})^2 / \lVert S_{XX} \rVert_F^2` (the batch's effective
+    number of dimensions).
 
     **Why this estimator.** The RV coefficient (Robert & Escoufier 1976) is the cross-covariance
     penalty :math:`\lVert S_{XY} \rVert_F^2` divided by the two auto-covariances, so it is
@@ -252,16 +263,19 @@ def rv_penalty(
     that is the intended effect: those directions stop shaping the distances.
 
     **Chance correction.** For a finite batch the plain RV of independent rows is not 0: under
-    random pairing of the rows its expectation is exactly :math:`\sqrt{\beta_X \beta_Y}/(N-1)`
-    (Josse, Pagès & Husson 2008), about 0.4 for ``N = 64`` rows in 64 and 32 dimensions. It is
-    subtracted, so that the penalty is 0 in expectation for independent rows (with weights,
-    :math:`N` becomes Kish's effective sample size :math:`n_\text{eff}`, an approximation). Without
-    it, minimising the plain RV of an independent batch would push ``e`` to concentrate its
-    variance in few dimensions (a lower :math:`\beta_X`): another kind of collapse. The penalty
-    is therefore a signed, unbiased estimate of the dependence: at most :math:`1 - \text{chance}`
-    (when ``e_s`` is a rotation and rescaling of ``e`` plus an offset), slightly negative by
-    chance. Balanced weights make the minority's few rows count more, so the chance level (the
-    noise of the estimate) rises with them.
+    random pairing of the rows its expectation is exactly :math:`c = \sqrt{\beta_X \beta_Y}/(N-1)`
+    (Josse, Pagès & Husson 2008), about 0.4 for ``N = 64`` unit rows in 64 and 32 dimensions. It
+    is subtracted, so that the penalty is 0 in expectation for independent rows. With weights,
+    :math:`c` is the expectation of the numerator under random pairing (each row of ``e`` keeping
+    its weight, then symmetrised) over the observed denominator: at 3 minority rows in 64, under
+    balanced weights, the plain weighted RV of independent rows is about 0.8 and the corrected
+    penalty averages 0 (measured). :math:`c` depends on each batch's marginal spread only, never
+    on how the rows of ``e`` and ``e_s`` are paired, so it rewards no dependence; without it,
+    minimising the plain RV of an independent batch would push ``e`` to concentrate its variance
+    in few dimensions (another kind of collapse). The penalty is therefore a signed estimate of
+    the dependence: at most :math:`1 - c` (when ``e_s`` is a rotation and rescaling of ``e`` plus
+    an offset), slightly negative by chance. Balanced weights lean on the minority's few rows, so
+    the estimate is noisier with them.
 
     **Scale of ρ.** The plain RV lies in ``[0, 1]`` whatever ``D`` and ``D_s``: ``rho`` is the
     loss paid for full linear dependence, comparable to the metric loss's own scale (a triplet

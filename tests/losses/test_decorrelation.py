@@ -317,6 +317,7 @@ def rv_loop(
     e: torch.Tensor, e_s: torch.Tensor, w: list[float] | None = None
 ) -> tuple[float, float]:
     """(weighted RV, chance level) with explicit sums over rows and coordinates."""
+    # for uniform weights the chance level is sqrt(beta_x beta_y) / (N - 1), checked below
     n, d = e.shape
     ds = e_s.shape[1]
     w = [1.0 / n] * n if w is None else [wi / sum(w) for wi in w]
@@ -337,11 +338,23 @@ def rv_loop(
     def sq(m):
         return sum(v * v for row in m for v in row)
 
-    rv = sq(sxy) / np.sqrt(sq(sxx) * sq(syy))
-    beta_x = sum(sxx[k][k] for k in range(d)) ** 2 / sq(sxx)
-    beta_y = sum(syy[m][m] for m in range(ds)) ** 2 / sq(syy)
-    n_eff = 1.0 / sum(wi * wi for wi in w)
-    return rv, float(np.sqrt(beta_x * beta_y) / (n_eff - 1))
+    den = np.sqrt(sq(sxx) * sq(syy))
+    # chance: E[numerator] when the rows of e_s are paired with e's at random, symmetrised
+    ex = [
+        [float(e[i, k]) - sum(float(e[j, k]) for j in range(n)) / n for k in range(d)]
+        for i in range(n)
+    ]
+    ey = [
+        [float(e_s[i, m]) - sum(float(e_s[j, m]) for j in range(n)) / n for m in range(ds)]
+        for i in range(n)
+    ]
+    m_x = sum(v * v for row in ex for v in row) / n
+    m_y = sum(v * v for row in ey for v in row) / n
+    spread = sum(
+        w[i] ** 2 * (m_y * sum(v * v for v in x[i]) + m_x * sum(v * v for v in y[i]))
+        for i in range(n)
+    )
+    return sq(sxy) / den, n / (n - 1) * 0.5 * spread / den
 
 
 def test_rv_penalty_matches_loop_reference_with_and_without_weights():
@@ -349,6 +362,9 @@ def test_rv_penalty_matches_loop_reference_with_and_without_weights():
     e_s = 0.6 * e[:, :3] + rand(9, 3, seed=31)
     rv, chance = rv_loop(e, e_s)
     assert float(rv_penalty(e, e_s)) == pytest.approx(rv - chance, rel=1e-10)
+    sxx, syy = np.cov(e.numpy(), rowvar=False), np.cov(e_s.numpy(), rowvar=False)
+    beta_x, beta_y = (np.trace(m) ** 2 / (m**2).sum() for m in (sxx, syy))
+    assert chance == pytest.approx(np.sqrt(beta_x * beta_y) / 8, rel=1e-10)  # Josse et al.
     assert float(embedding_correlation(e, e_s)) == pytest.approx(rv, rel=1e-10)
     w = [1.0, 2.0, 0.5, 1.0, 3.0, 1.0, 0.25, 1.0, 2.0]
     rv_w, chance_w = rv_loop(e, e_s, w)
@@ -396,6 +412,20 @@ def test_rv_penalty_is_zero_in_expectation_for_independent_rows():
     # independent random batches: the average over many is 0 within its standard error
     vals = [float(rv_penalty(rand(64, 16, seed=s), rand(64, 8, seed=1000 + s))) for s in range(200)]
     assert abs(np.mean(vals)) < 3 * np.std(vals) / np.sqrt(len(vals))
+
+
+def test_balanced_rv_penalty_is_zero_on_average_for_independent_rows():
+    """3 minority rows in 64 under balanced weights: the plain weighted RV of independent unit
+    rows is far from 0 (about 0.8); the corrected penalty averages 0."""
+    w = balanced_weights(torch.tensor([1] * 3 + [0] * 61), 2, dtype=torch.float64)
+    plain, vals = [], []
+    for s in range(100):
+        e = F.normalize(rand(64, 32, seed=2000 + s), dim=1)
+        e_s = F.normalize(rand(64, 16, seed=3000 + s), dim=1)
+        plain.append(float(embedding_correlation(e, e_s, w)))
+        vals.append(float(rv_penalty(e, e_s, w)))
+    assert np.mean(plain) > 0.5
+    assert abs(np.mean(vals)) < 3 * np.std(vals) / np.sqrt(len(vals)) + 0.01
 
 
 def test_rv_penalty_is_maximal_for_a_rotation_and_rescaling():
@@ -488,8 +518,8 @@ def test_balanced_statistics_ignore_duplicated_minority_rows():
         for fn in (cross_covariance_penalty, embedding_correlation, adv):
             assert float(fn(d_e, d_s, d_w)) == pytest.approx(float(fn(e, e_s, w)), rel=1e-10)
             assert float(fn(d_e, d_s)) != pytest.approx(float(fn(e, e_s)), rel=1e-3)
-    # the rv penalty's RV part is unchanged; its chance level follows the effective sample size
-    # (duplicates look like more rows), which is the one part that moves
+    # the rv penalty's RV part is unchanged; its chance level follows the number of rows
+    # (duplicates look like more samples), which is the one part that moves
     rv, chance = rv_loop(e, e_s, w.tolist())
     d_rv, d_chance = rv_loop(d_e, d_s, d_w.tolist())
     assert d_rv == pytest.approx(rv, rel=1e-10)

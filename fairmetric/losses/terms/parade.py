@@ -60,22 +60,24 @@ class ParadeConfig:
       small cap. ``cross_covariance`` (squared Frobenius norm of the batch cross-covariance) and
       ``adversarial`` (the reference: gradient reversal + an MLP ξ of width ``xi_hidden``) still
       work; ``cross_covariance`` can be lowered by collapse, check a collapse measure with it.
-    - ``rho`` [1.0]: what ρ means depends on the estimator's magnitude. ``rv``: the penalty is
-      about ``[0, 1]`` whatever the embedding sizes ``D`` and ``D_s`` (1 = ``e_s`` a rotation of
-      ``e``), so ρ is the loss paid for full dependence, next to a metric loss of order 0.1 (a
-      triplet loss with margin 0.2): ρ of 0.3–3 is the useful range. ``cross_covariance``: on
-      unit embeddings at most about :math:`1/\sqrt{D D_s}` (spread over every dimension), so ρ
-      must grow like :math:`\sqrt{D D_s}` (about 45× for 64 and 32 dimensions). ``adversarial``:
-      at most :math:`1/D`, about :math:`1/D^2` at chance, so ρ grows like ``D`` (the
-      reference uses 100–1500).
+    - ``rho`` [1.0]: what ρ means depends on the estimator's magnitude. ``rv``: the penalty lies
+      in about ``[0, 1]`` whatever the embedding sizes ``D`` and ``D_s`` (0 on average for
+      independent rows, ``1 - chance`` when ``e_s`` is a rotation of ``e``), so ρ is the loss paid
+      for full dependence, next to a metric loss of order 0.1 (a triplet loss with margin 0.2); on
+      the synthetic tests ρ from 0.3 to 10 removed the dependence without collapse.
+      ``cross_covariance``: on unit embeddings at most about :math:`1/\sqrt{D D_s}` (spread over
+      every dimension), so ρ must grow like :math:`\sqrt{D D_s}` (about 45× for 64 and 32
+      dimensions). ``adversarial``: at most :math:`1/D`, about :math:`1/D^2` at chance, so ρ
+      grows like ``D`` (the reference uses 100–1500).
     - ``xi_lr`` [null]: ξ's learning rate; null follows the model's (``optim.lr``). DiVA's 1e-5
       was its whole network's rate; next to a model at 1e-3 it leaves ξ untrained.
     - ``detach_features`` [true]: the attribute head reads the backbone features through
       ``detach()``: its metric loss trains the head only, never the backbone, and the
       decorrelation moves the target embedding ``e`` only (its gradient reaches the backbone
-      through ``e``). At ``rho=0`` the backbone then trains exactly as the baseline. False is the
-      paper's joint training, where the attribute loss trains the shared backbone *towards* the
-      attribute (measured: ``rho=0`` widens the gap).
+      through ``e``). At ``rho=0`` the backbone then trains exactly as the baseline. True by
+      default because PARADE is used here to *narrow* a gap: false is the paper's joint training,
+      where the attribute loss trains the shared backbone *towards* the attribute (measured:
+      ``rho=0`` widens the gap), so the decorrelation first has to undo what the head put in.
     - ``balance`` [true]: batch means and (cross-)covariances (and the adversarial mean over rows)
       weight each row by :math:`1/(G\,n_g)`, so every attribute value in the batch counts equally
       (:func:`~fairmetric.losses.decorrelation.balanced_weights`); a batch holding one value only
