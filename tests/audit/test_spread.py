@@ -317,3 +317,20 @@ def test_fail_if_on_the_effective_rank_ratio(tmp_path, capsys):
         attributes={"colour": np.array(["light", "dark"])[labels % 2]},
     ).save(tmp_path / "spread.npz")
     assert main(["audit", str(spread), "--fail-if", "effective_rank.ratio<0.5", *quiet]) == 0
+
+
+def test_values_do_not_depend_on_the_bootstrap_or_its_units():
+    """The value is one sum per group in row order: the same bits with or without replicates,
+    for any seed and any resampling unit (so the training log equals any audit)."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(700, 10)).astype(np.float32)
+    cells = [np.arange(0, 400), np.arange(400, 700)]
+    base = SpreadStatistic(x).compute(cells, 0, 0)
+    for stat, n_boot, seed in [
+        (SpreadStatistic(x), 30, 3),
+        (SpreadStatistic(x, max_units=10), 30, 4),
+        (SpreadStatistic(x, max_units=1), 5, 5),
+    ]:
+        out = stat.compute(cells, n_boot, seed)
+        np.testing.assert_array_equal(out[0], base[0])
+        np.testing.assert_array_equal(out[3], base[3])

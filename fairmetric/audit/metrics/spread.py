@@ -111,7 +111,11 @@ class _Cell:
     q: np.ndarray  # (M, D*D) Σ y yᵀ, flattened
 
 
-def _cell(x: np.ndarray, rows: np.ndarray, max_units: int, rng: np.random.Generator) -> _Cell:
+def _cell(
+    x: np.ndarray, rows: np.ndarray, max_units: int, rng: np.random.Generator | None
+) -> _Cell:
+    """The unit sums of one group: one unit per row up to ``max_units`` rows, else
+    ``max_units`` random blocks (one block, in row order, when ``max_units`` is 1)."""
     n, d = len(rows), x.shape[1]
     centre = np.zeros(d)
     for b in range(0, n, _BLOCK):
@@ -124,16 +128,20 @@ def _cell(x: np.ndarray, rows: np.ndarray, max_units: int, rng: np.random.Genera
         return _Cell(centre, np.ones(n), has.astype(np.float64), e, y, q)
     # random blocks of (nearly) equal size: unit u holds the rows at positions u, u + m, ...
     m = max_units
-    order = rows[rng.permutation(n)]
+    order = rows if m == 1 or rng is None else rows[rng.permutation(n)]
     count, ndir = np.zeros(m), np.zeros(m)
     e_sum, s_sum, q_sum = np.zeros((m, d)), np.zeros((m, d)), np.zeros((m, d * d))
     for u in range(m):
-        xu = x[order[u::m]]
-        yu = xu.astype(np.float64) - centre
-        eu, has = _units(xu)
-        count[u], ndir[u] = len(xu), has.sum()
-        e_sum[u], s_sum[u] = eu.sum(axis=0), yu.sum(axis=0)
-        q_sum[u] = (yu.T @ yu).ravel()
+        members = order[u::m]
+        count[u] = len(members)
+        for b in range(0, len(members), _BLOCK):  # float64 copies of at most _BLOCK rows
+            xu = x[members[b : b + _BLOCK]]
+            yu = xu.astype(np.float64) - centre
+            eu, has = _units(xu)
+            ndir[u] += has.sum()
+            e_sum[u] += eu.sum(axis=0)
+            s_sum[u] += yu.sum(axis=0)
+            q_sum[u] += (yu.T @ yu).ravel()
     return _Cell(centre, count, ndir, e_sum, s_sum, q_sum)
 
 
@@ -221,11 +229,14 @@ class SpreadStatistic:
     def _compute(self, cells: list[np.ndarray], n_boot: int, seed: int) -> tuple:
         d, g = self.d, len(cells)
         rng = np.random.default_rng(seed)
-        parts = [_cell(self.x, np.asarray(c, dtype=np.int64), self.max_units, rng) for c in cells]
+        cells = [np.asarray(c, dtype=np.int64) for c in cells]
+        # the values from one sum per cell, in row order (independent of the seed and of
+        # n_boot); the replicates from units of rows or of random blocks of rows
+        whole = [_cell(self.x, c, 1, None) for c in cells]
         n_all = sum(len(c) for c in cells)
-        mu = sum(p.centre * p.count.sum() for p in parts) / n_all if n_all else np.zeros(d)
+        mu = sum(p.centre * p.count.sum() for p in whole) / n_all if n_all else np.zeros(d)
 
-        def values(weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        def values(parts: list[_Cell], weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
             """Both statistics per cell and pooled, for the unit weights ``(B, M)`` of each cell.
 
             The pooled scatter is the sum of the cells' scatters plus the between-cell term
@@ -262,10 +273,11 @@ class SpreadStatistic:
             mrl[:, g], erank[:, g] = _finish(n_tot, nd_tot, e_tot, within)
             return mrl, erank
 
-        mrl, erank = values([np.ones((1, len(p.count))) for p in parts])
+        mrl, erank = values(whole, [np.ones((1, 1)) for _ in whole])
         mrl, erank = mrl[0], erank[0]
+        parts = [_cell(self.x, c, self.max_units, rng) for c in cells] if n_boot else []
         sizes = [len(c) for c in cells] + [n_all]
-        ndirs = [p.ndir.sum() for p in parts]
+        ndirs = [p.ndir.sum() for p in whole]
         ndirs.append(sum(ndirs))
         mrl_why = [None if nd > 0 else NO_DIRECTION for nd in ndirs]
         erank_why = [None if n >= 2 else FEW for n in sizes]
@@ -280,7 +292,7 @@ class SpreadStatistic:
                 m = len(p.count)
                 draws = rng.integers(0, m, size=(b, m)) + (np.arange(b) * m)[:, None]
                 weights.append(np.bincount(draws.ravel(), minlength=b * m).reshape(b, m) * 1.0)
-            mrl_reps[start : start + b], erank_reps[start : start + b] = values(weights)
+            mrl_reps[start : start + b], erank_reps[start : start + b] = values(parts, weights)
         return mrl, mrl_why, mrl_reps, erank, erank_why, erank_reps
 
 
