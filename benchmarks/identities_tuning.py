@@ -36,6 +36,8 @@ import numpy as np
 ATTR = "palette"
 EB = ["data.group_attribute=palette", "sampling.name=epoch_balanced"]
 BB = ["data.group_attribute=palette", "sampling.name=batch_balanced"]
+DRO = ["data.group_attribute=palette", "reducer.name=group_dro"]
+ADV = ["objective.adversary.attribute=palette", "objective.adversary.hidden=64"]
 CM = ["data.group_attribute=palette", "sampling.name=class_mixed"]
 HM = ["mitigation.hard_mining.candidates_per_batch=128", "train.m_per_class=8"]
 PARADE = [
@@ -66,9 +68,27 @@ ARMS: dict[str, list[str]] = {
         "reducer.name=group_weighted",
         "reducer.beta=0.5",
     ],
-    "group_dro": ["data.group_attribute=palette", "reducer.name=group_dro"],
-    "adversarial": ["objective.adversary.attribute=palette", "objective.adversary.hidden=64"],
+    "reweight_old_normalisation": [
+        "data.group_attribute=palette",
+        "reducer.name=group_weighted",
+        "reducer.normalise=all",
+    ],
+    "group_dro": DRO,
+    "group_dro_eta0.001": DRO + ["reducer.eta=0.001"],
+    "group_dro_eta0.1": DRO + ["reducer.eta=0.1"],
+    "group_dro_C2": DRO + ["reducer.C=2"],
+    "group_dro_eta0.001_C2": DRO + ["reducer.eta=0.001", "reducer.C=2"],
+    "adversarial": ADV,
+    "adversarial_unbalanced": ADV + ["objective.adversary.balanced=false"],
+    "adversarial_alpha0.1": ADV + ["objective.adversary.alpha=0.1"],
     "smote": ["data.group_attribute=palette", "mitigation.smote.enabled=true"],
+    "smote_batch_scope": [
+        "data.group_attribute=palette",
+        "mitigation.smote.enabled=true",
+        "mitigation.smote.scope=batch",
+    ],
+    "class_mixed_m8+smote": CM + ["train.m_per_class=8", "mitigation.smote.enabled=true"],
+    "class_mixed_m8": CM + ["train.m_per_class=8"],
     # combinations
     "epoch_balanced+parade_rho1": EB + PARADE + ["objective.parade.rho=1.0"],
     "epoch_balanced+hard_mining": EB + HM,
