@@ -334,3 +334,52 @@ def test_values_do_not_depend_on_the_bootstrap_or_its_units():
         out = stat.compute(cells, n_boot, seed)
         np.testing.assert_array_equal(out[0], base[0])
         np.testing.assert_array_equal(out[3], base[3])
+
+
+def test_group_metric_from_statistic_assembles_groups_gaps_and_overall():
+    """The frame side with a plain statistic (the median), replicates drawn by a reference
+    loop: values, NA with the reason, intervals, gap replicates, overall from the first
+    grouping."""
+    from fairmetric.report.frame import group_metric_from_statistic
+
+    v = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 5.0, 7.0])
+
+    class Median:
+        n = len(v)
+
+        def __call__(self, cells, n_boot, seed):
+            rng = np.random.default_rng(seed)
+            vals = [np.median(v[c]) if len(c) > 1 else np.nan for c in cells]
+            vals.append(np.median(v[np.concatenate(cells)]))
+            reasons = [None if len(c) > 1 else "one sample" for c in cells] + [None]
+            reps = np.empty((n_boot, len(cells) + 1))
+            for b in range(n_boot):
+                picked = [c[rng.integers(0, len(c), len(c))] for c in cells]
+                reps[b, :-1] = [np.median(v[p]) if len(p) > 1 else np.nan for p in picked]
+                reps[b, -1] = np.median(v[np.concatenate(picked)])
+            return np.array(vals), reasons, reps
+
+    first = Grouping("a", np.array([0, 0, 0, 1, 1, 2, 2]), ["x", "y", "z"])
+    second = Grouping("b", np.array([0, 0, 0, 0, 0, 0, 1]), ["p", "q"])
+    m = group_metric_from_statistic(
+        "median", statistic=Median(), groupings=[first, second], higher_is_better=True, n_boot=50
+    )
+    assert m.values("a") == {"x": 2.0, "y": 15.0, "z": 6.0}
+    assert m.by_group["b"]["q"].value is None and m.by_group["b"]["q"].na_reason == "one sample"
+    assert m.overall.value == 5.0 and m.overall.count == 7
+    assert m.difference("a") == 13.0 and m.ratio("a") == pytest.approx(2 / 15)
+    for e in m.by_group["a"].values():
+        assert e.ci_low <= e.value <= e.ci_high
+    lo, hi = m.gap_interval("difference", "a")
+    assert lo is not None and lo <= hi
+    assert set(m.replicates["a"]) == {"x", "y", "z", "__overall__"}
+    assert np.isnan(m.replicates["b"]["q"]).all()
+    # the overall interval comes from the first grouping's replicates
+    reps = m.replicates["a"]["__overall__"]
+    assert m.overall.ci_low == pytest.approx(np.quantile(reps, 0.025))
+    assert m.overall.ci_high == pytest.approx(np.quantile(reps, 0.975))
+    alone = group_metric_from_statistic(
+        "median", statistic=Median(), groupings=[], higher_is_better=True, n_boot=10
+    )
+    assert alone.overall.value == 5.0 and alone.by_group == {}
+    assert alone.overall.ci_low is not None
