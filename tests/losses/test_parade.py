@@ -198,6 +198,20 @@ def test_xi_agreement_is_minus_d_times_the_adversarial_value():
     )
 
 
+def test_state_log_reports_the_gradient_norm_that_reached_xi():
+    x, y, a = fixed_batch()
+    torch.manual_seed(0)
+    h, e = torch.randn(32, FEATURES), F.normalize(torch.randn(32, DIM), dim=1)
+    term = parade(rho=1.0, decorrelation="adversarial", xi_hidden=16)
+    assert term.state_log() == {}  # no step yet
+    out = term(Batch(h, e, e, y, a[:, None], ["colour"]))
+    out["parade/colour/decorrelation"].backward()
+    grads = [p.grad.flatten() for p in term.decorrelation.parameters()]
+    logged = term.state_log()["parade/colour"]["xi_grad_norm"]
+    assert logged == pytest.approx(float(torch.cat(grads).norm())) and logged > 0
+    assert parade(rho=1.0).state_log() == {}  # closed forms have no ξ
+
+
 # ---------------------------------------------------------------- config
 
 

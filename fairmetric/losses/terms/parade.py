@@ -141,6 +141,7 @@ class ParadeTerm(Term):
     adversarial estimator, ``parade/<attr>/xi_agreement``: the agreement
     :math:`\frac1N\sum_i\sum_k[\hat e_i \odot \mathrm{normalize}(\xi(\hat e^s_i))]_k^2` between ``e``
     and ξ's prediction from ``e^s``: about ``1/D`` while ξ predicts nothing, rising as it learns.
+    :meth:`state_log` adds ξ's gradient norm at the epoch's last step to the epoch record.
 
     Args:
         attribute: the attribute's name (a column of ``batch.attributes``).
@@ -291,6 +292,18 @@ class ParadeTerm(Term):
                 batch.embeddings.detach(), e_s.detach()
             )
         return out
+
+    def state_log(self) -> dict[str, Any]:
+        """``{"parade/<attr>": {"xi_grad_norm": ...}}`` for the adversarial estimator: the norm of
+        the gradient that reached ξ's parameters at the last step (read from their ``.grad`` when
+        the epoch ends, so it costs nothing per step); empty otherwise or before any step."""
+        if self.rho == 0 or not isinstance(self.decorrelation, AdversarialDecorrelation):
+            return {}
+        grads = [p.grad for p in self.decorrelation.parameters() if p.grad is not None]
+        if not grads:
+            return {}
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        return {self.prefix: {"xi_grad_norm": float(norm)}}
 
     def param_groups(self) -> list[dict[str, Any]]:
         xi = {id(p) for p in self.decorrelation.parameters()}
