@@ -216,11 +216,12 @@ def _rv_parts(
     w2 = w.pow(2)
     spread = m_y * (w2 * x.pow(2).sum(dim=1)).sum() + m_x * (w2 * y.pow(2).sum(dim=1)).sum()
     chance = n / (n - 1) * 0.5 * spread / den
-    # a constant batch (spread at rounding level against its magnitude) has no dependence: 0,
-    # decided on the device (no sync); rounding noise would otherwise give beta of order 1
-    eps = torch.finfo(e.dtype).eps
-    varying = (torch.diagonal(sxx).sum() > eps * (w[:, None] * e.pow(2)).sum()) & (
-        torch.diagonal(syy).sum() > eps * (w[:, None] * e_s.pow(2)).sum()
+    # a constant batch (its spread at the rounding level of centring, about D (eps |e|)^2, against
+    # its magnitude) has no dependence: 0, decided on the device (no sync). Rounding noise would
+    # otherwise give a beta of order 1 and a nonzero chance level.
+    tol = (64 * torch.finfo(e.dtype).eps) ** 2
+    varying = (torch.diagonal(sxx).sum() > tol * e.shape[1] * (w[:, None] * e.pow(2)).sum()) & (
+        torch.diagonal(syy).sum() > tol * e_s.shape[1] * (w[:, None] * e_s.pow(2)).sum()
     )
     zero = torch.zeros((), dtype=e.dtype, device=e.device)
     return torch.where(varying, rv, zero), torch.where(varying, chance, zero)

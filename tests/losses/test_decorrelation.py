@@ -438,6 +438,13 @@ def test_rv_penalty_is_maximal_for_a_rotation_and_rescaling():
     assert float(rv_penalty(rand(50, 4, seed=40), y)) < 0.1
     # a constant batch: 0, not NaN
     assert float(rv_penalty(x, torch.ones(50, 2, dtype=torch.float64))) == 0.0
+    const = F.normalize(torch.full((50, 8), 0.3), dim=1) + 0.0 * x.float()[:, :1]
+    assert float(rv_penalty(x.float(), const)) == 0.0
+    # a real but tiny spread is no constant: float32 caps of spread 0.01 and 1e-4 agree
+    small, c = F.normalize(x.float(), dim=1), F.normalize(torch.ones(4), dim=0)
+    assert float(rv_penalty(cap(small, c, 1e-4), y.float())) == pytest.approx(
+        float(rv_penalty(cap(small, c, 1e-2), y.float())), abs=0.01
+    )
 
 
 def test_rv_penalty_gradcheck():
