@@ -108,14 +108,15 @@ def check_parade_config(config: ParadeConfig) -> None:
             f"{key}.decorrelation must be rv (scale-invariant, the default), adversarial or "
             f"cross_covariance, got {config.decorrelation!r}"
         )
-    for name in ("rho", "weight"):
+    hints = {
+        "rho": "rho=0 trains the attribute head without decorrelation; larger rho removes more "
+        "attribute information",
+        "weight": "the attribute metric loss's weight λ_s; 1.0 is the default",
+    }
+    for name, hint in hints.items():
         value = getattr(config, name)
         if not math.isfinite(float(value)) or value < 0:
-            raise ValueError(
-                f"{key}.{name} must be a finite number >= 0, got {value} (rho=0 trains the "
-                "attribute head without decorrelation; larger rho removes more attribute "
-                "information)"
-            )
+            raise ValueError(f"{key}.{name} must be a finite number >= 0, got {value} ({hint})")
     for name in ("attribute_dim", "xi_hidden"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
