@@ -38,6 +38,7 @@ EB = ["data.group_attribute=palette", "sampling.name=epoch_balanced"]
 BB = ["data.group_attribute=palette", "sampling.name=batch_balanced"]
 DRO = ["data.group_attribute=palette", "reducer.name=group_dro"]
 ADV = ["objective.adversary.attribute=palette", "objective.adversary.hidden=64"]
+GM = ["mitigation.group_mixup.enabled=true"]
 CM = ["data.group_attribute=palette", "sampling.name=class_mixed"]
 HM = ["mitigation.hard_mining.candidates_per_batch=128", "train.m_per_class=8"]
 PARADE = [
@@ -89,6 +90,11 @@ ARMS: dict[str, list[str]] = {
     ],
     "class_mixed_m8+smote": CM + ["train.m_per_class=8", "mitigation.smote.enabled=true"],
     "class_mixed_m8": CM + ["train.m_per_class=8"],
+    "group_mixup": CM + GM,
+    "group_mixup_p1": CM + GM + ["mitigation.group_mixup.p=1.0"],
+    "group_mixup_p0.25": CM + GM + ["mitigation.group_mixup.p=0.25"],
+    "group_mixup_plain_batches": ["data.group_attribute=palette", *GM],
+    "group_mixup+epoch_balanced": EB + GM,
     # combinations
     "epoch_balanced+parade_rho1": EB + PARADE + ["objective.parade.rho=1.0"],
     "epoch_balanced+hard_mining": EB + HM,

@@ -183,4 +183,4 @@ def test_built_in_plugins_and_their_order():
     assert TERMS.names() == ["parade", "spectral", "adversary"]
     assert REDUCERS.names() == ["group_weighted", "group_dro"]
     assert SAMPLERS.names() == ["m_per_class", "epoch_balanced", "batch_balanced", "class_mixed"]
-    assert HOOKS.names() == ["hard_mining", "smote"]
+    assert HOOKS.names() == ["hard_mining", "smote", "group_mixup"]
