@@ -63,8 +63,11 @@ class ParadeConfig:
     - ``rho`` [1.0]: what ρ means depends on the estimator's magnitude. ``rv``: the penalty lies
       in about ``[0, 1]`` whatever the embedding sizes ``D`` and ``D_s`` (0 on average for
       independent rows, ``1 - chance`` when ``e_s`` is a rotation of ``e``), so ρ is the loss paid
-      for full dependence, next to a metric loss of order 0.1 (a triplet loss with margin 0.2); on
-      the synthetic tests ρ from 0.3 to 10 removed the dependence without collapse.
+      for full dependence, next to a metric loss of order 0.1 (a triplet loss with margin 0.2). On
+      the synthetic training test ρ from 0.3 to 10 removed the dependence without collapse; on the
+      synthetic-identities demo ρ=1 lowered the effective rank and collapsed one group, ρ=0.1 did
+      little (see :func:`~fairmetric.losses.decorrelation.rv_penalty`): sweep it with a
+      collapse measure beside it.
       ``cross_covariance``: on unit embeddings at most about :math:`1/\sqrt{D D_s}` (spread over
       every dimension), so ρ must grow like :math:`\sqrt{D D_s}` (about 45× for 64 and 32
       dimensions). ``adversarial``: at most :math:`1/D`, about :math:`1/D^2` at chance, so ρ
