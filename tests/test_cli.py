@@ -13,7 +13,7 @@ import pytest
 from fairmetric import EmbeddingSet
 from fairmetric.cli import main
 from fairmetric.train import build_data, load_config
-from tests.conftest import DIGITS, GAUSSIAN
+from tests.conftest import GAUSSIAN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,29 +128,42 @@ def test_embed_unknown_split(tmp_path, capsys):
 
 
 def test_demo_smoke(tmp_path, capsys):
+    from fairmetric.demo import ARMS, RECOMMENDED
+
     out = tmp_path / "demo"
-    tiny = [o for o in DIGITS if not o.startswith("name=")] + ["train.epochs=1"]
+    tiny = [
+        "train.epochs=1",
+        "data.params.n_train_identities=20",
+        "data.params.n_test_identities=10",
+    ]
     assert main(["demo", "--out", str(out), "--no-progress", *tiny]) == 0
     printed = capsys.readouterr().out
-    assert "Recall@1 per colour group" in printed and "Baseline vs PARADE" in printed
-    assert "downstream accuracy gap" in printed
+    assert "Recall@1 per palette" in printed and f"baseline vs {RECOMMENDED} vs PARADE" in printed
+    assert "downstream accuracy gap" in printed and "effective rank, min group" in printed
     summary = json.loads((out / "summary.json").read_text())
-    for arm in ("baseline", "PARADE"):
-        assert set(summary["recall@1"][arm]["by_group"]["colour"]) == {"light", "dark"}
+    assert list(summary["comparison"]) == list(ARMS)
+    for arm in ARMS:
+        assert set(summary["recall@1"][arm]["by_group"]["palette"]) == {"majority", "minority"}
         numbers = summary["comparison"][arm]
         assert 0 <= numbers["recall@1"] <= 1 and 0 <= numbers["downstream accuracy"] <= 1
+        assert 0 <= numbers["max group mean resultant length"] <= 1
+        low, high = numbers["recall@1 gap interval"]
+        assert low <= numbers["recall@1 gap"] <= high
         # the audit's exact Recall@1 gap equals the trainer's evaluation of the same embedding
-        assert numbers["recall@1 gap"] == pytest.approx(summary["recall@1"][arm]["gap"]["colour"])
+        assert numbers["recall@1 gap"] == pytest.approx(summary["recall@1"][arm]["gap"]["palette"])
         folder = out / arm.lower()
         assert (folder / "test_embeddings.npz").is_file()
         assert (folder / "audit" / "report.html").is_file()
         assert (folder / "downstream" / "report.html").is_file()
-    # the PARADE arm really trained with PARADE, the baseline did not
-    parade_log = (out / "parade" / "run" / "metrics.jsonl").read_text()
-    assert "parade/colour/decorrelation" in parade_log
+    # the arms really trained with their method, the baseline with neither
+    assert "parade/palette/decorrelation" in (out / "parade" / "run" / "metrics.jsonl").read_text()
+    base = (out / "baseline" / "run" / "config.yaml").read_text()
     assert "parade/" not in (out / "baseline" / "run" / "metrics.jsonl").read_text()
+    assert "name: m_per_class" in base
+    rec = (out / RECOMMENDED / "run" / "config.yaml").read_text()
+    assert f"name: {RECOMMENDED}" in rec
     html = (out / "compare.html").read_text()
-    assert "baseline vs PARADE" in html and "downstream accuracy gap" in html
+    assert f"baseline vs {RECOMMENDED} vs PARADE" in html and "downstream accuracy gap" in html
     # a second demo replaces the first; a folder the demo did not write is refused
     assert main(["demo", "--out", str(out), "--no-progress", *tiny]) == 0
     other = tmp_path / "mine"
@@ -342,3 +355,19 @@ def test_train_help_explains_nproc_and_multi_node(capsys):
         main(["train", "--help"])
     text = capsys.readouterr().out
     assert "--nproc N" in text and "torchrun" in text and "--nnodes" in text
+
+
+def test_demo_arms_are_the_bench_methods():
+    from fairmetric.bench import Cell, cell_config
+    from fairmetric.demo import ARMS, CONFIG, RECOMMENDED
+    from fairmetric.train import load_config
+
+    for arm, bench_name in (
+        ("baseline", "baseline"),
+        (RECOMMENDED, RECOMMENDED),
+        ("PARADE", "parade"),
+    ):
+        bench = cell_config(Cell("identities_mlp", bench_name, 0))
+        demo = load_config(CONFIG, ARMS[arm])
+        assert bench.sampling == demo.sampling and bench.objective == demo.objective, arm
+        assert bench.data.group_attribute == demo.data.group_attribute

@@ -41,15 +41,17 @@ sampling.name sampling.proportions sampling.mode
 mitigation.hard_mining.candidates_per_batch mitigation.hard_mining.selection
 mitigation.hard_mining.tau
 mitigation.smote.enabled mitigation.smote.group_by mitigation.smote.k_neighbors
-mitigation.smote.target mitigation.smote.ratio_mode
+mitigation.smote.target mitigation.smote.ratio_mode mitigation.smote.scope
+mitigation.group_mixup.enabled mitigation.group_mixup.p mitigation.group_mixup.alpha
 objective.parade.attributes objective.parade.attribute_dim objective.parade.loss.name
 objective.parade.loss.params objective.parade.miner.name objective.parade.miner.params
 objective.parade.weight objective.parade.rho objective.parade.decorrelation
-objective.parade.xi_hidden objective.parade.xi_lr
+objective.parade.xi_hidden objective.parade.xi_lr objective.parade.detach_features
+objective.parade.balance
 objective.spectral.coefficient objective.spectral.offsets
 objective.adversary.attribute objective.adversary.weight objective.adversary.alpha
-objective.adversary.hidden objective.adversary.lr
-reducer.name reducer.beta reducer.base reducer.eta reducer.C
+objective.adversary.hidden objective.adversary.lr objective.adversary.balanced
+reducer.name reducer.beta reducer.base reducer.normalise reducer.eta reducer.C
 """.split()
 
 

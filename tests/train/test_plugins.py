@@ -71,7 +71,7 @@ def test_a_registered_term_is_configurable_trained_logged_and_benched(tmp_path, 
     assert final["mean_norm_state"]["calls"] > 0  # Term.state_log reaches metrics.jsonl
     assert final["mean_norm_state"]["scale"] != 1.0  # its parameter was trained
     # the bench: a method of its own, configured on every dataset
-    assert "mean_norm" in METHODS and list(METHODS)[:2] == ["baseline", "reweight"]
+    assert "mean_norm" in METHODS and list(METHODS)[:3] == ["baseline", "oracle", "reweight"]
     bench = cell_config(Cell("gaussian", "mean_norm", 0), overrides=GAUSSIAN)
     assert bench.objective.mean_norm.attribute == "group"
     with pytest.raises(ValueError, match=r"objective.mean_norm.attribute names 'shade'"):
