@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 
 from fairmetric.sampling.balanced import EpochBalancedBatchSampler, GroupQuotaBatchSampler
+from fairmetric.sampling.class_mixed import ClassMixedBatchSampler
 from fairmetric.sampling.hard_mining import HardExampleSelector, select_hard
 from fairmetric.sampling.m_per_class import MPerClassBatchSampler
 from fairmetric.sampling.registry import SAMPLERS, SamplerContext, register_sampler
@@ -17,6 +18,7 @@ __all__ = [
     "SAMPLERS",
     "SamplerContext",
     "register_sampler",
+    "ClassMixedBatchSampler",
     "EmbeddingSMOTE",
     "EpochBalancedBatchSampler",
     "GroupQuotaBatchSampler",

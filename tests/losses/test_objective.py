@@ -71,14 +71,18 @@ def test_total_is_metric_plus_weighted_terms_and_every_part_is_reported():
     torch.testing.assert_close(g1, g2)
 
 
-def test_group_aware_reducers_get_the_batch_groups():
+@pytest.mark.parametrize("normalise", ["active", "all"])
+def test_group_aware_reducers_get_the_batch_groups(normalise):
     batch = make_batch()
     weights = torch.tensor([1.0, 5.0])
-    loss = TripletMarginLoss(margin=0.2, reducer=GroupWeightedReducer(weights, base="mean"))
-    total, _ = Objective(loss)(batch)
-    # reference: weighted mean of every triplet's loss by its anchor's group
+    reducer = GroupWeightedReducer(weights, base="mean", normalise=normalise)
+    total, _ = Objective(TripletMarginLoss(margin=0.2, reducer=reducer))(batch)
+    # reference: every triplet's loss weighted by its anchor's group; "all" normalises the
+    # weights over every triplet, "active" over the triplets with a non-zero loss and keeps the
+    # mean's scale (active share of the triplets)
     e, y, g = batch.embeddings, batch.labels, batch.groups
-    num = den = 0.0
+    num = den = active_den = 0.0
+    count = active = 0
     for a in range(len(e)):
         for p in range(len(e)):
             for n in range(len(e)):
@@ -86,7 +90,13 @@ def test_group_aware_reducers_get_the_batch_groups():
                     value = torch.relu((e[a] - e[p]).norm() - (e[a] - e[n]).norm() + 0.2)
                     num = num + weights[g[a]] * value
                     den = den + weights[g[a]]
-    torch.testing.assert_close(total, num / den)
+                    count += 1
+                    if value > 0:
+                        active += 1
+                        active_den = active_den + weights[g[a]]
+    assert 0 < active < count  # both normalisations are exercised and differ
+    expected = num / den if normalise == "all" else (active / count) * num / active_den
+    torch.testing.assert_close(total, expected)
 
 
 def test_synthetic_rows_join_only_the_metric_loss():

@@ -93,7 +93,12 @@ def test_legacy_overrides_update_or_remove_the_reducer_a_file_selects():
 
 def test_reducer_name_switch_drops_the_old_parameters():
     cfg = load_config("colored_digits_group_dro", ["reducer.name=group_weighted"])
-    assert config_to_dict(cfg)["reducer"] == {"name": "group_weighted", "beta": 1.0, "base": "auto"}
+    assert config_to_dict(cfg)["reducer"] == {
+        "name": "group_weighted",
+        "beta": 1.0,
+        "base": "auto",
+        "normalise": "active",
+    }
     cfg = load_config("colored_digits_reweight", ["reducer.name=null"])
     assert config_to_dict(cfg)["reducer"] == {"name": None}
 

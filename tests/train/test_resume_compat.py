@@ -25,6 +25,7 @@ EXTRA = [
     "mitigation.hard_mining.candidates_per_batch=32",
     "mitigation.hard_mining.selection=proportional",
     "mitigation.smote.enabled=true",
+    "mitigation.smote.scope=batch",  # under m-per-class batches "class" adds no rows
     "train.epochs=2",
     "train.batches_per_epoch=6",
     "train.checkpoint_every=2",
