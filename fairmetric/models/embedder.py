@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import operator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,15 @@ import torch.nn.functional as F
 
 from fairmetric.utils import atomic_write_bytes
 
-__all__ = ["Embedder", "save_embedder", "load_embedder", "MODEL_FILE", "CONFIG_FILE"]
+__all__ = [
+    "Embedder",
+    "save_embedder",
+    "load_embedder",
+    "MODEL_FILE",
+    "CONFIG_FILE",
+    "MAX_EMBEDDING_DIM",
+    "MAX_IMAGE_SIDE",
+]
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -27,6 +36,27 @@ _FORMAT = "fairmetric-embedder"
 
 
 _MLP_NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "none": None}
+
+#: Upper bounds on sizes, checked before anything is allocated (a typo such as an extra zero in a
+#: config would otherwise allocate gigabytes, or fail deep inside torch)
+MAX_EMBEDDING_DIM = 65536
+MAX_IMAGE_SIDE = 4096  # image height, width and channels
+MAX_VECTOR_DIM = 2**20  # features of a vector input
+MAX_MLP_WIDTH = 65536
+MAX_MLP_LAYERS = 1000
+
+
+def _check_size(name: str, value: Any, high: int, low: int = 1) -> int:
+    """``value`` as an int in ``[low, high]``, else a ``ValueError`` naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 def _mlp_backbone(
@@ -36,6 +66,8 @@ def _mlp_backbone(
     process in distributed training on CPU), ``layer`` (per sample) or ``none``."""
     if norm not in _MLP_NORMS:
         raise ValueError(f"norm must be one of {', '.join(_MLP_NORMS)}, got {norm!r}")
+    _check_size("hidden (the MLP's width)", hidden, MAX_MLP_WIDTH)
+    _check_size("layers (the MLP's depth)", layers, MAX_MLP_LAYERS, low=0)
     blocks: list[nn.Module] = []
     width = in_features
     for _ in range(layers):
@@ -135,6 +167,20 @@ def _timm_backbone(
     return model
 
 
+def _check_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
+    """``input_size`` as a tuple of ints, each in range: ``(D,)`` or ``(C, H, W)``."""
+    if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__iter__"):
+        raise ValueError(f"input_size must be (D,) or (C, H, W), got {input_size!r}")
+    sizes = list(input_size)
+    high = MAX_VECTOR_DIM if len(sizes) == 1 else MAX_IMAGE_SIDE
+    try:
+        return tuple(_check_size("input_size", s, high) for s in sizes)
+    except ValueError:
+        raise ValueError(
+            f"input_size must hold integers between 1 and {high}, got {sizes}"
+        ) from None
+
+
 class Embedder(nn.Module):
     """Backbone + linear projection to ``embedding_dim`` + optional L2 normalisation.
 
@@ -165,9 +211,8 @@ class Embedder(nn.Module):
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
-        input_size = tuple(int(s) for s in input_size)
+        _check_size("embedding_dim", embedding_dim, MAX_EMBEDDING_DIM)
+        input_size = _check_input_size(input_size)
         backbone_kwargs = dict(backbone_kwargs or {})
         if backbone == "mlp":
             if len(input_size) != 1:

@@ -18,7 +18,15 @@ from fairmetric.losses.factories import LossConfig, MinerConfig
 from fairmetric.losses.group_dro import GroupDROConfig
 from fairmetric.losses.reducers import GroupWeightedConfig
 from fairmetric.losses.terms import AdversaryConfig, ParadeConfig, SpectralConfig
-from fairmetric.train.config_schema import REDUCER, SECTION, build, mapping_keys, valid_keys
+from fairmetric.models.embedder import MAX_EMBEDDING_DIM, MAX_IMAGE_SIDE
+from fairmetric.train.config_schema import (
+    REDUCER,
+    SECTION,
+    bounded,
+    build,
+    mapping_keys,
+    valid_keys,
+)
 from fairmetric.train.config_sections import (
     legacy_reducer_keys,
     mitigation_config_class,
@@ -69,6 +77,12 @@ __all__ = [
 ]
 
 
+#: upper bounds checked at load time (a typo such as an extra zero would otherwise allocate
+#: gigabytes before failing); image side and embedding size are the model's own bounds
+MAX_BATCH = 2**20  # samples in a batch
+MAX_COUNT = 10**7  # epochs, batches, Recall@k cut-offs
+
+
 @dataclass
 class DataConfig:
     """Which dataset, where it lies, and how it is split.
@@ -80,9 +94,9 @@ class DataConfig:
 
     name: str = "colored_digits"
     root: str | None = None
-    image_size: int = 32
+    image_size: int = bounded(32, ge=1, le=MAX_IMAGE_SIDE)
     split: str = "auto"
-    test_fraction: float = 0.5
+    test_fraction: float = bounded(0.5, ge=0, le=1)
     params: dict[str, Any] = field(default_factory=lambda: {"p_majority": 0.95, "copies": 2})
     imbalance: dict[str, Any] | None = None
     eval_attributes: list[str] | None = None
@@ -94,7 +108,7 @@ class ModelConfig:
     """The :class:`~fairmetric.models.Embedder`."""
 
     backbone: str = "test_resnet"
-    embedding_dim: int = 64
+    embedding_dim: int = bounded(64, ge=1, le=MAX_EMBEDDING_DIM)
     normalize: bool = True
     pretrained_weights: str | None = None
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -104,9 +118,9 @@ class ModelConfig:
 class OptimConfig:
     """Adam on the embedder (and on the loss's own parameters, e.g. proxies, at ``loss_lr``)."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    loss_lr: float | None = None
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
+    loss_lr: float | None = bounded(None, gt=0)
 
 
 @dataclass
@@ -129,26 +143,26 @@ class TrainConfig:
     steps between progress-bar updates and checks that the loss is finite.
     """
 
-    epochs: int = 8
-    batch_size: int = 40
-    m_per_class: int = 8
-    batches_per_epoch: int | None = None
-    seed: int = 0
+    epochs: int = bounded(8, ge=1, le=MAX_COUNT)
+    batch_size: int = bounded(40, ge=1, le=MAX_BATCH)
+    m_per_class: int = bounded(8, ge=1, le=MAX_BATCH)
+    batches_per_epoch: int | None = bounded(None, ge=1, le=MAX_COUNT)
+    seed: int = bounded(0, ge=0, le=2**63 - 1)
     device: str = "auto"
-    num_workers: int = 0
-    eval_batch_size: int = 256
-    recall_k: list[int] = field(default_factory=lambda: [1])
+    num_workers: int = bounded(0, ge=0, le=1024)
+    eval_batch_size: int = bounded(256, ge=1, le=MAX_BATCH)
+    recall_k: list[int] = bounded(default_factory=lambda: [1], ge=1, le=MAX_COUNT)
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
     compile_mode: str | None = None
     pin_memory: bool | None = None
     persistent_workers: bool = True
-    prefetch_factor: int | None = None
-    checkpoint_every: int | None = None
+    prefetch_factor: int | None = bounded(None, ge=1, le=1024)
+    checkpoint_every: int | None = bounded(None, ge=1)
     sync_batchnorm: bool = True
     backend: str = "auto"
-    log_every: int = 20
+    log_every: int = bounded(20, ge=1)
 
 
 @dataclass

@@ -1,22 +1,40 @@
-"""Nested dicts ↔ config dataclasses: key and type validation with errors that name the key.
+"""Nested dicts ↔ config dataclasses: key, type and range validation with errors that name the key.
 
 A dataclass field is a section when its type is a dataclass, or when its ``metadata[SECTION]`` is
 a function returning the section's (registry-assembled) dataclass, or :data:`REDUCER` (the
 ``reducer`` section, whose keys depend on ``reducer.name``).
+
+A field declared with :func:`bounded` (``lr: float = bounded(1e-3, gt=0)``) is range-checked when
+the config is built, so ``optim.lr=-1`` or ``model.embedding_dim=10**9`` fails at load time with the
+key and the allowed range, not when a tensor is allocated.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Union
 
 from fairmetric.losses.factories import LossConfig, MinerConfig
 from fairmetric.losses.registry import REDUCERS
 from fairmetric.train.config_sections import reducer_config_class
 
-__all__ = ["REDUCER", "SECTION", "build", "coerce", "field_types", "mapping_keys", "valid_keys"]
+__all__ = [
+    "RANGE",
+    "REDUCER",
+    "SECTION",
+    "Range",
+    "bounded",
+    "build",
+    "check_range",
+    "coerce",
+    "field_types",
+    "mapping_keys",
+    "valid_keys",
+]
 
 #: ``dataclasses.field(metadata={SECTION: ...})``: the field's section class, assembled on use
 SECTION = "fairmetric.section"
@@ -24,6 +42,75 @@ SECTION = "fairmetric.section"
 
 class REDUCER:
     """Marker of the ``reducer`` section: its keys depend on ``reducer.name``."""
+
+
+#: ``dataclasses.field(metadata={RANGE: Range(...)})``: the values the field accepts
+RANGE = "fairmetric.range"
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a number (or of every item of a list of numbers); ``None`` is unbounded.
+
+    ``gt``/``lt`` exclude the bound, ``ge``/``le`` include it; a float must also be finite.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def holds(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return not (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
+
+    def describe(self) -> str:
+        """``between 1 and 65536``, ``> 0``, ``>= 0 and < 1``."""
+
+        def fmt(bound: float) -> str:
+            return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+        if self.ge is not None and self.le is not None and self.gt is None and self.lt is None:
+            return f"between {fmt(self.ge)} and {fmt(self.le)}"
+        parts = [
+            f"{op} {fmt(bound)}"
+            for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+            if bound is not None
+        ]
+        return " and ".join(parts) or "finite"
+
+
+def bounded(
+    default: Any = dataclasses.MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A dataclass field whose value (when not ``None``) must lie in the given range."""
+    metadata = {**kwargs.pop("metadata", {}), RANGE: Range(ge=ge, gt=gt, le=le, lt=lt)}
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def check_range(value: Any, bounds: Range, key: str) -> None:
+    """Raise a ``ValueError`` naming ``key`` and the allowed range unless ``value`` (a number or
+    a list of numbers; ``None`` passes) lies in ``bounds``."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        if not bounds.holds(item):
+            what = "every item of " + key if isinstance(value, (list, tuple)) else key
+            finite = "a finite number " if isinstance(item, float) else ""
+            raise ValueError(f"{what} must be {finite}{bounds.describe()}, got {item!r}")
 
 
 def _reducer_keys() -> list[str]:
@@ -128,7 +215,8 @@ def build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = field_types(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     unknown = [k for k in data if k not in names]
     if unknown:
         raise ValueError(
@@ -151,6 +239,9 @@ def build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
             kwargs[k] = build(tp, v or {}, f"{prefix}{k}.", root_cls)
         else:
             kwargs[k] = coerce(v, tp, f"{prefix}{k}")
+            bounds = fields[k].metadata.get(RANGE)
+            if bounds is not None:
+                check_range(kwargs[k], bounds, f"{prefix}{k}")
     return cls(**kwargs)
 
 

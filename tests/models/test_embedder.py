@@ -178,10 +178,29 @@ def test_timm_refuses_vector_input_size(input_size):
         Embedder(backbone="test_resnet", input_size=input_size)
 
 
-@pytest.mark.parametrize("dim", [0, -3])
-def test_embedding_dim_must_be_positive(dim):
-    with pytest.raises(ValueError, match="embedding_dim must be >= 1"):
+@pytest.mark.parametrize("dim", [0, -3, 10**9])
+def test_embedding_dim_must_be_positive_and_bounded(dim):
+    # checked before the head is allocated (10**9 would take gigabytes)
+    with pytest.raises(ValueError, match="embedding_dim must be between 1 and 65536"):
         Embedder(backbone="mlp", input_size=(4,), embedding_dim=dim)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "input_size", "kwargs", "match"),
+    [
+        ("mlp", (-4,), {}, "input_size must hold integers between 1 and"),
+        ("mlp", (0,), {}, "input_size must hold integers between 1 and"),
+        ("mlp", (4.5,), {}, "input_size must hold integers"),
+        ("test_resnet", (3, -16, 16), {}, "input_size must hold integers between 1 and 4096"),
+        ("test_resnet", (3, 10**6, 10**6), {}, "input_size must hold integers between 1 and 4096"),
+        ("mlp", (4,), {"hidden": -8}, "hidden .*must be between 1 and 65536"),
+        ("mlp", (4,), {"hidden": 10**9}, "hidden .*must be between 1 and 65536"),
+        ("mlp", (4,), {"layers": -1}, "layers .*must be between 0 and"),
+    ],
+)
+def test_sizes_are_checked_before_allocating(backbone, input_size, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Embedder(backbone=backbone, input_size=input_size, backbone_kwargs=kwargs)
 
 
 def test_missing_pretrained_weights_file(tmp_path):
