@@ -283,6 +283,15 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         "repeatable",
     )
     p.add_argument(
+        "--min-group-size",
+        type=int,
+        default=10,  # fairmetric.report.frame.DEFAULT_MIN_GROUP_SIZE (kept out of --help's imports)
+        metavar="N",
+        help="groups with fewer samples are still reported, but kept out of the gaps "
+        "(difference, ratio, worst group, min, max) and so of --fail-if; the report lists them "
+        "and why (1: compare every group)",
+    )
+    p.add_argument(
         "--drop-invalid",
         action="store_true",
         help="drop NaN/Inf rows (and zero rows under cosine) instead of failing",
@@ -322,10 +331,12 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 def _run_audit(args: argparse.Namespace) -> int:
     from fairmetric.audit import audit
     from fairmetric.report import check_conditions, parse_condition, render_summary, write_report
+    from fairmetric.report.frame import check_min_group_size
     from fairmetric.sources import load_source
 
     for condition in args.fail_if:  # fail fast on a typo, before any work
         parse_condition(condition)
+    check_min_group_size(args.min_group_size)
     progress = not args.no_progress
     data = load_source(
         args.source,
@@ -353,6 +364,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         drop_invalid=args.drop_invalid,
         progress=progress,
         source=str(args.source),
+        min_group_size=args.min_group_size,
     )
     print(render_summary(report))
     dropped = report.metadata["dropped_invalid"]["count"]
