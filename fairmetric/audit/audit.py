@@ -15,10 +15,17 @@ from fairmetric.audit.metrics import AUDIT_METRICS, AuditContext, Job, Neighbour
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.neighbors.index import IndexKind, Metric, NeighborIndex
 from fairmetric.neighbors.search import iter_neighbours
-from fairmetric.report.frame import Grouping, GroupMetric, group_metric_from_samples, intersect
+from fairmetric.report.frame import (
+    DEFAULT_MIN_GROUP_SIZE,
+    Grouping,
+    GroupMetric,
+    check_min_group_size,
+    group_metric_from_samples,
+    intersect,
+)
 from fairmetric.report.result import AuditReport
 
-__all__ = ["audit", "build_groupings", "DEFAULT_KS"]
+__all__ = ["audit", "build_groupings", "DEFAULT_KS", "DEFAULT_MIN_GROUP_SIZE"]
 
 DEFAULT_KS = (1, 2, 4, 8)
 
@@ -49,6 +56,12 @@ def _check_inputs(
     if not bad.any():
         return data, []
     idx = np.flatnonzero(bad)
+    if drop_invalid and bad.all():
+        raise ValueError(
+            f"every one of the {idx.size} embedding rows has {reason}: dropping invalid rows "
+            "(--drop-invalid) leaves nothing to audit; check how the embeddings were computed "
+            "(e.g. a model that diverged during training, or a non-finite input)"
+        )
     if not drop_invalid:
         raise ValueError(
             f"{idx.size} embedding row(s) have {reason} (first indices: {idx[:5].tolist()}); "
@@ -80,6 +93,16 @@ def _projection(
     }
 
 
+def _small_groups(groupings: list[Grouping], min_group_size: int) -> dict[str, dict[str, int]]:
+    """``{grouping: {group: samples}}`` of the groups with fewer than ``min_group_size`` samples
+    (every grouping listed, an empty object when none is small)."""
+    out: dict[str, dict[str, int]] = {}
+    for g in groupings:
+        codes, counts = np.unique(np.asarray(g.codes), return_counts=True)
+        out[g.name] = {g.names[c]: int(n) for c, n in zip(codes, counts) if n < min_group_size}
+    return out
+
+
 def audit(
     data: EmbeddingSet,
     *,
@@ -103,6 +126,7 @@ def audit(
     progress: bool = False,
     source: str | None = None,
     index_options: dict[str, Any] | None = None,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
 ) -> AuditReport:
     """Audit an embedding set for subgroup gaps (METHODS.md §1).
 
@@ -143,6 +167,14 @@ def audit(
         progress: progress bars for the search and the bootstrap.
         source: where the embeddings came from (recorded in the metadata).
         index_options: extra :class:`NeighborIndex` options (``nlist``, ``nprobe``, ...).
+        min_group_size: a group whose value rests on fewer samples (its ``count``) is still
+            reported per group, but kept out of the gap summaries (difference, ratio, worst
+            group, min, max) and so out of ``--fail-if`` gates; each metric lists such groups
+            with the reason under ``excluded_groups``, and ``metadata["small_groups"]`` lists
+            the groups with fewer samples than this. Default 10: below it one sample moves a
+            mean by more than 0.1 and the bootstrap intervals degenerate (one sample:
+            ``[v, v]``), so a single unlucky query could decide a gap
+            (:data:`~fairmetric.report.frame.DEFAULT_MIN_GROUP_SIZE`). 1 compares every group.
 
     Returns:
         An :class:`AuditReport`.
@@ -160,6 +192,7 @@ def audit(
         raise ValueError(f"ks must be positive integers, got {ks}")
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, got {bootstrap}")
+    min_group_size = check_min_group_size(min_group_size)
     data, dropped = _check_inputs(data, metric, drop_invalid)
     n = len(data)
     labels = data.labels
@@ -196,10 +229,13 @@ def audit(
     ctx.stats = stats
     k_search = max([1, *(m.k_needed(ctx) for m in plugins)])
     if k_search >= n:
+        asked = {"ks": max(ks), "map_k": map_k, "homophily_k": homophily_k, "leakage_k": leakage_k}
+        too_big = [f"{name}={value}" for name, value in asked.items() if value >= n]
         raise ValueError(
-            f"the audit needs {k_search} neighbours per query (ks={ks}, map_k={map_k}, "
-            f"homophily_k={homophily_k}, leakage_k={leakage_k}) but there are only {n} "
-            f"embeddings; lower them below {n}"
+            f"the audit needs {k_search} neighbours per query "
+            f"({', '.join(too_big or [f'{k}={v}' for k, v in asked.items()])}) but there are only "
+            f"{n} embeddings; audit more embeddings, or lower them below {n} (fairmetric audit: "
+            "--k, --homophily-k, --leakage-k; audit(): ks, map_k, homophily_k, leakage_k)"
         )
     ctx.k_search = k_search
 
@@ -234,7 +270,12 @@ def audit(
     with threadpool_limits(1, user_api="blas"):
         groupings = build_groupings(data, attributes, intersectional=intersectional)
         ctx.groupings = groupings
-        common = {"groupings": groupings, "n_boot": bootstrap, "seed": seed}
+        common = {
+            "groupings": groupings,
+            "n_boot": bootstrap,
+            "seed": seed,
+            "min_group_size": min_group_size,
+        }
         metrics: dict[str, GroupMetric] = {}
         # every registered metric (fairmetric.audit.metrics): whole-set entries in registration
         # order, then each attribute's entries
@@ -290,6 +331,8 @@ def audit(
             "pair_partners": pair_partners,
             "uniformity_t": uniformity_t,
             "dropped_invalid": {"count": len(dropped), "first_indices": dropped[:20]},
+            "min_group_size": min_group_size,
+            "small_groups": _small_groups(groupings, min_group_size),
             "source": source or data.metadata.get("source") or data.metadata.get("dataset"),
             "fairmetric_version": __version__,
             **ctx.metadata,

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MIN_GROUP_SIZE",
     "Estimate",
     "GroupMetric",
     "GroupStatistic",
@@ -31,6 +32,38 @@ __all__ = [
 ]
 
 GapMethod = Literal["between_groups", "to_overall"]
+
+#: Default of ``audit(min_group_size=...)`` / ``--min-group-size``: a group whose value rests on
+#: fewer samples is reported but kept out of the gap summaries (difference, ratio, worst group,
+#: min, max) and so out of ``--fail-if`` gates. Why 10: one sample moves a mean over ``n`` samples
+#: by ``1/n``, so below 10 a single query moves Recall@k by more than 0.1, more than any gap a
+#: gate looks for; a proportion's 95% interval at ``n = 10`` is still about +-0.3 wide, and the
+#: bootstrap of one or two samples gives degenerate intervals (``[v, v]``) that look precise. 10
+#: is a floor against such degenerate groups, not a precision guarantee: read the intervals.
+DEFAULT_MIN_GROUP_SIZE = 10
+
+
+def check_min_group_size(min_group_size: object) -> int:
+    """``min_group_size`` as an int >= 1, or a ValueError naming the argument."""
+    if isinstance(min_group_size, bool) or not isinstance(min_group_size, (int, np.integer)):
+        raise ValueError(
+            f"min_group_size (--min-group-size) must be an integer >= 1, got {min_group_size!r} "
+            f"({type(min_group_size).__name__})"
+        )
+    if min_group_size < 1:
+        raise ValueError(
+            f"min_group_size (--min-group-size) must be >= 1 (1 compares every group), "
+            f"got {min_group_size}"
+        )
+    return int(min_group_size)
+
+
+def small_group_reason(count: int, min_group_size: int) -> str:
+    """Why a group is kept out of the gap summaries (recorded in the report)."""
+    return (
+        f"{count} sample{'s' if count != 1 else ''}, fewer than min_group_size={min_group_size}: "
+        "reported, but kept out of difference, ratio, worst group, min and max"
+    )
 
 
 @dataclass(frozen=True)
@@ -146,7 +179,9 @@ class GroupMetric:
     Gap conventions follow fairlearn's ``MetricFrame``: ``difference("between_groups")`` is
     ``max - min`` over groups, ``difference("to_overall")`` is ``max |group - overall|``;
     ``ratio("between_groups")`` is ``min / max`` (in ``[0, 1]`` for non-negative values), ``ratio("to_overall")`` is
-    ``min over groups of min(group/overall, overall/group)``. NA groups are left out.
+    ``min over groups of min(group/overall, overall/group)``. NA groups are left out, and so are
+    groups whose value rests on fewer than ``min_group_size`` samples (``Estimate.count``): they
+    stay in ``by_group`` and :meth:`values`, and :meth:`excluded` says why they are not compared.
 
     Attributes:
         name: metric name, e.g. ``"recall@1"``.
@@ -156,6 +191,9 @@ class GroupMetric:
         by_group: ``{attribute: {group name: Estimate}}``.
         replicates: bootstrap replicates per attribute (``overall`` and each group), kept for
             gap intervals; empty without bootstrap.
+        min_group_size: groups with a value but fewer samples (``count``) are left out of
+            :meth:`difference`, :meth:`ratio`, :meth:`worst_group`, :meth:`group_min`,
+            :meth:`group_max` and :meth:`gap_interval` (1: every defined group takes part).
     """
 
     name: str
@@ -164,6 +202,10 @@ class GroupMetric:
     overall: Estimate
     by_group: dict[str, dict[str, Estimate]]
     replicates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    min_group_size: int = 1
+
+    def __post_init__(self) -> None:
+        self.min_group_size = check_min_group_size(self.min_group_size)
 
     @property
     def attributes(self) -> list[str]:
@@ -184,33 +226,53 @@ class GroupMetric:
         return attribute
 
     def values(self, attribute: str | None = None) -> dict[str, float]:
-        """``{group: value}`` of the groups where the metric is defined."""
+        """``{group: value}`` of the groups where the metric is defined (small groups included)."""
         a = self._attribute(attribute)
         return {g: e.value for g, e in self.by_group[a].items() if e.value is not None}
+
+    def excluded(self, attribute: str | None = None) -> dict[str, str]:
+        """``{group: reason}`` of the defined groups kept out of the gap summaries (fewer than
+        ``min_group_size`` samples)."""
+        a = self._attribute(attribute)
+        return {
+            g: small_group_reason(e.count, self.min_group_size)
+            for g, e in self.by_group[a].items()
+            if e.value is not None and e.count < self.min_group_size
+        }
+
+    def compared_values(self, attribute: str | None = None) -> dict[str, float]:
+        """``{group: value}`` of the groups the gap summaries compare: defined, and with at
+        least ``min_group_size`` samples."""
+        a = self._attribute(attribute)
+        return {
+            g: e.value
+            for g, e in self.by_group[a].items()
+            if e.value is not None and e.count >= self.min_group_size
+        }
 
     def difference(
         self, attribute: str | None = None, method: GapMethod = "between_groups"
     ) -> float | None:
         """Largest difference between groups (or to overall); ``None`` if under two groups."""
-        return _difference(self.values(attribute), self.overall.value, method)
+        return _difference(self.compared_values(attribute), self.overall.value, method)
 
     def ratio(
         self, attribute: str | None = None, method: GapMethod = "between_groups"
     ) -> float | None:
         """Smallest ratio between groups (or to overall), in ``[0, 1]`` for non-negative values."""
-        return _ratio(self.values(attribute), self.overall.value, method)
+        return _ratio(self.compared_values(attribute), self.overall.value, method)
 
     def group_min(self, attribute: str | None = None) -> float | None:
-        values = self.values(attribute)
+        values = self.compared_values(attribute)
         return min(values.values()) if values else None
 
     def group_max(self, attribute: str | None = None) -> float | None:
-        values = self.values(attribute)
+        values = self.compared_values(attribute)
         return max(values.values()) if values else None
 
     def worst_group(self, attribute: str | None = None) -> tuple[str, float] | None:
         """``(group, value)`` of the worst-served group (lowest if higher is better)."""
-        values = self.values(attribute)
+        values = self.compared_values(attribute)
         if not values:
             return None
         pick = min if self.higher_is_better else max
@@ -234,7 +296,7 @@ class GroupMetric:
         if not reps:
             return None, None
         fn = _difference if kind == "difference" else _ratio
-        groups = [g for g, e in self.by_group[a].items() if e.value is not None]
+        groups = list(self.compared_values(a))
         n_boot = len(reps["__overall__"])
         out = []
         for r in range(n_boot):
@@ -250,8 +312,9 @@ class GroupMetric:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the ``metrics.<name>`` entry of ``report.json``)."""
-        difference, ratio, worst = {}, {}, {}
+        difference, ratio, worst, excluded = {}, {}, {}, {}
         for a in self.by_group:
+            excluded[a] = self.excluded(a)
             lo, hi = self.gap_interval("difference", a)
             difference[a] = {"value": self.difference(a), "ci_low": lo, "ci_high": hi}
             lo, hi = self.gap_interval("ratio", a)
@@ -269,6 +332,8 @@ class GroupMetric:
             "difference": difference,
             "ratio": ratio,
             "worst_group": worst,
+            "min_group_size": self.min_group_size,
+            "excluded_groups": excluded,
         }
 
 
@@ -333,6 +398,7 @@ def group_metric_from_samples(
     group_den: dict[str, np.ndarray] | None = None,
     overall_mode: Literal["pooled", "macro"] = "pooled",
     statistic: GroupStatistic | None = None,
+    min_group_size: int = 1,
 ) -> GroupMetric:
     """Build a :class:`GroupMetric` from per-sample contributions.
 
@@ -366,7 +432,10 @@ def group_metric_from_samples(
             ``transform``, ``group_num``, ``group_den``, ``min_count``, ``na_reason``), it is
             handed to :func:`group_metric_from_statistic`, which recomputes it on every
             bootstrap resample.
+        min_group_size: groups whose value rests on fewer valid samples are reported but kept
+            out of the gap summaries (see :class:`GroupMetric`; 1: none is).
     """
+    min_group_size = check_min_group_size(min_group_size)
     if statistic is not None:
         extra = [
             k
@@ -394,6 +463,7 @@ def group_metric_from_samples(
             n_boot=n_boot,
             seed=seed,
             level=level,
+            min_group_size=min_group_size,
         )
     if num is None:
         raise ValueError("num (per-sample contributions) is required unless statistic is given")
@@ -516,6 +586,7 @@ def group_metric_from_samples(
         overall=overall,
         by_group=by_group,
         replicates=replicates,
+        min_group_size=min_group_size,
     )
 
 
@@ -559,6 +630,7 @@ def group_metric_from_statistic(
     n_boot: int = 0,
     seed: int = 0,
     level: float = 0.95,
+    min_group_size: int = 1,
 ) -> GroupMetric:
     """Build a :class:`GroupMetric` from a group-level :class:`GroupStatistic`.
 
@@ -568,8 +640,10 @@ def group_metric_from_statistic(
     intervals (:meth:`GroupMetric.gap_interval`) pair every group's replicate with the overall
     one from the same draws. The overall interval comes from the first grouping's replicates (a
     plain bootstrap of all rows when there is no grouping). Each grouping gets its own seed
-    drawn from ``seed``.
+    drawn from ``seed``. Groups of fewer than ``min_group_size`` rows are reported but kept out
+    of the gap summaries (see :class:`GroupMetric`).
     """
+    min_group_size = check_min_group_size(min_group_size)
     n = int(statistic.n)
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
@@ -626,4 +700,5 @@ def group_metric_from_statistic(
         overall=overall,
         by_group=by_group,
         replicates=replicates,
+        min_group_size=min_group_size,
     )

@@ -5,6 +5,9 @@ A condition is ``METRIC.STAT[.ATTRIBUTE] OP NUMBER``, e.g. ``recall@1.difference
 groups), ``ratio`` (min / max), ``worst`` (the worst group's value), ``min`` or ``max``. Without an
 attribute, a per-attribute statistic is checked for every attribute. A condition that holds is a
 *violation*; a value that is NA counts as a violation too, so a gate never passes on missing data.
+Groups with fewer than the metric's ``min_group_size`` samples take no part in any statistic but
+``overall`` (see :class:`~fairmetric.report.frame.GroupMetric`): one tiny group cannot trip a
+gate, and when too few groups are left to compare, the NA message says so.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import operator
 import re
 from dataclasses import dataclass
 
+from fairmetric.report.frame import GroupMetric
 from fairmetric.report.result import AuditReport
 
 __all__ = ["Condition", "parse_condition", "check_conditions", "STATS"]
@@ -63,6 +67,20 @@ def parse_condition(text: str) -> Condition:
     )
 
 
+def _why_na(metric: GroupMetric, attribute: str) -> str:
+    """Why a gap is NA when small groups were kept out of it ("" otherwise)."""
+    if attribute not in metric.by_group:
+        return ""
+    excluded = metric.excluded(attribute)
+    if not excluded:
+        return ""
+    listed = ", ".join(f"{g} ({metric.by_group[attribute][g].count})" for g in excluded)
+    return (
+        f" (groups with fewer than min_group_size={metric.min_group_size} samples are kept out "
+        f"of the gaps: {listed}; lower --min-group-size / min_group_size to compare them)"
+    )
+
+
 def check_conditions(report: AuditReport, conditions: list[str]) -> list[str]:
     """Evaluate conditions on a report; returns one message per violation (empty: all pass).
 
@@ -108,7 +126,9 @@ def check_conditions(report: AuditReport, conditions: list[str]) -> list[str]:
                 checks.append((a, value))
         for where, value in checks:
             if value is None:
-                violations.append(f"{c.text}: {c.metric} {c.stat} for {where} is NA")
+                violations.append(
+                    f"{c.text}: {c.metric} {c.stat} for {where} is NA" + _why_na(metric, where)
+                )
             elif compare(value, c.threshold):
                 violations.append(
                     f"{c.text}: {c.metric} {c.stat} for {where} is {value:.4f} "

@@ -66,11 +66,16 @@ _METADATA_LABELS = {
     "pair_partners": "pair partners per sample",
     "uniformity_t": "uniformity t",
     "dropped_invalid": "dropped invalid rows",
+    "min_group_size": "min group size (for gaps)",
+    "small_groups": "groups below it",
     "fairmetric_version": "fairmetric version",
     "seconds": "seconds",
 }
 
 _DASH = "—"
+
+#: marks a group kept out of the gaps in the per-group tables
+_NOT_COMPARED = "below min_group_size: not in the gaps"
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -156,6 +161,33 @@ def _worst(metric: GroupMetric, attribute: str) -> tuple[str | None, str]:
     return worst[0], f"{worst[0]}: {format_number(worst[1])}"
 
 
+def _excluded_note(report: AuditReport) -> str | None:
+    """One sentence naming the groups kept out of the gaps (fewer than ``min_group_size``
+    samples), or None when every defined group is compared."""
+    found: dict[tuple[str, str], dict[str, int]] = {}
+    sizes = set()
+    for name, m in report.metrics.items():
+        for a in m.by_group:
+            for g in m.excluded(a):
+                found.setdefault((a, g), {})[name] = m.by_group[a][g].count
+                sizes.add(m.min_group_size)
+    if not found:
+        return None
+    items = []
+    for (a, g), per_metric in found.items():
+        n = max(per_metric.values())
+        text = f"{g} ({a}, {n} sample{'s' if n != 1 else ''})"
+        with_attribute = [name for name, m in report.metrics.items() if a in m.by_group]
+        if len(per_metric) < len(with_attribute):
+            text += " in " + ", ".join(per_metric)
+        items.append(text)
+    size = report.metadata.get("min_group_size") or min(sizes)
+    return (
+        f"Kept out of difference, ratio and worst group (fewer than min_group_size={size} "
+        f"samples; still listed per group): {'; '.join(items)}."
+    )
+
+
 def _summary_row(*cells: str) -> dict[str, str]:
     return dict(zip(_SUMMARY_KEYS, cells))
 
@@ -214,6 +246,9 @@ def render_summary(report: AuditReport) -> str:
         "-" * len(line),
     ]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    note = _excluded_note(report)
+    if note:
+        out.append(note)
     return "\n".join(out)
 
 
@@ -263,6 +298,11 @@ def render_markdown(report: AuditReport) -> str:
         f"Worst group: the lowest value where higher is better, the highest otherwise. "
         f"Intervals are {_level(report)} bootstrap percentile intervals.",
         "",
+    ]
+    note = _excluded_note(report)
+    if note:
+        out += [_md(note), ""]
+    out += [
         "## Run",
         "",
     ]
@@ -283,8 +323,11 @@ def render_markdown(report: AuditReport) -> str:
             out.append("")
         for a, groups in m.by_group.items():
             rows = []
+            excluded = m.excluded(a)
             for g, est in groups.items():
                 value, interval = _estimate_cells(est)
+                if g in excluded:
+                    value += f" ({_NOT_COMPARED})"
                 rows.append([_md(g), str(est.count), _md(value), interval])
             value, interval = _estimate_cells(m.overall)
             rows.append(["**overall**", str(m.overall.count), _md(value), interval])
@@ -310,6 +353,7 @@ th { background: #f4f4f4; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.agg td { background: #fafafa; }
 tr.worst td { background: #fff3e0; }
+tr.small td { color: #777; }
 .na { color: #777; }
 .note { color: #555; font-size: .9rem; }
 img { max-width: 100%; height: auto; display: block; margin: .5rem 0; }
@@ -366,6 +410,9 @@ def render_html(report: AuditReport) -> str:
         '<p class="note">Worst group: the lowest value where higher is better, the highest '
         f"otherwise. Intervals are {_e(_level(report))} bootstrap percentile intervals.</p>"
     )
+    note = _excluded_note(report)
+    if note:
+        body.append(f'<p class="note">{_e(note)}</p>')
     body.append("<h2>Run</h2>")
     body += _html_table(
         ["", ""], (([_e(k), _e(v)], "") for k, v in _metadata_rows(report)), [False, False]
@@ -391,10 +438,15 @@ def render_html(report: AuditReport) -> str:
         for a, groups in m.by_group.items():
             worst_group, worst_text = _worst(m, a)
             rows: list[tuple[list[str], str]] = []
+            excluded = m.excluded(a)
             for g, est in groups.items():
                 cls = "worst" if g == worst_group else ""
                 _, interval = _estimate_cells(est)
-                rows.append(([_e(g), str(est.count), _html_value(est), _e(interval)], cls))
+                value = _html_value(est)
+                if g in excluded:
+                    cls = "small"
+                    value += f' <span class="na">({_e(_NOT_COMPARED)})</span>'
+                rows.append(([_e(g), str(est.count), value, _e(interval)], cls))
             rows.append(overall_row)
             gaps: tuple[tuple[Literal["difference", "ratio"], str], ...] = (
                 ("difference", "max − min"),

@@ -733,7 +733,11 @@ def test_to_dict_layout_and_json(n_boot):
         "difference",
         "ratio",
         "worst_group",
+        "min_group_size",
+        "excluded_groups",
     }
+    assert d["min_group_size"] == 1
+    assert d["excluded_groups"] == {"colour": {}, "sex": {}}
     assert d["description"] == "hit rate of the nearest neighbour"
     assert d["higher_is_better"] is True
     assert d["overall"] == m.overall.to_dict()
