@@ -3,6 +3,7 @@ and the fix)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import faiss
@@ -42,9 +43,63 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _as_float32(x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
-    """``x`` as a C-contiguous float32 ``(N, D)`` array (no copy when it already is one), checked
-    for shape and finite values, and whether that array is a copy (``owned``)."""
+#: rows whose largest absolute value lies outside ``[2^-32, 2^32]`` are multiplied by a power of
+#: two (exact in floating point) so that it lies in ``[0.5, 1)``: squared distances and inner
+#: products of ``D`` terms then stay far from float32's overflow (``2^128``) and underflow
+_SAFE_LOW, _SAFE_HIGH = 2.0**-32, 2.0**32
+#: under cosine only inputs that float32 cannot hold are rescaled (norms are taken in float64)
+_COSINE_LOW, _COSINE_HIGH = 2.0**-100, 2.0**100
+#: the largest absolute value (in the index's units) whose squared distances and products float64
+#: can still hold, and the largest a query may have against rows scaled to ``[0.5, 1)``
+_FLOAT64_HIGH = 2.0**500
+_QUERY_HIGH = 2.0**40
+
+
+def _max_abs(arr: np.ndarray) -> float:
+    """Largest absolute value of ``arr`` as a Python float (NaN when ``arr`` has a NaN)."""
+    lo, hi = arr.min(), arr.max()  # no temporary the size of arr
+    return max(-float(lo), float(hi))
+
+
+def _scale_exponent(arr: np.ndarray, metric: str, name: str = "x") -> int:
+    """``e`` such that ``arr · 2^e`` is safe to search (0 when ``arr`` already is).
+
+    Raises:
+        ValueError: under ``"l2"``/``"ip"``, values so large that their squared distances
+            overflow float64 (only a float64 input can hold them); the rows are named.
+    """
+    maxabs = _max_abs(arr)
+    if not math.isfinite(maxabs) or maxabs == 0:
+        return 0  # non-finite rows are reported by the caller; all-zero rows need no scaling
+    if metric == "cosine":
+        if arr.dtype == np.float32 or _COSINE_LOW <= maxabs <= _COSINE_HIGH:
+            return 0
+    elif _SAFE_LOW <= maxabs <= _SAFE_HIGH:
+        return 0
+    elif maxabs > _FLOAT64_HIGH:
+        bad = np.concatenate(
+            [
+                start
+                + np.flatnonzero((np.abs(arr[start : start + _ROW_BLOCK]) > _FLOAT64_HIGH).any(1))
+                for start in range(0, len(arr), _ROW_BLOCK)
+            ]
+        )
+        raise ValueError(
+            f"{name} has {len(bad)} row(s) with values beyond 2^500 (up to {maxabs:.3g}), first "
+            f"at indices [{_first(bad)}]: their squared distances and inner products overflow "
+            "float64; drop them, or divide the embeddings by a common factor (neighbours under "
+            "l2 and cosine do not change)"
+        )
+    return -math.frexp(maxabs)[1]
+
+
+def _as_float32(
+    x: Any, name: str = "x", *, metric: str | None = None
+) -> tuple[np.ndarray, bool, int]:
+    """``x`` as a C-contiguous float32 ``(N, D)`` array (no copy when it already is one and needs
+    no rescaling), checked for shape and finite values, whether that array is a copy (``owned``),
+    and the power of two ``e`` it was multiplied by (``x · 2^e``; 0 unless ``metric`` is given
+    and the values are extreme, see :data:`_SAFE_LOW`)."""
     arr = _as_numpy(x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (N, D), got shape {arr.shape}")
@@ -55,8 +110,16 @@ def _as_float32(x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
         raise ValueError(f"{name} has D=0 columns; embeddings need at least one dimension")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported below
-        out = np.ascontiguousarray(arr, dtype=np.float32)
+    shift = 0 if metric is None else _scale_exponent(arr, metric, name)
+    if shift:
+        out = np.empty((n, d), dtype=np.float32)
+        with np.errstate(over="ignore", under="ignore"):
+            for start in range(0, n, _ROW_BLOCK):
+                block = arr[start : start + _ROW_BLOCK].astype(np.float64)
+                out[start : start + _ROW_BLOCK] = np.ldexp(block, shift)
+    else:
+        with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported below
+            out = np.ascontiguousarray(arr, dtype=np.float32)
     owned = not np.shares_memory(out, arr)
     bad = np.concatenate(
         [
@@ -70,7 +133,7 @@ def _as_float32(x: Any, name: str = "x") -> tuple[np.ndarray, bool]:
             f"first at indices [{_first(bad)}]; drop them before the search (e.g. "
             f"EmbeddingSet(..., allow_invalid=True).drop_invalid())"
         )
-    return out, owned
+    return out, owned, shift
 
 
 def _normalized(arr: np.ndarray, *, owned: bool, name: str = "x") -> np.ndarray:

@@ -35,6 +35,22 @@ scan costs about 25 times more per vector than exact BLAS search, so probing mor
 the lists is slower than exact search: ``"auto"`` then falls back to exact (with a warning and
 ``params["ivf_rejected"]``), an explicit ``"ivf"`` warns.
 
+**Scale.** Neighbours do not depend on the scale of the rows (``x`` and ``c·x`` have the same
+neighbours under every metric). faiss computes in float32, where squared distances of rows near
+``1e30`` overflow and those of rows near ``1e-30`` underflow, so under ``"l2"`` and ``"ip"`` rows
+whose largest absolute value lies outside ``[2^-32, 2^32]`` are multiplied by the power of two
+``2^e`` that brings it into ``[0.5, 1)`` (exact in floating point: the neighbour order and the tie
+blocks are those of the unscaled rows bit for bit), and scores are reported in the caller's units
+(multiplied by ``2^-2e``, exactly). ``params["scale"]`` says ``"2^e"`` when this happened.
+Under ``"cosine"`` only a float64 input that float32 cannot hold is rescaled. Components below
+float32's range after the rescaling (``2^-149`` of the largest) become 0. A float64 input whose
+squared distances overflow float64 (values beyond ``2^500``) is refused with the rows named,
+and outside queries larger than ``2^40`` times the rows' scale are refused (their scores would
+overflow float32). The float32 scores of the raw methods (:meth:`NeighborIndex.search`,
+:meth:`~NeighborIndex.iter_search`, :meth:`~NeighborIndex.search_vectors`) can overflow to ``inf``
+(or underflow to 0) in the caller's units for such rows; the float64 scores of
+:mod:`fairmetric.neighbors.search` do not.
+
 **Missing neighbours.** Approximate indexes can return fewer than ``k`` neighbours (an IVF probe
 that visits small lists, an HNSW graph region with few reachable nodes). Those slots hold id
 ``-1`` with score ``NaN``; consumers must treat ``-1`` as "no neighbour" (not as the last row).
@@ -68,6 +84,7 @@ import numpy as np
 import torch
 
 from fairmetric.neighbors.checks import (
+    _QUERY_HIGH,
     _as_float32,
     _as_numpy,
     _check_choice,
@@ -77,6 +94,7 @@ from fairmetric.neighbors.checks import (
     _drop_self,
     _first,
     _gpu_available,
+    _max_abs,
     _normalized,
 )
 from fairmetric.neighbors.ivf import default_nlist, nprobe_for_recall, nprobe_needed
@@ -196,15 +214,22 @@ class NeighborIndex:
             ef_search = _check_int(ef_search, "ef_search", low=1)
 
         start = time.perf_counter()
-        x32, owned = _as_float32(x)
+        x32, owned, shift = _as_float32(x, metric=metric)
         # the rows as given (read as float32) for float64 re-ranking: under cosine the float32
-        # copy is normalised, so keep the caller's array (or the un-normalised float32 one)
+        # copy is normalised, so keep the caller's array (or the un-normalised float32 one; the
+        # rescaled copy when the rows were rescaled)
         self._source: Any = x32
+        self._shift = shift
+        self._given: Any = None  # the caller's rows, kept for `vectors` when rescaled under l2/ip
         if metric == "cosine":
-            if owned:
+            if owned and not shift:
                 self._source = _as_numpy(x)
-            x32 = _normalized(x32, owned=owned)
+            x32 = _normalized(x32, owned=owned and not shift)
             owned = True
+        elif shift:
+            self._given = x
+        # scores in the caller's units = scores of the rescaled rows · 2^_score_shift
+        self._score_shift = 0 if metric == "cosine" else -2 * shift
         n, d = x32.shape
 
         kind = index if index != "auto" else ("exact" if n <= exact_max else "ivf")
@@ -258,9 +283,12 @@ class NeighborIndex:
         self._x_in_index = False  # True when the rows are the faiss index's own memory
         if kind == "exact" and not self._gpu and owned:
             # our float32 copy duplicates the index storage: read queries from the index instead
+            copy = x32
             x32 = faiss.rev_swig_ptr(idx.get_xb(), n * d).reshape(n, d)
             x32.flags.writeable = False
             self._x_in_index = True
+            if self._source is copy:  # the same values: do not hold both
+                self._source = x32
         self._x = x32
         self.build_seconds = time.perf_counter() - start
         self.params: dict[str, Any] = {
@@ -273,6 +301,8 @@ class NeighborIndex:
             "gpu": self._gpu,
             "seed": seed,
         }
+        if shift:
+            self.params["scale"] = f"2^{shift}"
 
     def _build_ivf(
         self,
@@ -377,25 +407,40 @@ class NeighborIndex:
 
     @property
     def vectors(self) -> np.ndarray:
-        """The ``(N, D)`` float32 rows the index searches (unit-norm under ``"cosine"``).
+        """The ``(N, D)`` float32 rows the index searches, in the caller's units (unit-norm under
+        ``"cosine"``).
 
-        Read-only by convention: it may be the caller's array or the index's own storage.
+        Read-only by convention: it may be the caller's array or the index's own storage. When
+        extreme rows were rescaled (``params["scale"]``) under ``"l2"``/``"ip"`` it is the
+        caller's rows read as float32 (values beyond float32's range become ``inf``).
         """
-        return self._x
+        if self._given is None:
+            return self._x
+        with np.errstate(over="ignore"):
+            return np.ascontiguousarray(_as_numpy(self._given), dtype=np.float32)
 
     @property
     def source(self) -> Any:
-        """The ``(N, D)`` rows as given (read as float32; not normalised under ``"cosine"``):
-        what float64 re-ranking scores from. Do not modify it while the index is in use."""
+        """The ``(N, D)`` rows as given (read as float32; not normalised under ``"cosine"``;
+        multiplied by ``params["scale"]`` when extreme rows were rescaled): what float64
+        re-ranking scores from. Do not modify it while the index is in use."""
         return self._source
 
+    @property
+    def score_shift(self) -> int:
+        """Scores of the rescaled rows times ``2^score_shift`` are scores in the caller's units
+        (0 unless extreme rows were rescaled under ``"l2"``/``"ip"``)."""
+        return self._score_shift
+
     def query_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Float32 rows ``rows`` of :attr:`source` (not normalised)."""
+        """Float32 rows ``rows`` of :attr:`source` (not normalised, rescaled as the index)."""
         return np.ascontiguousarray(self._source[rows], dtype=np.float32)
 
     def check_vectors(self, vectors: Any, name: str = "queries") -> np.ndarray:
-        """Outside query vectors as a C-contiguous float32 ``(q, D)`` array, checked for shape,
-        finite values and (under ``"cosine"``) non-zero norm; not normalised."""
+        """Outside query vectors as a C-contiguous float32 ``(q, D)`` array in the index's units
+        (rescaled as the rows were), checked for shape, finite values, a size whose distances
+        to the rows float32 can hold (``"l2"``/``"ip"``) and (under ``"cosine"``) non-zero norm;
+        not normalised."""
         arr = _as_numpy(vectors)
         if arr.ndim != 2 or arr.shape[1] != self.d:
             raise ValueError(
@@ -404,8 +449,11 @@ class NeighborIndex:
             )
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-        with np.errstate(over="ignore"):
-            q32 = np.ascontiguousarray(arr, dtype=np.float32)
+        with np.errstate(over="ignore", under="ignore"):
+            if self._shift:
+                q32 = np.ldexp(arr.astype(np.float64), self._shift).astype(np.float32)
+            else:
+                q32 = np.ascontiguousarray(arr, dtype=np.float32)
         bad = np.flatnonzero(~np.isfinite(q32).all(axis=1))
         if len(bad):
             raise ValueError(
@@ -414,6 +462,15 @@ class NeighborIndex:
             )
         if self.metric == "cosine" and len(q32):
             _normalized(q32, owned=False, name=name)  # raises on zero rows
+        elif len(q32):
+            top = _max_abs(q32)
+            if top > _QUERY_HIGH:
+                ratio = top / max(_max_abs(self._x), 2.0**-149)
+                raise ValueError(
+                    f"{name} has values up to {_max_abs(arr):.3g}, about {ratio:.1g} times "
+                    f"the indexed rows' largest: their {self.metric} scores overflow float32; "
+                    "bring queries and rows to a common scale"
+                )
         return q32
 
     def _faiss_queries(self, q32: np.ndarray) -> np.ndarray:
@@ -434,10 +491,23 @@ class NeighborIndex:
             scores = np.maximum(scores, 0)
         return scores, ids
 
+    def _caller_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Float32 scores of the rescaled rows in the caller's units (``inf`` or 0 where float32
+        cannot hold them; the float64 scores of :mod:`~fairmetric.neighbors.search` can)."""
+        if not self._score_shift:
+            return scores
+        with np.errstate(over="ignore", under="ignore"):
+            return np.ldexp(scores, self._score_shift).astype(np.float32)
+
     def search_vectors(self, q32: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest indexed rows of outside float32 vectors (from
         :meth:`check_vectors`), nothing excluded: ``(scores float32, ids int64)`` as in
         :meth:`search`."""
+        scores, ids = self._search_vectors_raw(q32, k)
+        return self._caller_scores(scores), ids
+
+    def _search_vectors_raw(self, q32: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search_vectors` with the scores of the rescaled rows (see :attr:`source`)."""
         k, chunk_size = self._prepare(k, False, None)
         if self._index is None:
             raise RuntimeError("this NeighborIndex was released; build a new one to search")
@@ -460,7 +530,9 @@ class NeighborIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact brute-force search (whatever the index kind) of float32 query vectors over
         the indexed rows: ``k`` neighbours, excluding ``rows`` (the queries' own rows) by index
-        when given. Used for the rare queries whose cut-off needs more candidates."""
+        when given. Used for the rare queries whose cut-off needs more candidates.
+
+        Queries and scores are in the index's units (rows rescaled as :attr:`source`)."""
         q = self._faiss_queries(q32)
         k_search = k + 1 if rows is not None else k  # k <= N - 1 with rows, <= N without
         faiss_metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
@@ -554,7 +626,10 @@ class NeighborIndex:
             id ``-1`` (score NaN) marks a missing neighbour.
         """
         k, chunk_size = self._prepare(k, exclude_self, chunk_size)
-        return self._iter(k, chunk_size, bool(exclude_self), bool(progress))
+        parts = self._iter(k, chunk_size, bool(exclude_self), bool(progress))
+        if not self._score_shift:
+            return parts
+        return ((a, b, self._caller_scores(s), i) for a, b, s, i in parts)
 
     def _iter(
         self, k: int, chunk_size: int, exclude_self: bool, progress: bool
@@ -588,6 +663,13 @@ class NeighborIndex:
             ``(scores (q, k) float32, ids (q, k) int64)``, nearest first, id ``-1`` (score NaN)
             for a missing neighbour.
         """
+        scores, ids = self._search_raw(queries, k, exclude_self=exclude_self)
+        return self._caller_scores(scores), ids
+
+    def _search_raw(
+        self, queries: np.ndarray | None, k: int, *, exclude_self: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` with the scores of the rescaled rows (see :attr:`source`)."""
         k, chunk_size = self._prepare(k, exclude_self, None)
         if queries is None:
             parts = list(self._iter(k, chunk_size, bool(exclude_self), False))
@@ -624,7 +706,7 @@ def knn_bruteforce(
         ``(scores (N, k) float64, ids (N, k) int64)``, nearest first (ties in arbitrary order).
     """
     _check_choice(metric, "metric", _METRICS)
-    arr, _ = _as_float32(x)  # same validation as the index
+    arr, _, _ = _as_float32(x)  # same validation as the index
     k = _check_k(k, arr.shape[0], exclude_self)
     t = torch.as_tensor(np.asarray(x, dtype=np.float64))
     if metric == "cosine":

@@ -52,11 +52,14 @@ class RowScorer:
     Args:
         source: the ``(N, D)`` rows (any real dtype; read as their float32 rounding).
         metric: ``"l2"``, ``"cosine"`` or ``"ip"``.
+        score_shift: scores are reported as ``score · 2^score_shift`` (exact): the index
+            rescales extreme rows by a power of two and scores them in its own units.
     """
 
-    def __init__(self, source: Any, metric: str) -> None:
+    def __init__(self, source: Any, metric: str, *, score_shift: int = 0) -> None:
         self.source = source
         self.metric = metric
+        self.score_shift = int(score_shift)
         self.n, self.d = source.shape
         self._norms: np.ndarray | None = None
 
@@ -107,5 +110,10 @@ class RowScorer:
         return out
 
     def scores_from_keys(self, keys: np.ndarray) -> np.ndarray:
-        """The metric's scores (squared distances or similarities) from sort keys."""
-        return keys if self.metric == "l2" else -keys
+        """The metric's scores (squared distances or similarities) from sort keys, in the
+        caller's units (``inf`` only beyond float64's range)."""
+        scores = keys if self.metric == "l2" else -keys
+        if self.score_shift:
+            with np.errstate(over="ignore", under="ignore"):
+                scores = np.ldexp(scores, self.score_shift)
+        return scores

@@ -308,7 +308,7 @@ def _margin(index: NeighborIndex, k: int, margin: int, n_other: int) -> int:
 def _scorer(index: NeighborIndex) -> RowScorer:
     scorer = getattr(index, "_scorer", None)
     if scorer is None:
-        scorer = RowScorer(index.source, index.metric)
+        scorer = RowScorer(index.source, index.metric, score_shift=index.score_shift)
         index._scorer = scorer
     return scorer
 
@@ -342,9 +342,9 @@ def iter_neighbours(
     n_other = index.n - 1
     width = _margin(index, index._prepare(k, True, chunk_size)[0], margin, n_other)
     scorer = _scorer(index)
-    for start, stop, scores, ids in index.iter_search(
-        width, chunk_size=chunk_size, exclude_self=True, progress=progress
-    ):
+    # scores of the rescaled rows (the index's units) until Neighbours converts them
+    width, chunk_size = index._prepare(width, True, chunk_size)
+    for start, stop, scores, ids in index._iter(width, chunk_size, True, bool(progress)):
         rows = np.arange(start, stop, dtype=np.int64)
         yield from _refine(
             index, scorer, rows, index.query_rows(rows), scores, ids, k, n_other, exact_scores
@@ -369,7 +369,7 @@ def search_rows(
     )
     n_other = index.n - 1
     width = _margin(index, k, margin, n_other)
-    scores, ids = index.search(rows, width, exclude_self=True)
+    scores, ids = index._search_raw(rows, width, exclude_self=True)
     pieces = _refine(
         index, _scorer(index), rows, index.query_rows(rows), scores, ids, k, n_other, exact_scores
     )
@@ -392,6 +392,6 @@ def search_vectors(
     k = index._prepare(k, False, None)[0]
     q32 = index.check_vectors(vectors)
     width = _margin(index, k, margin, index.n)
-    scores, ids = index.search_vectors(q32, width)
+    scores, ids = index._search_vectors_raw(q32, width)
     pieces = _refine(index, _scorer(index), None, q32, scores, ids, k, index.n, exact_scores)
     return _merge(list(pieces), k)

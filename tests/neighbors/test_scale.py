@@ -1,0 +1,135 @@
+"""Neighbours and audit metrics do not depend on the scale of the embeddings (issue 14).
+
+Multiplying every row by ``s > 0`` multiplies every L2 distance by ``s`` and leaves cosine
+similarities alone, so neighbour lists and the metrics built on them must not change; before the
+index rescaled extreme inputs by a power of two, rows scaled by ``1e30`` overflowed faiss's float32
+squared distances (every score ``inf``) and Recall@1 came out 0.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from fairmetric.audit import audit
+from fairmetric.embeddings import EmbeddingSet
+from fairmetric.neighbors.index import NeighborIndex, knn_bruteforce
+from fairmetric.neighbors.search import search_rows, search_vectors
+
+NEIGHBOUR_METRICS = ("recall@1", "recall@2", "recall@4", "map@r", "homophily:g", "leakage_knn:g")
+
+
+def gaussian(n: int = 120, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x, rng.integers(0, 12, n), rng.integers(0, 2, n)
+
+
+def grid(n: int = 60, d: int = 3, seed: int = 0) -> np.ndarray:
+    """Small non-zero integer rows: many exact ties (equal distances, duplicate rows)."""
+    values = np.array([-2, -1, 1, 2], dtype=np.float32)
+    return np.random.default_rng(seed).choice(values, size=(n, d))
+
+
+def neighbour_metrics(x: np.ndarray, labels, groups, metric: str) -> dict:
+    es = EmbeddingSet(embeddings=x, labels=labels, attributes={"g": groups})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = audit(
+            es, metric=metric, ks=(1, 2, 4), bootstrap=0, linear_probe=False, projection_points=0
+        )
+    return {
+        name: (report.metrics[name].overall.value, report.metrics[name].values())
+        for name in NEIGHBOUR_METRICS
+    }
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 2.0**100, 2.0**-100])
+def test_audit_neighbour_metrics_do_not_depend_on_scale(metric, scale):
+    x, labels, groups = gaussian()
+    expected = neighbour_metrics(x, labels, groups, metric)
+    scaled = (x.astype(np.float64) * scale).astype(np.float32)
+    assert np.isfinite(scaled).all() and (scaled != 0).all()
+    assert neighbour_metrics(scaled, labels, groups, metric) == expected
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+@pytest.mark.parametrize("shift", [100, -100, 40, -40, 120])
+def test_power_of_two_scale_keeps_lists_ties_and_scales_scores_exactly(metric, shift):
+    x = grid()
+    ref = search_rows(NeighborIndex(x, metric=metric, index="exact"), None, 5)
+    xs = np.ldexp(x, shift)
+    got = search_rows(NeighborIndex(xs, metric=metric, index="exact"), None, 5)
+    assert got.ids.shape == ref.ids.shape
+    np.testing.assert_array_equal(got.ids, ref.ids)
+    np.testing.assert_array_equal(got.start, ref.start)
+    np.testing.assert_array_equal(got.end, ref.end)
+    factor = 0 if metric == "cosine" else 2 * shift
+    np.testing.assert_array_equal(got.scores, np.ldexp(ref.scores, factor))
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_raw_float32_scores_are_in_the_callers_units(metric):
+    x = grid()
+    ref = NeighborIndex(x, metric=metric, index="exact")
+    big = NeighborIndex(np.ldexp(x, 40), metric=metric, index="exact")
+    s_ref, i_ref = ref.search(None, 4)
+    s_big, i_big = big.search(None, 4)
+    np.testing.assert_array_equal(i_big, i_ref)
+    np.testing.assert_array_equal(s_big, np.ldexp(s_ref, 0 if metric == "cosine" else 80))
+
+
+def test_scaled_rows_match_the_float64_reference():
+    x, _, _ = gaussian(n=50)
+    xs = (x.astype(np.float64) * 1e30).astype(np.float32)
+    nb = search_rows(NeighborIndex(xs, metric="l2", index="exact"), None, 3, exact_scores=True)
+    ref_scores, ref_ids = knn_bruteforce(xs, 3, metric="l2")
+    np.testing.assert_array_equal(nb.ids[:, :3], ref_ids)
+    np.testing.assert_allclose(nb.scores[:, :3], ref_scores, rtol=1e-12)
+    assert np.isfinite(nb.scores[:, :3]).all()
+
+
+def test_outside_queries_are_rescaled_with_the_rows():
+    x, _, _ = gaussian(n=50)
+    q = x[:7] + np.float32(0.01)
+    ref = search_vectors(NeighborIndex(x, metric="l2", index="exact"), q, 3)
+    s = 2.0**-110
+    got = search_vectors(NeighborIndex(np.ldexp(x, -110), metric="l2", index="exact"), q * s, 3)
+    np.testing.assert_array_equal(got.ids, ref.ids)
+    np.testing.assert_array_equal(got.scores, np.ldexp(ref.scores, -220))
+
+
+def test_float64_rows_beyond_float32_range_under_cosine():
+    x, _, _ = gaussian(n=40)
+    ref = search_rows(NeighborIndex(x, metric="cosine", index="exact"), None, 3)
+    big = search_rows(NeighborIndex(x.astype(np.float64) * 2.0**200, metric="cosine"), None, 3)
+    np.testing.assert_array_equal(big.ids, ref.ids)
+    tiny = search_rows(NeighborIndex(x.astype(np.float64) * 2.0**-200, metric="cosine"), None, 3)
+    np.testing.assert_array_equal(tiny.ids, ref.ids)
+
+
+def test_squared_distances_beyond_float64_are_refused():
+    x, _, _ = gaussian(n=20)
+    with pytest.raises(ValueError, match=r"x has 20 row\(s\) with values beyond .*squared dist"):
+        NeighborIndex(x.astype(np.float64) * 1e300, metric="l2")
+
+
+def test_queries_far_larger_than_the_rows_are_refused():
+    x, _, _ = gaussian(n=20)
+    index = NeighborIndex(x, metric="l2", index="exact")
+    with pytest.raises(ValueError, match=r"queries has values up to .* times"):
+        search_vectors(index, x[:2] * np.float32(1e30), 1)
+
+
+def test_ordinary_rows_are_not_copied_or_rescaled():
+    x, _, _ = gaussian(n=20)
+    index = NeighborIndex(x, metric="l2", index="exact", use_gpu=False)
+    assert "scale" not in index.params
+    assert index.vectors is x
+    big = NeighborIndex(x * np.float32(2.0**80), metric="l2", index="exact", use_gpu=False)
+    assert big.params["scale"] == f"2^{-80 - math.frexp(np.abs(x).max())[1]}"
+    np.testing.assert_array_equal(big.vectors, x * np.float32(2.0**80))  # in the caller's units
