@@ -3,8 +3,9 @@
 Accepted sources:
 
 - an embedding file: ``.npz`` or ``.safetensors`` written by :meth:`EmbeddingSet.save`;
-- a ``.npy`` matrix plus a CSV of labels and attributes (``labels_csv``: header ``label,<attr>...``,
-  one row per embedding);
+- a ``.npy`` matrix plus a CSV of labels and attributes (``labels_csv``: header ``label,<attr>...``
+  with distinct names, one row per embedding; ids such as ``007`` stay strings, see
+  :func:`~fairmetric.data.csv_table.typed_column`);
 - a fairmetric run folder (its ``config.yaml`` describes the data) or exported model folder (give a
   ``config``), embedded on the config's split;
 - a timm model name (its pooled features, ``pretrained=False`` or a local ``weights`` file), with a
@@ -20,7 +21,6 @@ supplies those it sets in its ``train`` section (so a run is embedded the way it
 
 from __future__ import annotations
 
-import csv
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from fairmetric.data.csv_table import read_csv_table
 from fairmetric.embeddings import EmbeddingSet
 
 __all__ = ["load_source", "CallableEncoder"]
@@ -67,28 +68,23 @@ class _Features(nn.Module):
 def _read_labels_csv(path: Path, n: int) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"labels CSV not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
-    if not rows or not rows[0] or rows[0][0].strip() != "label":
-        raise ValueError(f"{path}: the first line must be a header starting with 'label'")
-    header = [h.strip() for h in rows[0]]
-    body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
-    if len(body) != n:
+    table = read_csv_table(
+        path,
+        required=("label",),
+        expected="starting with 'label' (label,<attribute columns...>)",
+    )
+    if len(table.rows) != n:
         raise ValueError(
-            f"{path} has {len(body)} rows but the .npy file has {n} embeddings; they must match "
-            "one to one"
+            f"{path} has {len(table.rows)} rows but the .npy file has {n} embeddings; they must "
+            "match one to one"
         )
-    for i, r in enumerate(body, start=2):
-        if len(r) != len(header):
-            raise ValueError(f"{path} line {i}: expected {len(header)} fields, got {len(r)}")
-
-    def column(j: int) -> list[Any]:
-        values = [r[j].strip() for r in body]
-        return [int(v) for v in values] if all(v.isdigit() for v in values) else values
-
+    width = len(table.header)
+    for row, line in zip(table.rows, table.lines):
+        if len(row) != width:
+            raise ValueError(f"{path} line {line}: expected {width} fields, got {len(row)}")
     return {
-        "labels": column(0),
-        "attributes": {h: column(j) for j, h in enumerate(header) if j > 0},
+        "labels": table.column(0),
+        "attributes": {h: table.column(j) for j, h in enumerate(table.header) if j > 0},
     }
 
 

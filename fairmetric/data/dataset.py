@@ -7,6 +7,8 @@ the metadata alone.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ __all__ = [
     "TensorAttributeDataset",
     "ImageFileDataset",
     "encode_column",
+    "read_image",
+    "unreadable_images",
 ]
 
 
@@ -278,8 +282,70 @@ class TensorAttributeDataset(AttributeDataset):
         return self.inputs[index]
 
 
+#: the hint of a decode error when the dataset offers no way to skip unreadable files
+UNREADABLE_HINT = "replace or delete the file"
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    """What PIL raises for a file it cannot decode: truncated, empty, not an image, corrupt."""
+    from PIL import Image
+
+    return (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+            Image.DecompressionBombError)  # fmt: skip
+
+
+def _open_rgb(path: Path) -> tuple[Any, str | None]:
+    """``(image, None)`` with the image fully decoded in RGB, or ``(None, reason)``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB"), None  # decodes the whole image: truncation fails here
+    except FileNotFoundError:
+        return None, "the file is missing"
+    except _decode_errors() as e:
+        if isinstance(e, UnidentifiedImageError):
+            empty = path.is_file() and path.stat().st_size == 0
+            return None, "the file is empty" if empty else "not an image format PIL can read"
+        if isinstance(e, PermissionError):
+            return None, "permission denied"
+        if "truncated" in str(e).lower():
+            return None, f"the image data is truncated ({e})"
+        return None, f"{type(e).__name__}: {e}"
+
+
+def read_image(path: str | Path, *, hint: str = UNREADABLE_HINT) -> Any:
+    """The image at ``path`` fully decoded and converted to RGB (a PIL image).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: PIL cannot decode it (truncated, empty, not an image, unreadable); the
+            message names the file, the reason and ``hint`` (the fix).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file missing: {path}")
+    img, reason = _open_rgb(path)
+    if reason is not None:
+        raise ValueError(f"cannot read image {path}: {reason}; {hint}")
+    return img
+
+
+def unreadable_images(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """``(path, reason)`` of every file of ``paths`` that :func:`read_image` cannot read
+    (decodes each image once: as slow as one pass over the data)."""
+    bad = []
+    for p in map(Path, paths):
+        reason = _open_rgb(p)[1]
+        if reason is not None:
+            bad.append((p, reason))
+    return bad
+
+
 class ImageFileDataset(AttributeDataset):
     """Images on disk, loaded lazily with PIL and turned into tensors by ``transform``.
+
+    A file PIL cannot decode raises a :class:`ValueError` naming it (never a PIL traceback).
 
     Args:
         paths: one image path per sample.
@@ -287,6 +353,7 @@ class ImageFileDataset(AttributeDataset):
             ``[0, 1]``.
         image_size: side of the square tensor the default transform produces.
         bboxes: optional ``(N, 4)`` crop boxes ``(x, y, width, height)`` in pixels.
+        unreadable_hint: the fix a decode error suggests (e.g. how to skip unreadable files).
         **kwargs: passed to :class:`AttributeDataset`.
     """
 
@@ -297,9 +364,11 @@ class ImageFileDataset(AttributeDataset):
         transform: Callable[[Any], torch.Tensor] | None = None,
         image_size: int = 64,
         bboxes: np.ndarray | None = None,
+        unreadable_hint: str = UNREADABLE_HINT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.unreadable_hint = unreadable_hint
         if len(paths) != len(self.labels):
             raise ValueError(f"got {len(paths)} image paths but {len(self.labels)} labels")
         self.paths = [Path(p) for p in paths]
@@ -317,17 +386,11 @@ class ImageFileDataset(AttributeDataset):
         return (3, self.image_size, self.image_size)
 
     def load_input(self, index: int) -> torch.Tensor:
-        from PIL import Image
-
-        path = self.paths[index]
-        if not path.is_file():
-            raise FileNotFoundError(f"image file missing: {path}")
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if self.bboxes is not None:
-                x, y, w, h = self.bboxes[index]
-                img = img.crop((int(x), int(y), int(x + w), int(y + h)))
-            return self.transform(img)
+        img = read_image(self.paths[index], hint=self.unreadable_hint)
+        if self.bboxes is not None:
+            x, y, w, h = self.bboxes[index]
+            img = img.crop((int(x), int(y), int(x + w), int(y + h)))
+        return self.transform(img)
 
 
 def default_image_transform(image_size: int) -> Callable[[Any], torch.Tensor]:

@@ -6,23 +6,33 @@ The CSV has a header ``path,label,<attribute columns...>`` and one row per image
     images/a.png,alice,female,dark
     images/b.png,bob,male,light
 
-Paths are relative to ``root`` (absolute paths are kept). A column whose values are all
-non-negative integers is read as integer codes; any other column is read as strings, mapped to
-integers in sorted order with the names kept.
+Paths are relative to ``root`` and must stay inside it once resolved (symbolic links followed):
+a row like ``../../etc/passwd``, or an absolute path elsewhere, is refused naming the row unless
+``allow_outside_root=True``. A column whose values are all non-negative integers written plainly
+(``0``, ``7``, ``10``; see :func:`~fairmetric.data.csv_table.typed_column`) is read as integer
+codes; any other column is read as strings (``007`` and ``7`` are two values), mapped to integers
+in sorted order with the names kept. Header names must be distinct.
+
+Images are decoded when loaded; one PIL cannot read raises a ``ValueError`` naming the file. With
+``skip_unreadable=True`` every image is decoded once up front and the unreadable ones are dropped,
+with a warning and the list in ``dataset.skipped``.
 """
 
 from __future__ import annotations
 
-import csv
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fairmetric.data.dataset import ImageFileDataset
+from fairmetric.data.csv_table import CsvTable, read_csv_table, typed_column
+from fairmetric.data.dataset import ImageFileDataset, unreadable_images
 
 __all__ = ["load_folder_csv"]
+
+_SHOW = 5
 
 
 def load_folder_csv(
@@ -32,6 +42,8 @@ def load_folder_csv(
     image_size: int = 64,
     transform: Callable[[Any], torch.Tensor] | None = None,
     name: str = "folder",
+    skip_unreadable: bool = False,
+    allow_outside_root: bool = False,
 ) -> ImageFileDataset:
     """Load images listed in a CSV with their labels and sensitive attributes.
 
@@ -41,14 +53,25 @@ def load_folder_csv(
         image_size: side of the square image tensors.
         transform: maps a PIL image to a tensor (default: resize and scale to ``[0, 1]``).
         name: the dataset's name in reports.
+        skip_unreadable: decode every image now and drop those PIL cannot read (truncated,
+            empty, not an image), with a warning; ``dataset.skipped`` lists ``(path, reason)``.
+            Without it an unreadable image raises a ``ValueError`` naming it when it is loaded.
+        allow_outside_root: accept image paths that resolve outside ``root``.
 
     Returns:
-        An :class:`ImageFileDataset` in the order of the CSV rows.
+        An :class:`ImageFileDataset` in the order of the CSV rows (less the skipped ones).
 
     Raises:
         FileNotFoundError: ``root``, the CSV or a listed image is missing.
-        ValueError: a malformed header or row (named by file and line), or no rows.
+        ValueError: a malformed header or row (named by file and line), a path outside ``root``,
+            no rows, or (with ``skip_unreadable``) no readable image.
     """
+    for flag, value in (
+        ("skip_unreadable", skip_unreadable),
+        ("allow_outside_root", allow_outside_root),
+    ):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: {flag} must be true or false, got {value!r}")
     root = Path(root)
     layout = (
         "the layout is an image folder plus a CSV with header 'path,label,<attribute columns...>' "
@@ -60,44 +83,83 @@ def load_folder_csv(
     if not csv_path.is_file():
         raise FileNotFoundError(f"{name}: expected {csv_path}; {layout}")
 
-    with csv_path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if header[:2] != ["path", "label"] or len(set(header)) != len(header) or "" in header:
+    table = read_csv_table(
+        csv_path,
+        required=("path", "label"),
+        expected="'path,label,<attribute columns...>'",
+        prefix=f"{name}: ",
+    )
+    header = table.header
+    for row, line in zip(table.rows, table.lines):
+        if len(row) != len(header) or not row[0] or not row[1] or "\x00" in row[0]:
             raise ValueError(
-                f"{name}: {csv_path} line 1: expected a header 'path,label,<attribute columns...>' "
-                f"with distinct, non-empty names, got {','.join(header)!r}"
+                f"{name}: {csv_path} line {line}: expected {len(header)} values "
+                f"({','.join(header)}) with a path and a label, got {row}"
             )
-        rows = []
-        for row in reader:
-            if not any(v.strip() for v in row):
-                continue
-            if len(row) != len(header) or not row[0].strip() or not row[1].strip():
-                raise ValueError(
-                    f"{name}: {csv_path} line {reader.line_num}: expected {len(header)} values "
-                    f"({','.join(header)}) with a path and a label, got {row}"
-                )
-            rows.append([v.strip() for v in row])
-    if not rows:
+    if not table.rows:
         raise ValueError(f"{name}: {csv_path} lists no images")
 
-    paths = [root / r[0] for r in rows]
+    paths = [root / r[0] for r in table.rows]
+    if not allow_outside_root:
+        _check_inside(root, table, paths, name)
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(
             f"{name}: {len(missing)} image(s) listed in {csv_path} are missing, first: {missing[0]}"
         )
-    columns = [_typed([r[j] for r in rows]) for j in range(len(header))]
-    return ImageFileDataset(
+    rows = table.rows
+    skipped: tuple[tuple[str, str], ...] = ()
+    if skip_unreadable:
+        bad = unreadable_images(paths)
+        if bad:
+            drop = {p for p, _ in bad}
+            keep = [i for i, p in enumerate(paths) if p not in drop]
+            skipped = tuple((str(p), reason) for p, reason in bad)
+            shown = "; ".join(f"{p} ({reason})" for p, reason in skipped[:_SHOW])
+            more = f"; and {len(skipped) - _SHOW} more" if len(skipped) > _SHOW else ""
+            if not keep:
+                raise ValueError(
+                    f"{name}: none of the {len(paths)} images listed in {csv_path} can be read: "
+                    f"{shown}{more}"
+                )
+            warnings.warn(
+                f"{name}: skipped {len(skipped)} unreadable image(s) of {len(paths)} listed in "
+                f"{csv_path}: {shown}{more}",
+                stacklevel=2,
+            )
+            paths = [paths[i] for i in keep]
+            rows = [rows[i] for i in keep]
+    columns = [typed_column([r[j] for r in rows]) for j in range(len(header))]
+    dataset = ImageFileDataset(
         paths,
         transform=transform,
         image_size=image_size,
         labels=columns[1],
         attributes=dict(zip(header[2:], columns[2:])),
         name=name,
+        unreadable_hint=(
+            "replace or delete the file, or skip unreadable images with skip_unreadable=True "
+            "(data.params.skip_unreadable=true)"
+        ),
     )
+    dataset.skipped = skipped
+    return dataset
 
 
-def _typed(values: list[str]) -> list[int] | list[str]:
-    """Integers when every value is a non-negative integer, else the strings."""
-    return [int(v) for v in values] if all(v.isascii() and v.isdigit() for v in values) else values
+def _check_inside(root: Path, table: CsvTable, paths: list[Path], name: str) -> None:
+    """Every path, resolved (symbolic links followed), lies inside ``root``."""
+    base = root.resolve()
+    for row, line, path in zip(table.rows, table.lines, paths):
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError) as e:  # a symbolic-link loop, a path too long
+            raise ValueError(
+                f"{name}: {table.path} line {line}: image path {row[0]!r} cannot be resolved ({e})"
+            ) from None
+        if not resolved.is_relative_to(base):
+            raise ValueError(
+                f"{name}: {table.path} line {line}: image path {row[0]!r} resolves to "
+                f"{resolved}, outside the dataset folder {base}; image paths must stay inside it "
+                "(set allow_outside_root=True, data.params.allow_outside_root=true, to read "
+                "files elsewhere)"
+            )

@@ -422,7 +422,8 @@ def make_folder(root: Path, outside: Path) -> Path:
 
 
 def test_folder_csv_maps_string_labels_and_attributes(tmp_path):
-    ds = load_folder_csv(make_folder(tmp_path / "data", tmp_path / "w.png"), image_size=4)
+    root = make_folder(tmp_path / "data", tmp_path / "w.png")
+    ds = load_folder_csv(root, image_size=4, allow_outside_root=True)  # w.png is outside root
     assert ds.name == "folder" and len(ds) == 4
     assert ds.label_names == ["alice", "bob", "carol"]
     assert ds.labels.tolist() == [1, 0, 1, 2]
@@ -458,7 +459,7 @@ def test_folder_csv_missing_root_csv_or_image(tmp_path):
     with pytest.raises(
         FileNotFoundError, match=r"1 image\(s\) listed in .* missing, first: .*c\.png"
     ):
-        load_folder_csv(root)
+        load_folder_csv(root, allow_outside_root=True)
 
 
 @pytest.mark.parametrize(
