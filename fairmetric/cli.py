@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,8 +23,45 @@ _OVERRIDES_HELP = (
 )
 
 
+_EXIT_STATUS = (
+    "exit status: 0 ok; 1 a --fail-if condition holds (audit); 2 bad input or usage (one line "
+    "names the problem and the fix); 3 internal error (a bug: the traceback is printed, please "
+    "report it); 130 interrupted."
+)
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
+
+
+def _check_output(path: Path, flag: str = "--out", *, folder: bool = True) -> None:
+    """Refuse an output path that cannot be written before any work is done: a folder below a
+    file, a file where a folder is expected (or the reverse), or a place the user may not write.
+
+    The nearest existing folder at or above the path is the one that must be writable (the rest
+    is created).
+    """
+    from fairmetric.errors import UserError
+
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder; choose a folder (new or existing)")
+    if not folder and path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'emb.npz'}")
+    target = path if folder else path.parent
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UserError(
+            f"{flag} {path} lies below {existing}, which is a file, not a folder; choose another "
+            f"{flag}"
+        )
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{flag} {path}: no permission to write in {existing}; choose a folder you can write "
+            "to (or change its permissions)"
+        )
 
 
 # -- train -------------------------------------------------------------------------------------
@@ -73,6 +111,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from fairmetric.train.trainer import train
 
     cfg = load_config(args.config, args.overrides)  # a bad config fails here, before launching
+    _check_output(args.out)
     if args.nproc != 1:
         from fairmetric.train.distributed import launch
 
@@ -197,6 +236,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     suffix = args.out.suffix
     if suffix not in (".npz", ".safetensors"):
         raise ValueError(f"--out must end in .npz or .safetensors, got {args.out.name!r}")
+    _check_output(args.out, folder=False)
     model_dir, config = _resolve_model_folder(args.model, args.config)
     cfg = load_config(config, args.overrides)
     splits = build_data(cfg)
@@ -224,6 +264,16 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _add_audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "audit",
@@ -240,7 +290,9 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
             "  runs/NAME                      a fairmetric run or exported model folder\n"
             "  resnet50 [--weights FILE]      a timm model's pooled features (needs --config)\n"
             "  package.module:function        a callable batch -> embeddings (needs --config)\n\n"
-            "exit status: 0 ok, 1 a --fail-if condition holds, 2 bad input.\n\n"
+            "exit status: 0 ok, 1 a --fail-if condition holds, 2 bad input (one line names the "
+            "problem and the fix), 3 internal error (a bug: traceback, please report it), "
+            "130 interrupted.\n\n"
             "examples:\n"
             "  fairmetric audit emb.npz --out audit/\n"
             "  fairmetric audit runs/baseline --fail-if 'recall@1.difference>0.05'\n"
@@ -255,6 +307,20 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         type=lambda s: [int(v) for v in _csv_list(s)],
         default=[1, 2, 4, 8],
         help="Recall@k cut-offs, comma-separated",
+    )
+    p.add_argument(
+        "--homophily-k",
+        type=_positive_int,
+        default=10,
+        metavar="K",
+        help="neighbours counted for neighbourhood homophily",
+    )
+    p.add_argument(
+        "--leakage-k",
+        type=_positive_int,
+        default=10,
+        metavar="K",
+        help="neighbours voting in the k-NN attribute-leakage probe",
     )
     p.add_argument(
         "--metric",
@@ -337,6 +403,8 @@ def _run_audit(args: argparse.Namespace) -> int:
     for condition in args.fail_if:  # fail fast on a typo, before any work
         parse_condition(condition)
     check_min_group_size(args.min_group_size)
+    if args.out is not None:
+        _check_output(args.out)
     progress = not args.no_progress
     data = load_source(
         args.source,
@@ -354,6 +422,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         data,
         attributes=args.attributes,
         ks=args.k,
+        homophily_k=args.homophily_k,
+        leakage_k=args.leakage_k,
         metric=args.metric,
         index=args.index,
         bootstrap=args.bootstrap,
@@ -383,6 +453,9 @@ def _run_audit(args: argparse.Namespace) -> int:
 
 # -- finetune ----------------------------------------------------------------------------------
 
+
+#: the keys of a --task file (fairmetric.downstream.task.TASK_KEYS, which a test keeps equal;
+#: spelled out here so that --help imports nothing heavy)
 _TASK_KEYS = (
     "data",
     "data_params",
@@ -471,26 +544,16 @@ def _task_from_run(model: Path) -> dict:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
-    import yaml
-
     from fairmetric.downstream import run_downstream
+    from fairmetric.downstream.task import load_task
     from fairmetric.report.writers import render_summary
 
     if not args.model.exists():
         raise FileNotFoundError(f"--model {args.model} does not exist")
+    _check_output(args.out)
     task = _task_from_run(args.model)
     if args.task is not None:
-        if not args.task.is_file():
-            raise FileNotFoundError(f"--task {args.task} is not a file")
-        given = yaml.safe_load(args.task.read_text()) or {}
-        if not isinstance(given, dict):
-            raise ValueError(f"{args.task} must hold a mapping of task keys")
-        unknown = sorted(set(given) - set(_TASK_KEYS))
-        if unknown:
-            raise ValueError(
-                f"{args.task}: unknown task key(s) {', '.join(unknown)}; valid keys are: "
-                + ", ".join(_TASK_KEYS)
-            )
+        given = load_task(args.task)
         task.update(given)
     for key, value in (
         ("classifier", args.classifier),
@@ -559,6 +622,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from fairmetric.demo import run_demo
 
+    _check_output(args.out)
     run_demo(args.out, overrides=args.overrides, progress=not args.no_progress)
     return 0
 
@@ -599,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
             "fairmetric: fairness in deep metric learning. Train embedding models, measure how "
             "well their similarity metric serves each subgroup, and export them."
         ),
-        epilog="Run 'fairmetric COMMAND --help' for the options of each command.",
+        epilog="Run 'fairmetric COMMAND --help' for the options of each command.\n\n"
+        + _EXIT_STATUS,
     )
     parser.add_argument("--version", action="version", version=f"fairmetric {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -616,22 +681,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _where() -> str:
+    """`` (rank R)`` under torchrun, where every process reports: name which."""
+    rank = os.environ.get("RANK")
+    return f" (rank {rank})" if rank not in (None, "") and os.environ.get("WORLD_SIZE") else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see :mod:`fairmetric.errors`)."""
+    from fairmetric.errors import (
+        EXIT_INTERNAL,
+        EXIT_INTERRUPTED,
+        EXIT_USER,
+        describe_error,
+        is_user_error,
+    )
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # a usage error exits 2 here (argparse)
     if not hasattr(args, "run"):
         parser.print_help()
-        return 2
+        return EXIT_USER
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as e:
-        rank = os.environ.get("RANK")  # under torchrun every process reports: name which
-        where = f" (rank {rank})" if rank not in (None, "") and os.environ.get("WORLD_SIZE") else ""
-        print(f"fairmetric{where}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print(f"fairmetric{_where()}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if is_user_error(e):
+            print(f"fairmetric{_where()}: error: {describe_error(e)}", file=sys.stderr)
+            return EXIT_USER
+        traceback.print_exc()
+        print(
+            f"fairmetric{_where()}: internal error ({type(e).__name__}): this is a bug in "
+            f"fairmetric {__version__} or a library it uses, not a problem with your input; "
+            "please report it with the command, the traceback above and the output of "
+            "'fairmetric env'",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairmetric.errors import UserError
+from fairmetric.train.checkpoint import CHECKPOINT_FILE
 from fairmetric.train.config import ExperimentConfig, config_from_dict, config_to_dict
 from fairmetric.utils import check_precision
 
@@ -96,18 +98,43 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
 
 
 def check_resumable(cfg: ExperimentConfig, state: dict[str, Any], out: Path) -> None:
-    """Raise unless ``cfg`` trains what the checkpoint ``state`` trained (runtime keys aside).
+    """Raise unless ``cfg`` trains what the checkpoint ``state`` trained (runtime keys aside),
+    for at least as many epochs as the checkpoint has already trained.
 
     The checkpoint's config is read with today's defaults and translations, so keys added since
     and older spellings (``mitigation.reweight``) compare equal to the current form.
     """
-    saved = config_to_dict(config_from_dict(state["config"]))
+    ckpt = out / CHECKPOINT_FILE
+    if not isinstance(state.get("config"), dict):
+        raise UserError(
+            f"cannot resume from {ckpt}: it holds no config; it was not written by "
+            "`fairmetric train` (start a new run in another --out)"
+        )
+    try:
+        saved = config_to_dict(config_from_dict(state["config"]))
+    except ValueError as e:
+        raise UserError(
+            f"cannot resume from {ckpt}: its config is not valid today ({e}); start a new run "
+            "in another --out"
+        ) from None
     diffs = [d for d in config_differences(saved, config_to_dict(cfg)) if d not in RUNTIME_KEYS]
     if diffs:
-        raise ValueError(
+        raise UserError(
             f"cannot resume {out}: the config differs from the checkpoint's in "
             f"{', '.join(diffs)}; use the run's own config ({out / 'config.yaml'})"
         )
+    done = state.get("epoch")
+    if isinstance(done, int) and not isinstance(done, bool):
+        partial = int(state.get("global_batches", 0) or 0) > 0
+        needed = done + 1 if partial else done
+        if cfg.train.epochs < needed:
+            trained = f"{done} epoch(s)" + (" and part of the next" if partial else "")
+            raise UserError(
+                f"cannot resume {out} with train.epochs={cfg.train.epochs}: its checkpoint has "
+                f"already trained {trained}; set train.epochs to at least {needed} to continue "
+                f"(the run's config says {saved['train']['epochs']}), or train a new run in "
+                "another --out"
+            )
 
 
 def upgrade_checkpoint(state: dict[str, Any], hook_classes: Iterable[type]) -> dict[str, Any]:

@@ -133,9 +133,9 @@ class EpochTotals:
             return
         bad = [k for k, v in self.parts.items() if not math.isfinite(float(v))]
         raise FloatingPointError(
-            f"the training loss became {float(self.loss)} (non-finite term: "
-            f"{', '.join(bad) or 'total'}); lower the learning rate or that term's weight, or "
-            "train in fp32 (train.precision=fp32)"
+            f"the training loss became {float(self.loss)} within the first {self.steps} steps of "
+            f"this epoch (non-finite term: {', '.join(bad) or 'total'}); lower the learning rate "
+            "(optim.lr) or that term's weight, or train in fp32 (train.precision=fp32)"
         )
 
     def mean_loss(self) -> float:

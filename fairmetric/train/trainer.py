@@ -45,7 +45,14 @@ from fairmetric.train.builders import (
     build_sampler,
     training_groups,
 )
-from fairmetric.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from fairmetric.train.checkpoint import (
+    CHECKPOINT_FILE,
+    check_training_state,
+    load_checkpoint,
+    load_module_state,
+    load_optimizer_state,
+    save_checkpoint,
+)
 from fairmetric.train.config import ExperimentConfig, config_to_dict, save_config
 from fairmetric.train.distributed import DistributedContext, init_distributed
 from fairmetric.train.hooks import StepInput
@@ -228,12 +235,14 @@ class Trainer:
         """Continue from the checkpoint ``state`` (any earlier layout, any world size)."""
         tc, ctx = self.cfg.train, self.ctx
         state = upgrade_checkpoint(state, [type(h) for h in self.hooks.values()])
-        self.model.load_state_dict(state["model"])
+        path = self.out / CHECKPOINT_FILE
+        check_training_state(state, path)  # a clear error naming the entry, not a KeyError
+        load_module_state(self.model, state["model"], what="model", path=path)
         if "objective" in state:
-            self.objective.load_state_dict(state["objective"])
+            load_module_state(self.objective, state["objective"], what="objective", path=path)
         else:  # checkpoints written before the objective held more than the loss
-            self.objective.metric_loss.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
+            load_module_state(self.objective.metric_loss, state["loss"], what="loss", path=path)
+        load_optimizer_state(self.optimizer, state["optimizer"], path=path)
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.history = list(state["history"])

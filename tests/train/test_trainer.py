@@ -123,9 +123,11 @@ def test_unknown_eval_attribute(tmp_path):
         _quiet(cfg, tmp_path / "run")
 
 
-def test_zero_epochs_rejected(tmp_path):
-    cfg = load_config(None, GAUSSIAN + ["train.epochs=0"])
-    with pytest.raises(ValueError, match="train.epochs"):
+def test_zero_epochs_rejected(tmp_path, gaussian_cfg):
+    with pytest.raises(ValueError, match="train.epochs must be between 1 and"):
+        load_config(None, GAUSSIAN + ["train.epochs=0"])  # when the config is loaded
+    cfg = dataclasses.replace(gaussian_cfg, train=dataclasses.replace(gaussian_cfg.train, epochs=0))
+    with pytest.raises(ValueError, match="train.epochs"):  # and by train() for a built config
         _quiet(cfg, tmp_path / "run")
 
 
