@@ -79,7 +79,7 @@ def load_celeba(
     ids, parts = [], []
     for f in files:
         id_, line = _lookup(identity, f, base / "identity_CelebA.txt")
-        if not id_.isdigit():
+        if not (id_.isascii() and id_.isdigit()):
             raise ValueError(
                 f"CelebA: {base / 'identity_CelebA.txt'} line {line}: identity {id_!r} is no integer"
             )

@@ -81,7 +81,7 @@ def load_cub(
     labels, partition = [], []
     for iid in ids:
         (value,), line = _row(class_of, iid, base / "image_class_labels.txt")
-        if not value.isdigit() or int(value) not in classes:
+        if not (value.isascii() and value.isdigit()) or int(value) not in classes:
             raise ValueError(
                 f"CUB: {base / 'image_class_labels.txt'} line {line}: class {value!r} is not in "
                 "classes.txt"
@@ -239,7 +239,7 @@ def _read_table(path: Path, columns: int) -> _Table:
             fields = line.split()
             if not fields:
                 continue
-            if len(fields) != columns + 1 or not fields[0].isdigit():
+            if len(fields) != columns + 1 or not (fields[0].isascii() and fields[0].isdigit()):
                 raise ValueError(
                     f"CUB: {path} line {number}: expected an integer id and {columns} field(s), "
                     f"got {line.strip()!r}"

@@ -123,7 +123,7 @@ def _list_images(people: Path) -> list[tuple[str, int, Path]]:
             if path.suffix.lower() not in _IMAGE_SUFFIXES:
                 continue
             person, _, number = path.stem.rpartition("_")
-            if person != folder.name or not number.isdigit():
+            if person != folder.name or not (number.isascii() and number.isdigit()):
                 raise ValueError(
                     f"LFW: image {path} should be named {folder.name}_<number>{path.suffix}"
                 )

@@ -275,3 +275,27 @@ def test_cli_path_outside_root_exits_2(tmp_path, encoder, capsys):
     err = capsys.readouterr().err
     assert "line 34: image path '../../../../etc/passwd'" in err
     assert "allow_outside_root" in err
+
+
+# -- digits that str.isdigit accepts but int refuses, in the official layouts -----------------
+def test_superscript_digits_in_official_layouts_are_named_not_crashes(tmp_path):
+    from fairmetric.data.celeba import load_celeba
+    from fairmetric.data.cub import load_cub
+    from tests.data.test_loaders import make_celeba, make_cub
+
+    root = make_celeba(tmp_path / "celeba")
+    ids = root / "identity_CelebA.txt"
+    ids.write_text(ids.read_text().replace("000004.jpg 3", "000004.jpg ²"))
+    with pytest.raises(
+        ValueError, match=r"identity_CelebA\.txt line 4: identity '²' is no integer"
+    ):
+        load_celeba(root)
+    base = make_cub(tmp_path / "cub") / "CUB_200_2011"
+    labels = base / "image_class_labels.txt"
+    labels.write_text(labels.read_text().replace("5 3", "5 ³"))
+    with pytest.raises(ValueError, match=r"image_class_labels\.txt line 5: class '³'"):
+        load_cub(tmp_path / "cub")
+    images = base / "images.txt"
+    images.write_text(images.read_text().replace("4 003", "⁴ 003"))
+    with pytest.raises(ValueError, match=r"images\.txt line 4: expected an integer id"):
+        load_cub(tmp_path / "cub")
