@@ -47,6 +47,8 @@ def encode_column(values: Sequence[Any] | np.ndarray, *, name: str) -> tuple[np.
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"column {name!r} must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind in "UO" and not isinstance(values, np.ndarray):
+        _check_one_kind(values, name)
     if arr.size == 0:
         return arr.astype(np.int64), []
     if arr.dtype.kind in "iu":
@@ -67,6 +69,18 @@ def encode_column(values: Sequence[Any] | np.ndarray, *, name: str) -> tuple[np.
         return codes.astype(np.int64), [str(u) for u in uniques]
     uniques, codes = np.unique(arr.astype(str), return_inverse=True)
     return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+def _check_one_kind(values: Sequence[Any], name: str) -> None:
+    """Strings mixed with numbers would be compared as text (``7`` and ``"7"`` one value)."""
+    text = [v for v in values if isinstance(v, (str, np.str_))]
+    if text and len(text) != len(values):
+        other = next(v for v in values if not isinstance(v, (str, np.str_)))
+        raise ValueError(
+            f"column {name!r} mixes strings and other values (e.g. {text[0]!r} and {other!r}), "
+            "which would be compared as text; give every value as a string or every value as a "
+            "number"
+        )
 
 
 class AttributeDataset(Dataset):

@@ -299,3 +299,15 @@ def test_superscript_digits_in_official_layouts_are_named_not_crashes(tmp_path):
     images.write_text(images.read_text().replace("4 003", "⁴ 003"))
     with pytest.raises(ValueError, match=r"images\.txt line 4: expected an integer id"):
         load_cub(tmp_path / "cub")
+
+
+def test_strings_mixed_with_numbers_are_refused_not_merged():
+    from fairmetric.data.dataset import encode_column
+    from fairmetric.embeddings import EmbeddingSet
+
+    with pytest.raises(ValueError, match=r"column 'labels' mixes strings and other values"):
+        EmbeddingSet(embeddings=np.ones((2, 2)), labels=[7, "7"])
+    with pytest.raises(ValueError, match=r"column 'g' mixes .*'007' and 7"):
+        encode_column(["007", 7], name="g")
+    codes, names = encode_column(["007", "7", "007"], name="g")
+    assert codes.tolist() == [0, 1, 0] and names == ["007", "7"]
