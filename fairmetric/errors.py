@@ -17,6 +17,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USER",
+    "SetupError",
     "UserError",
     "describe_error",
     "is_user_error",
@@ -36,6 +37,11 @@ EXIT_INTERRUPTED = 130
 
 class UserError(ValueError):
     """Bad input the user can fix; the message names the input and the fix."""
+
+
+class SetupError(UserError, RuntimeError):
+    """A launch or environment problem the user can fix (a process started the wrong way, a
+    device that is not there); also a ``RuntimeError``, which such errors were before."""
 
 
 # OSErrors about the user's files, folders and machine rather than fairmetric's code

@@ -15,7 +15,14 @@ import torch
 import fairmetric.cli as cli
 from fairmetric.cli import main
 from fairmetric.embeddings import EmbeddingSet
-from fairmetric.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USER, UserError, is_user_error
+from fairmetric.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USER,
+    SetupError,
+    UserError,
+    is_user_error,
+)
 from fairmetric.models.embedder import Embedder, save_embedder
 from fairmetric.train import load_config
 from fairmetric.train.checkpoint import load_checkpoint, save_checkpoint
@@ -89,6 +96,7 @@ def test_interrupt_exits_130(monkeypatch, capsys):
     "exc",
     [
         UserError("x"),
+        SetupError("x"),
         ValueError("x"),
         FileNotFoundError(2, "No such file or directory", "f"),
         PermissionError(13, "Permission denied", "f"),
@@ -107,6 +115,13 @@ def test_user_errors(exc):
 @pytest.mark.parametrize("exc", [KeyError("k"), RuntimeError("x"), TypeError("x"), IndexError()])
 def test_internal_errors(exc):
     assert not is_user_error(exc)
+
+
+def test_nproc_inside_torchrun_is_a_user_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    argv = ["train", *GAUSSIAN, "--nproc", "2", "--out", str(tmp_path / "run")]
+    assert main(argv) == EXIT_USER
+    _user_error(capsys, "drop --nproc when using torchrun")
 
 
 def test_yaml_errors_are_user_errors():

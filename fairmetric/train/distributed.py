@@ -39,6 +39,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from fairmetric.errors import SetupError
 from fairmetric.losses.objective import Batch
 
 __all__ = [
@@ -135,12 +136,12 @@ def init_distributed(
     if world <= 1:
         return DistributedContext(device=device)
     if not dist.is_available():
-        raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
+        raise SetupError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
     local_rank = _env_int("LOCAL_RANK", 0)
     if device.type == "cuda":
         if device.index is None:
             if local_rank >= torch.cuda.device_count():
-                raise RuntimeError(
+                raise SetupError(
                     f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs are "
                     "visible; launch at most one process per GPU (--nproc_per_node)"
                 )
@@ -153,7 +154,7 @@ def init_distributed(
     if not initialised:
         for var in ("MASTER_ADDR", "MASTER_PORT", "RANK"):
             if var not in os.environ:
-                raise RuntimeError(
+                raise SetupError(
                     f"WORLD_SIZE={world} but {var} is not set: launch with torchrun "
                     "(`torchrun --nproc_per_node=N -m fairmetric train ...`) or "
                     "`fairmetric train --nproc N ...`"
@@ -251,5 +252,5 @@ def torchrun_command(
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``fairmetric <argv>`` under torchrun with ``nproc`` local processes; its exit code."""
     if os.environ.get("WORLD_SIZE") not in (None, "", "1"):
-        raise RuntimeError("--nproc inside a torchrun process: drop --nproc when using torchrun")
+        raise SetupError("--nproc inside a torchrun process: drop --nproc when using torchrun")
     return subprocess.call(torchrun_command(nproc, argv))

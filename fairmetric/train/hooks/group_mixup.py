@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairmetric.errors import SetupError
 from fairmetric.train.hooks.base import BatchHook, HookContext, StepInput, register_hook
 
 __all__ = ["GroupMixupConfig", "GroupMixupHook", "group_mixup"]
@@ -140,7 +141,10 @@ class GroupMixupHook(BatchHook):
 
     def before_forward(self, batch: StepInput) -> StepInput:
         if batch.groups is None:
-            raise RuntimeError("mitigation.group_mixup needs data.group_attribute")
+            raise SetupError(
+                "mitigation.group_mixup needs data.group_attribute (the attribute whose groups "
+                "are mixed); set it, or turn group_mixup off"
+            )
         x, mixed, _, _ = group_mixup(
             batch.x,
             batch.labels,
