@@ -26,7 +26,8 @@ _OVERRIDES_HELP = (
 _EXIT_STATUS = (
     "exit status: 0 ok; 1 a --fail-if condition holds (audit); 2 bad input or usage (one line "
     "names the problem and the fix); 3 internal error (a bug: the traceback is printed, please "
-    "report it); 130 interrupted."
+    "report it); 130 interrupted (Ctrl-C); 143 stopped by SIGTERM (train: after writing a "
+    "checkpoint that --resume continues)."
 )
 
 
@@ -704,9 +705,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print(f"fairmetric{_where()}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # Ctrl-C; train's RunInterrupted also on SIGTERM (143)
+        print(f"fairmetric{_where()}: {str(e) or 'interrupted'}", file=sys.stderr)
+        return getattr(e, "exit_status", EXIT_INTERRUPTED)
     except Exception as e:
         if is_user_error(e):
             print(f"fairmetric{_where()}: error: {describe_error(e)}", file=sys.stderr)

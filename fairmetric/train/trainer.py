@@ -8,7 +8,14 @@
   exactly;
 - ``metrics.jsonl`` — one line per evaluation (epoch 0 is the untrained model), with the training
   throughput of each epoch and what the plug-ins log (``terms``, hook numbers, reducer state);
+  written (and synced to disk) before the checkpoint that covers it, and cut back to the
+  checkpoint's history on ``--resume``;
 - ``model/`` — the exported embedder (``model.safetensors`` + ``config.json``) after the last epoch.
+
+While it trains, the process holds a lock on the folder (:mod:`fairmetric.train.runlock`): a second
+``train`` into the same folder fails at once, and temporary files a killed run left behind are
+removed. SIGTERM and Ctrl-C stop the run after writing a checkpoint at the current step
+(:mod:`fairmetric.train.stop`); ``--resume`` continues it exactly.
 
 :class:`Trainer` does the work in five parts: set-up (:meth:`Trainer.__init__`, from the
 builders and plug-in registries), :meth:`~Trainer.resume`, :meth:`~Trainer.run_epoch`,
@@ -24,8 +31,10 @@ per-epoch evaluation, and rank 0 scores it and alone writes the run folder.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +66,7 @@ from fairmetric.train.config import ExperimentConfig, config_to_dict, save_confi
 from fairmetric.train.distributed import DistributedContext, init_distributed
 from fairmetric.train.hooks import StepInput
 from fairmetric.train.objectives import build_objective, build_training_loss
+from fairmetric.train.runlock import RunLock, remove_stale_temp_files
 from fairmetric.train.scoring import evaluate_model, score_test_split
 from fairmetric.train.state import (
     check_resumable,
@@ -67,6 +77,7 @@ from fairmetric.train.state import (
     upgrade_checkpoint,
 )
 from fairmetric.train.step import EpochTotals, TrainStep, forward_batch
+from fairmetric.train.stop import StopSignals, ignore_stop_signals
 from fairmetric.utils import atomic_write_bytes, check_precision, resolve_device, seed_everything
 
 __all__ = [
@@ -87,6 +98,38 @@ MODEL_DIR = "model"
 METRICS_FILE = "metrics.jsonl"
 
 
+def _describe(epoch_done: int, step: int) -> str:
+    """Where a checkpoint stands, in words."""
+    if step:
+        return f"{step} steps into epoch {epoch_done + 1}"
+    return f"after epoch {epoch_done}" if epoch_done else "before the first epoch"
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that refuse to sync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def _writes_run_folder() -> bool:
+    """Whether this process writes the run folder: the only one, or rank 0 under torchrun."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    if os.environ.get("WORLD_SIZE", "1").strip() in ("", "0", "1"):
+        return True
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
 class Trainer:
     """One training run of ``cfg`` into ``out`` on the processes of ``ctx``.
 
@@ -100,6 +143,7 @@ class Trainer:
         ctx: the distributed context (one process: a disabled one).
         progress: show progress bars (rank 0 only).
         log: where summary lines go (rank 0 only).
+        stop: the stop requests (SIGTERM, Ctrl-C) to honour at step boundaries; ``None``: none.
     """
 
     def __init__(
@@ -110,9 +154,11 @@ class Trainer:
         *,
         progress: bool = True,
         log: Callable[[str], None] = print,
+        stop: StopSignals | None = None,
     ) -> None:
         tc = cfg.train
         self.cfg, self.out, self.ctx = cfg, Path(out), ctx
+        self.stop = stop
         self.main = ctx.is_main
         self.progress = progress and self.main
         self.log = log if self.main else (lambda _msg: None)
@@ -183,6 +229,7 @@ class Trainer:
             num_workers=tc.num_workers,
             pin_memory=device.type == "cuda" if tc.pin_memory is None else tc.pin_memory,
             persistent_workers=tc.persistent_workers and tc.num_workers > 0,
+            worker_init_fn=ignore_stop_signals if tc.num_workers > 0 else None,
             **({"prefetch_factor": tc.prefetch_factor} if tc.prefetch_factor else {}),
         )
         self.step_module = TrainStep(
@@ -205,6 +252,7 @@ class Trainer:
         self.resume_batches = 0
         self._resumed: dict[str, Any] | None = None  # the checkpoint's epoch and hook state
         self._rank_state: dict[str, Any] | None = None
+        self._checkpoint: str | None = None  # where the last checkpoint written or read stands
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -266,6 +314,7 @@ class Trainer:
             f"resuming {self.out} after {where}"
             + ("" if same_world else f" ({len(ranks)} processes before, {ctx.world_size} now)")
         )
+        self._checkpoint = _describe(start, int(state.get("step", 0)) if self.resume_batches else 0)
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -298,6 +347,35 @@ class Trainer:
         if totals is not None:
             ckpt["epoch_state"] = totals.state()
         save_checkpoint(ckpt, self.out / CHECKPOINT_FILE)
+        self._checkpoint = _describe(epoch_done, step)
+
+    def write_metrics(self) -> None:
+        """Write ``metrics.jsonl`` from the history (rank 0) and sync it to disk, so that it is
+        complete before a checkpoint claims its last epoch."""
+        lines = "".join(json.dumps(h) + "\n" for h in self.history)
+        atomic_write_bytes(self.out / METRICS_FILE, lines.encode())
+        _fsync_folder(self.out)
+
+    def _stop_requested(self) -> bool:
+        """Whether to stop now (SIGTERM / Ctrl-C; a collective call under torchrun)."""
+        return self.stop is not None and self.stop.requested(self.ctx)
+
+    def _stop(self) -> None:
+        """End the run after a stop request (the checkpoint at this point is written)."""
+        assert self.stop is not None
+        raise self.stop.interrupted(self._checkpoint or "", self.out)
+
+    def _save_mid_epoch(
+        self, epoch: int, step: int, offset: int, totals: EpochTotals, t0: float
+    ) -> float:
+        """Checkpoint after ``step`` steps of epoch ``epoch`` (this run's, after ``offset``
+        batches done before a resume); returns the new start of the epoch's clock."""
+        ctx = self.ctx
+        totals.check_finite()
+        totals.seconds += time.perf_counter() - t0
+        done = offset // ctx.world_size + step  # this epoch's steps, for the log
+        self.save_checkpoint(epoch, done, offset + step * ctx.world_size, totals)
+        return time.perf_counter()
 
     # -- one epoch --------------------------------------------------------------------------
 
@@ -349,12 +427,16 @@ class Trainer:
             if step % tc.log_every == 0 or step == steps_total:
                 totals.check_finite()
                 bar.set_postfix(loss=f"{totals.mean_loss():.4f}")
-            if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < steps_total:
-                totals.check_finite()
-                totals.seconds += time.perf_counter() - t0
-                done = offset // ctx.world_size + step  # this epoch's steps, for the log
-                self.save_checkpoint(epoch, done, offset + step * ctx.world_size, totals)
-                t0 = time.perf_counter()
+            if step == steps_total:  # a stop request now waits for the epoch's checkpoint
+                continue
+            scheduled = bool(tc.checkpoint_every) and step % tc.checkpoint_every == 0
+            if scheduled:
+                t0 = self._save_mid_epoch(epoch, step, offset, totals, t0)
+            if self._stop_requested():
+                if not scheduled:
+                    self._save_mid_epoch(epoch, step, offset, totals, t0)
+                bar.close()
+                self._stop()
         totals.check_finite()
         totals.seconds += time.perf_counter() - t0
         record = {
@@ -372,10 +454,9 @@ class Trainer:
         record.update(self.objective.state_log())
         self.history.append(record)
         self.log(summary_line(record, tc.recall_k[0]))
+        if self.main:  # the log first: a crash in between leaves a line the checkpoint lacks,
+            self.write_metrics()  # which a resume cuts back, never a checkpoint without its line
         self.save_checkpoint(epoch + 1, 0, 0, None)
-        if self.main:
-            lines = "".join(json.dumps(h) + "\n" for h in self.history)
-            atomic_write_bytes(self.out / METRICS_FILE, lines.encode())
         ctx.barrier()
         return record
 
@@ -389,11 +470,22 @@ class Trainer:
             save_config(self.cfg, self.out / "config.yaml")
         if state is not None:
             self.resume(state)
+            if self.main:  # cut back lines a crash left beyond the checkpoint
+                self.write_metrics()
         else:
             self.start()
         ctx.barrier()
         for epoch in range(self.start_epoch, self.cfg.train.epochs):
+            if epoch == self.start_epoch and self._stop_requested():
+                if state is None:  # a new run: checkpoint the untrained model first
+                    if self.main:
+                        self.write_metrics()
+                    self.save_checkpoint(0, 0, 0, None)
+                ctx.barrier()
+                self._stop()
             self.run_epoch(epoch)
+            if epoch + 1 < self.cfg.train.epochs and self._stop_requested():
+                self._stop()  # the epoch's checkpoint is written
         if self.main:
             save_embedder(
                 self.model,
@@ -433,6 +525,15 @@ def train(
 
     Returns:
         ``{"history": [...], "final": {...}, "model_dir": str}``.
+
+    Raises:
+        RunFolderInUse: another process trains into ``out_dir`` (a ``ValueError``; at once).
+        RunInterrupted: SIGTERM or Ctrl-C stopped the run after writing a checkpoint (a
+            ``KeyboardInterrupt``; ``resume=True`` continues it).
+
+    While it runs, the process (rank 0 under torchrun) holds a lock on ``out_dir`` and removes
+    the temporary files a killed run left there; SIGINT and SIGTERM are handled as above (from
+    the main thread; the previous handlers are restored on return).
     """
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_FILE
@@ -440,23 +541,27 @@ def train(
     if tc.epochs < 1:
         raise ValueError(f"train.epochs must be >= 1, got {tc.epochs}")
     check_runtime(tc)
-    state = None
-    if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(
-                f"--resume given but {ckpt_path} does not exist; drop --resume to start a new run"
-            )
-        state = load_checkpoint(ckpt_path)
-        check_resumable(cfg, state, out)
-    elif ckpt_path.exists():
-        raise FileExistsError(
-            f"{out} already holds a training run ({ckpt_path.name}); pass --resume to continue it "
-            "or choose another --out"
+    if resume and not ckpt_path.is_file():  # before the lock creates the folder
+        raise FileNotFoundError(
+            f"--resume given but {ckpt_path} does not exist; drop --resume to start a new run"
         )
+    with RunLock(out) if _writes_run_folder() else nullcontext() as lock:
+        if lock is not None:  # nobody else writes here now: what a killed writer left is stale
+            remove_stale_temp_files(out)
+        state = None
+        if resume:
+            state = load_checkpoint(ckpt_path)
+            check_resumable(cfg, state, out)
+        elif ckpt_path.exists():
+            raise FileExistsError(
+                f"{out} already holds a training run ({ckpt_path.name}); pass --resume to "
+                "continue it or choose another --out"
+            )
 
-    ctx = init_distributed(resolve_device(tc.device), tc.backend)
-    try:
-        trainer = Trainer(cfg, out, ctx, progress=progress, log=log)
-        return trainer.fit(state)
-    finally:
-        ctx.close()
+        ctx = init_distributed(resolve_device(tc.device), tc.backend)
+        try:
+            with StopSignals(log if ctx.is_main else lambda _msg: None) as stop:
+                trainer = Trainer(cfg, out, ctx, progress=progress, log=log, stop=stop)
+                return trainer.fit(state)
+        finally:
+            ctx.close()

@@ -1,0 +1,314 @@
+"""Concurrent and interrupted training runs.
+
+One process per run folder (a second fails at once, naming the first); SIGTERM and Ctrl-C stop
+after a checkpoint at the current step, and ``--resume`` then finishes with the weights and
+history of an uninterrupted run; temporary files of a killed writer are removed on the next
+start; the metrics log is never behind the checkpoint that claims it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import fairmetric.train.trainer as trainer_module
+from fairmetric.cli import main
+from fairmetric.train import load_config
+from fairmetric.train.checkpoint import load_checkpoint
+from fairmetric.train.runlock import LOCK_FILE, RunFolderInUse, RunLock
+from fairmetric.train.stop import RunInterrupted
+from fairmetric.train.trainer import TrainStep
+from tests.conftest import GAUSSIAN
+from tests.train.test_trainer import _untimed
+from tests.train.test_trainer_runtime import _quiet, _weights
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 6  # steps per epoch
+RUN = GAUSSIAN + ["train.epochs=2", f"train.batches_per_epoch={STEPS}"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """``RUN`` trained without interruption."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    _quiet(load_config(None, RUN), out)
+    return out
+
+
+def _metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same final weights, checkpointed history and metrics log (wall-clock fields aside)."""
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    history = _untimed(load_checkpoint(a / "checkpoint.pt")["history"])
+    assert _untimed(load_checkpoint(b / "checkpoint.pt")["history"]) == history
+    assert _untimed(_metrics(b)) == _untimed(_metrics(a)) == history
+
+
+def _subprocess(args: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+        **kw,
+    )
+
+
+def _signal_at_step(monkeypatch, step: int, signum: int, times: int = 1) -> None:
+    """Send ``signum`` to this process ``times`` times from inside the ``step``-th training step."""
+    forward = TrainStep.forward
+    calls = {"n": 0}
+
+    def signalling(self, *args):
+        calls["n"] += 1
+        if calls["n"] == step:
+            for _ in range(times):
+                signal.raise_signal(signum)
+        return forward(self, *args)
+
+    monkeypatch.setattr(TrainStep, "forward", signalling)
+
+
+# -- one process per run folder ------------------------------------------------------------------
+
+
+def test_a_second_train_into_a_locked_folder_fails_at_once(tmp_path):
+    out = tmp_path / "run"
+    cfg = load_config(None, RUN)
+    with RunLock(out):
+        assert (out / LOCK_FILE).read_text().split()[0] == str(os.getpid())
+        with pytest.raises(RunFolderInUse, match=rf"in use by process {os.getpid()} \(lock file"):
+            _quiet(cfg, out)
+        with pytest.raises(ValueError, match="wait for it to finish or choose another --out"):
+            _quiet(cfg, out, resume=False)
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing else written
+    assert not out.exists()  # the lock made the folder; nothing used it
+
+
+def test_cli_second_process_exits_2_and_leaves_the_run_alone(tmp_path, straight):
+    out = tmp_path / "run"
+    out.mkdir()
+    with RunLock(out):  # this test's process trains into out, as far as the child can tell
+        done = _subprocess(["-m", "fairmetric", "train", *RUN, "--out", str(out), "--no-progress"])
+    assert done.returncode == 2, done.stderr
+    assert f"run folder {out} is in use by process {os.getpid()}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_a_lock_file_left_by_a_killed_process_does_not_block(tmp_path, straight):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).write_text("999999999 elsewhere\n")  # its process is gone: no flock held
+    _quiet(load_config(None, RUN), out)
+    assert not (out / LOCK_FILE).exists()
+    assert_same_run(straight, out)
+
+
+# -- SIGTERM and Ctrl-C ----------------------------------------------------------------------------
+
+# the child sends itself SIGTERM inside training step STEP (counted over epochs), then runs the CLI
+_SIGTERM_CHILD = """
+import os, signal, sys
+from fairmetric.cli import main
+from fairmetric.train.trainer import TrainStep
+
+forward, calls = TrainStep.forward, [0]
+
+def signalling(self, *args):
+    calls[0] += 1
+    if calls[0] == int(os.environ["SIGTERM_AT"]):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return forward(self, *args)
+
+TrainStep.forward = signalling
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_writes_a_checkpoint_exits_143_and_resume_is_exact(tmp_path, straight):
+    out = tmp_path / "run"
+    args = ["train", *RUN, "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SIGTERM_AT": str(STEPS + 3)}
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_CHILD, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 128 + signal.SIGTERM == 143, done.stderr
+    assert "SIGTERM" in done.stderr and "3 steps into epoch 2" in done.stderr
+    assert "--resume" in done.stderr and "Traceback" not in done.stderr
+    saved = load_checkpoint(out / "checkpoint.pt")
+    assert (saved["epoch"], saved["step"], saved["global_batches"]) == (1, 3, 3)
+    assert [m["epoch"] for m in _metrics(out)] == [0, 1]
+    assert not (out / LOCK_FILE).exists()
+
+    assert main([*args, "--resume"]) == 0
+    assert_same_run(straight, out)
+
+
+@pytest.mark.parametrize("checkpoint_every", [None, 3], ids=["unscheduled", "scheduled"])
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(
+    tmp_path, monkeypatch, capsys, straight, checkpoint_every
+):
+    out = tmp_path / "run"
+    extra = [f"train.checkpoint_every={checkpoint_every}"] if checkpoint_every else []
+    args = ["train", *RUN, *extra, "--out", str(out), "--no-progress"]
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    _signal_at_step(monkeypatch, STEPS + 3, signal.SIGINT)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "SIGINT" in err and "3 steps into epoch 2" in err and "--resume" in err
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    saved = load_checkpoint(out / "checkpoint.pt")
+    assert (saved["epoch"], saved["step"]) == (1, 3)
+
+    monkeypatch.undo()
+    assert main([*args, "--resume"]) == 0
+    assert_same_run(straight, out)
+
+
+def test_ctrl_c_before_the_first_step_checkpoints_the_untrained_run(tmp_path, straight):
+    out = tmp_path / "run"
+    cfg = load_config(None, RUN)
+    real = trainer_module.Trainer.start
+
+    def start_and_interrupt(self):
+        real(self)
+        signal.raise_signal(signal.SIGINT)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer_module.Trainer, "start", start_and_interrupt)
+        with pytest.raises(KeyboardInterrupt, match="before the first epoch") as info:
+            _quiet(cfg, out)
+    assert isinstance(info.value, RunInterrupted) and info.value.exit_status == 130
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 0
+    _quiet(cfg, out, resume=True)
+    assert_same_run(straight, out)
+
+
+def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cfg = load_config(None, RUN + ["train.checkpoint_every=2"])
+    _signal_at_step(monkeypatch, STEPS + 3, signal.SIGINT, times=2)
+    with pytest.raises(KeyboardInterrupt, match="at once") as info:
+        _quiet(cfg, out)
+    assert isinstance(info.value, RunInterrupted) and info.value.exit_status == 130
+    saved = load_checkpoint(out / "checkpoint.pt")  # the scheduled one before the signals
+    assert (saved["epoch"], saved["step"]) == (1, 2)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt",
+        "config.yaml",
+        "metrics.jsonl",
+    ]
+
+
+# -- temporary files of a killed writer --------------------------------------------------------------
+
+# the child starts an atomic write of PATH and is killed in the middle of it
+_KILLED_WRITER = """
+import os, signal, sys
+from fairmetric.utils import atomic_write
+
+def write(f):
+    f.write(b"half a file")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+atomic_write(sys.argv[1], write)
+"""
+
+
+def test_stale_temp_files_are_removed_on_the_next_start(tmp_path, straight):
+    out = tmp_path / "run"
+    _quiet(
+        load_config(None, GAUSSIAN + ["train.epochs=1", f"train.batches_per_epoch={STEPS}"]), out
+    )
+    for path in (out / "checkpoint.pt", out / "model" / "model.safetensors"):
+        killed = _subprocess(["-c", _KILLED_WRITER, str(path)])
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+    stale = sorted(p.name for p in out.rglob(".*.tmp"))
+    assert len(stale) == 2 and any(s.startswith(".checkpoint.pt.") for s in stale), stale
+    others = [out / ".notes.txt.0123456789ab.tmp", out / ".checkpoint.pt.tmp"]  # not the trainer's
+    for path in others:
+        path.write_text("keep")
+
+    _quiet(load_config(None, RUN), out, resume=True)
+    assert sorted(out.rglob(".*.tmp")) == sorted(others)
+    for path in others:
+        path.unlink()
+    assert_same_run(straight, out)
+
+
+# -- the metrics log and the checkpoint ----------------------------------------------------------
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_crash_writing_the_last_metrics_line_resumes_complete(tmp_path, monkeypatch, straight):
+    out = tmp_path / "run"
+    real = trainer_module.atomic_write_bytes
+
+    def crashing(path, data):
+        if Path(path).name == "metrics.jsonl" and data.count(b"\n") == 3:  # epochs 0, 1, 2
+            raise _Crash("killed while writing the last epoch's metrics")
+        return real(path, data)
+
+    monkeypatch.setattr(trainer_module, "atomic_write_bytes", crashing)
+    with pytest.raises(_Crash):
+        _quiet(load_config(None, RUN), out)
+    monkeypatch.undo()
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1  # the log came first
+    _quiet(load_config(None, RUN), out, resume=True)
+    assert [m["epoch"] for m in _metrics(out)] == [0, 1, 2]
+    assert_same_run(straight, out)
+
+
+def test_crash_between_metrics_and_checkpoint_cuts_the_log_back(tmp_path, monkeypatch, straight):
+    out = tmp_path / "run"
+    real = trainer_module.save_checkpoint
+
+    def crashing(state, path):
+        if state["epoch"] == 2 and state["step"] == 0:
+            raise _Crash("killed before the last checkpoint")
+        return real(state, path)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", crashing)
+    with pytest.raises(_Crash):
+        _quiet(load_config(None, RUN), out)
+    monkeypatch.undo()
+    assert [m["epoch"] for m in _metrics(out)] == [0, 1, 2]  # the log is ahead of the checkpoint
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+
+    seen = []  # the log when training continues: cut back to what the checkpoint covers
+    real_epoch = trainer_module.Trainer.run_epoch
+
+    def look_and_run(self, epoch):
+        seen.append([m["epoch"] for m in _metrics(out)])
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(trainer_module.Trainer, "run_epoch", look_and_run)
+    _quiet(load_config(None, RUN), out, resume=True)
+    assert seen == [[0, 1]]
+    assert_same_run(straight, out)
