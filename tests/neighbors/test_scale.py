@@ -133,3 +133,31 @@ def test_ordinary_rows_are_not_copied_or_rescaled():
     big = NeighborIndex(x * np.float32(2.0**80), metric="l2", index="exact", use_gpu=False)
     assert big.params["scale"] == f"2^{-80 - math.frexp(np.abs(x).max())[1]}"
     np.testing.assert_array_equal(big.vectors, x * np.float32(2.0**80))  # in the caller's units
+
+
+def _floats(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _floats(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _floats(v)
+    elif isinstance(obj, float):
+        yield obj
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_reports_at_extreme_scale_hold_no_non_finite_number(metric, scale):
+    x, labels, groups = gaussian()
+    es = EmbeddingSet(embeddings=x * np.float32(scale), labels=labels, attributes={"g": groups})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = audit(es, metric=metric, ks=(1, 2), bootstrap=0, projection_points=0)
+    floats = list(_floats(report.to_dict()))
+    assert floats and all(math.isfinite(v) for v in floats)
+    uniformity = report.metrics["uniformity"].overall
+    if metric == "l2" and scale > 1:  # every exp(-2·d²) is 0: no value, and the reason says why
+        assert uniformity.value is None and "too far apart" in uniformity.na_reason
+    else:
+        assert uniformity.value is not None

@@ -156,6 +156,15 @@ class UniformityMetric(AuditMetric):
             partners=ctx.settings["pair_partners"],
             seed=ctx.settings["seed"],
         )
+        na_reason = "fewer than two samples in this group"
+        sums = [u_num, *(v[0] for v in u_group.values())]
+        dens = [u_den, *(v[1] for v in u_group.values())]
+        if any(((d > 0) & ~(num > 0)).any() for num, d in zip(sums, dens)):
+            # exp(-t·d²) underflows (or d² overflows float32) when the embeddings are far apart
+            na_reason += (
+                f", or exp(-{t:g}·squared distance) is 0 in float64 for its pairs (embeddings "
+                "too far apart for this uniformity_t: audit with metric='cosine' or scale them)"
+            )
         return [
             (
                 "uniformity",
@@ -166,7 +175,7 @@ class UniformityMetric(AuditMetric):
                     group_den={g: v[1] for g, v in u_group.items()},
                     transform=math.log,
                     higher_is_better=False,
-                    na_reason="fewer than two samples in this group",
+                    na_reason=na_reason,
                     description=f"log mean exp(-{t:g}·squared distance) over pairs inside the "
                     "group (lower: spread more uniformly)",
                 ),
