@@ -145,6 +145,12 @@ def _read_attribute_table(path: Path) -> tuple[list[str], dict[tuple[str, int], 
                 fields = [c for c in fields if c]
                 if fields[:2] == ["person", "imagenum"]:
                     header = fields[2:]
+                    repeated = sorted({h for h in header if header.count(h) > 1})
+                    if repeated:
+                        raise ValueError(
+                            f"LFW: {path} line {number}: column {repeated[0]!r} appears twice in "
+                            "the header; column names must be distinct"
+                        )
                 continue
             if header is None:
                 raise ValueError(

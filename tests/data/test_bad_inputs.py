@@ -311,3 +311,16 @@ def test_strings_mixed_with_numbers_are_refused_not_merged():
         encode_column(["007", 7], name="g")
     codes, names = encode_column(["007", "7", "007"], name="g")
     assert codes.tolist() == [0, 1, 0] and names == ["007", "7"]
+
+
+def test_lfw_repeated_attribute_column_is_refused(tmp_path):
+    from fairmetric.data.lfw import load_lfw
+    from tests.data.test_loaders import make_lfw
+
+    root = make_lfw(tmp_path)
+    table = root / "lfw_attributes.txt"
+    table.write_text(table.read_text().replace("\tAsian\t", "\tMale\t", 1))
+    with pytest.raises(
+        ValueError, match=r"lfw_attributes\.txt line 2: column 'Male' appears twice"
+    ):
+        load_lfw(root)
