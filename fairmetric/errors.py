@@ -74,10 +74,11 @@ def is_user_error(exc: BaseException) -> bool:
     User errors: ``ValueError`` (this library's convention for bad input, :class:`UserError`
     included, and ``json.JSONDecodeError``), a YAML error (syntax, or a tag the safe loader
     refuses), a non-finite training loss (``FloatingPointError``: the learning rate or a term's
-    weight is too high), and ``OSError`` about the user's files and machine (a missing file, a
+    weight is too high), running out of memory (host or GPU: the batch or the data is too large
+    for the machine), and ``OSError`` about the user's files and machine (a missing file, a
     folder that cannot be written, a full disk).
     """
-    if isinstance(exc, (ValueError, FloatingPointError)):
+    if isinstance(exc, (ValueError, FloatingPointError)) or _out_of_memory(exc):
         return True
     if isinstance(exc, OSError):
         return isinstance(
@@ -95,6 +96,13 @@ def is_user_error(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - a core dependency
         return False
     return isinstance(exc, yaml.YAMLError)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """``MemoryError`` or torch's ``OutOfMemoryError`` (CUDA), without importing torch."""
+    return isinstance(exc, MemoryError) or any(
+        cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__
+    )
 
 
 def _os_message(exc: OSError) -> str:
@@ -117,8 +125,15 @@ def describe_error(exc: BaseException) -> str:
     """The one line the command line prints for a user error (without the ``error:`` prefix)."""
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         text = _os_message(exc)  # raised by the OS itself: add the likely fix
+    elif _out_of_memory(exc):
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        text = (
+            f"out of memory ({first}); lower the batch size (train.batch_size, "
+            "train.eval_batch_size, --batch-size), the image size or the model, or use a machine "
+            "with more memory"
+        )
     else:
         text = str(exc)
         if not isinstance(exc, (ValueError, OSError, FloatingPointError)):
-            text = f"invalid YAML: {text}"  # the only other kind is_user_error accepts
+            text = f"invalid YAML: {text}"  # the only other kind left that is_user_error accepts
     return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())

@@ -124,6 +124,15 @@ def test_nproc_inside_torchrun_is_a_user_error(tmp_path, monkeypatch, capsys):
     _user_error(capsys, "drop --nproc when using torchrun")
 
 
+def test_out_of_memory_is_a_user_error_with_the_fix(monkeypatch, capsys):
+    def huge(args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(cli, "_run_env", huge)
+    assert main(["env"]) == EXIT_USER
+    _user_error(capsys, "out of memory (CUDA out of memory. Tried", "lower the batch size")
+
+
 def test_yaml_errors_are_user_errors():
     import yaml
 
@@ -260,6 +269,8 @@ def test_the_help_lists_every_task_key():
         ("model.embedding_dim=1000000000", "model.embedding_dim must be between 1 and 65536"),
         ("data.image_size=100000", "data.image_size must be between 1 and 4096"),
         ("train.recall_k=[1,0]", "every item of train.recall_k must be between 1 and"),
+        ("loss.params={margin: abc}", "loss.params.margin: expected a number (default 0.05)"),
+        ("miner.params={margin: [1]}", "miner.params.margin: expected a number"),
     ],
 )
 def test_out_of_range_config_values_are_refused_at_load(override, message, tmp_path, capsys):

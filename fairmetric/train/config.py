@@ -24,6 +24,7 @@ from fairmetric.train.config_schema import (
     SECTION,
     bounded,
     build,
+    check_param_types,
     mapping_keys,
     valid_keys,
 )
@@ -223,7 +224,20 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     ``reducer`` first (see :func:`~fairmetric.train.config_sections.translate_legacy`).
     """
     data = translate_legacy(data or {})
-    return build(ExperimentConfig, data, "", ExperimentConfig)
+    cfg = build(ExperimentConfig, data, "", ExperimentConfig)
+    _check_pml_params(cfg)
+    return cfg
+
+
+def _check_pml_params(cfg: ExperimentConfig) -> None:
+    """``loss.params`` and ``miner.params`` values of the right kind for the PML class named."""
+    import pytorch_metric_learning.losses as pml_losses
+    import pytorch_metric_learning.miners as pml_miners
+
+    for key, section, module in (("loss", cfg.loss, pml_losses), ("miner", cfg.miner, pml_miners)):
+        cls = getattr(module, section.name, None) if isinstance(section.name, str) else None
+        if isinstance(cls, type):
+            check_param_types(section.params, cls.__init__, f"{key}.params")
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ key and the allowed range, not when a tensor is allocated.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import types
 import typing
@@ -29,6 +30,7 @@ __all__ = [
     "Range",
     "bounded",
     "build",
+    "check_param_types",
     "check_range",
     "coerce",
     "field_types",
@@ -207,6 +209,31 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ValueError(f"{key}: expected a string, got {value!r}")
     return value
+
+
+def check_param_types(params: dict[str, Any], fn: Any, key: str) -> None:
+    """Refuse a value of a free ``params`` mapping whose type cannot be that of ``fn``'s
+    parameter: anything but a number where the default is a number, anything but true/false where
+    it is a boolean (``loss.params.margin: abc`` fails here, not as a TypeError mid-training).
+    Parameters without a number or boolean default are not checked."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    for name, value in params.items():
+        p = signature.parameters.get(name)
+        if p is None or value is None or p.default is None or p.default is inspect.Parameter.empty:
+            continue
+        default = p.default
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            want = "a number"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{key}.{name}: expected {want} (default {default!r}), got {value!r}")
 
 
 def build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
