@@ -1,11 +1,13 @@
 # The two set-up commands of the README:
 #   make demo   create .venv if missing, install fairmetric, run `fairmetric demo`
 #   make test   create .venv if missing, install with the test extra, lint, run the test suite
+#   make lower-bounds   the oldest allowed dependency versions in a temporary venv, smoke tests
+#                       (docs/dependencies.md; minutes and a network connection: not in `test`)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean lower-bounds
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +29,9 @@ lint: $(VENV)/.installed-test
 
 test: lint
 	$(BIN)/python -m pytest
+
+lower-bounds: $(VENV)/.installed-test
+	PYTHON=$(BIN)/python bash scripts/check_lower_bounds.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
