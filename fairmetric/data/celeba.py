@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fairmetric.data.dataset import ImageFileDataset
+from fairmetric.data.dataset import (
+    SKIP_HINT,
+    AttributeDataset,
+    ImageFileDataset,
+    drop_unreadable,
+)
 
 __all__ = ["load_celeba", "CELEBA_ATTRIBUTES"]
 
@@ -47,7 +52,8 @@ def load_celeba(
     attributes: Sequence[str] = ("Male", "Young", "Pale_Skin"),
     image_size: int = 64,
     transform: Callable[[Any], torch.Tensor] | None = None,
-) -> ImageFileDataset:
+    skip_unreadable: bool = False,
+) -> ImageFileDataset | AttributeDataset:
     """Load CelebA with identities as labels and binary face attributes as sensitive attributes.
 
     Args:
@@ -56,6 +62,9 @@ def load_celeba(
             binary column with value names ``["no", "yes"]``.
         image_size: side of the square image tensors.
         transform: maps a PIL image to a tensor (default: resize and scale to ``[0, 1]``).
+        skip_unreadable: decode every image now and leave out those PIL cannot read (with a
+            warning; ``dataset.skipped`` lists ``(path, reason)``); without it an unreadable
+            image raises a ``ValueError`` naming it when it is loaded.
 
     Returns:
         An :class:`ImageFileDataset` named ``"celeba"`` in the order of ``list_attr_celeba.txt``,
@@ -103,9 +112,10 @@ def load_celeba(
         attributes=columns,
         attribute_value_names={a: ["no", "yes"] for a in attributes},
         name="celeba",
+        unreadable_hint=SKIP_HINT,
     )
     dataset.partition = np.array(parts, dtype="<U5")
-    return dataset
+    return drop_unreadable(dataset, where=image_dir) if skip_unreadable else dataset
 
 
 def _find_base(root: Path) -> Path:

@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fairmetric.data.dataset import ImageFileDataset
+from fairmetric.data.dataset import (
+    SKIP_HINT,
+    AttributeDataset,
+    ImageFileDataset,
+    drop_unreadable,
+)
 
 __all__ = ["load_cub"]
 
@@ -41,7 +46,8 @@ def load_cub(
     image_size: int = 64,
     transform: Callable[[Any], torch.Tensor] | None = None,
     crop_to_bbox: bool = False,
-) -> ImageFileDataset:
+    skip_unreadable: bool = False,
+) -> ImageFileDataset | AttributeDataset:
     """Load CUB-200-2011 with bird species as labels and annotated attributes.
 
     An attribute is either a full name such as ``"has_primary_color::black"`` (a binary column,
@@ -56,6 +62,9 @@ def load_cub(
         image_size: side of the square image tensors.
         transform: maps a PIL image to a tensor (default: resize and scale to ``[0, 1]``).
         crop_to_bbox: crop each image to its box from ``bounding_boxes.txt``.
+        skip_unreadable: decode every image now and leave out those PIL cannot read (with a
+            warning; ``dataset.skipped`` lists ``(path, reason)``); without it an unreadable
+            image raises a ``ValueError`` naming it when it is loaded.
 
     Returns:
         An :class:`ImageFileDataset` named ``"cub"`` in the order of ``images.txt``, with class
@@ -111,9 +120,10 @@ def load_cub(
         attributes=columns,
         attribute_value_names=value_names,
         name="cub",
+        unreadable_hint=SKIP_HINT,
     )
     dataset.partition = np.array(partition, dtype="<U5")
-    return dataset
+    return drop_unreadable(dataset, where=image_dir) if skip_unreadable else dataset
 
 
 def _attribute_columns(

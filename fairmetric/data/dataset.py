@@ -8,6 +8,7 @@ the metadata alone.
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,8 +23,10 @@ __all__ = [
     "TensorAttributeDataset",
     "ImageFileDataset",
     "encode_column",
+    "drop_unreadable",
     "read_image",
     "unreadable_images",
+    "warn_skipped",
 ]
 
 
@@ -354,6 +357,51 @@ def unreadable_images(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
         if reason is not None:
             bad.append((p, reason))
     return bad
+
+
+#: the hint of a decode error when the loader offers ``skip_unreadable``
+SKIP_HINT = (
+    "replace or delete the file, or skip unreadable images with skip_unreadable=True "
+    "(data.params.skip_unreadable=true)"
+)
+_SHOW_SKIPPED = 5
+
+
+def warn_skipped(
+    name: str, where: str | Path, skipped: Sequence[tuple[str, str]], total: int
+) -> str:
+    """Warn that ``skipped`` ``(path, reason)`` of ``total`` images were left out; the text of the
+    warning is returned. Raises a ``ValueError`` when every image was."""
+    shown = "; ".join(f"{p} ({reason})" for p, reason in skipped[:_SHOW_SKIPPED])
+    if len(skipped) > _SHOW_SKIPPED:
+        shown += f"; and {len(skipped) - _SHOW_SKIPPED} more"
+    if len(skipped) == total:
+        raise ValueError(
+            f"{name}: none of the {total} images listed in {where} can be read: {shown}"
+        )
+    text = (
+        f"{name}: skipped {len(skipped)} unreadable image(s) of {total} listed in {where}: {shown}"
+    )
+    warnings.warn(text, stacklevel=3)
+    return text
+
+
+def drop_unreadable(dataset: ImageFileDataset, *, where: str | Path) -> AttributeDataset:
+    """``dataset`` without the images PIL cannot read (each image is decoded once, now).
+
+    The unreadable ones are reported with a warning and listed as ``(path, reason)`` in
+    ``skipped`` (on the dataset and, through it, on every subset).
+
+    Returns:
+        ``dataset`` itself when every image is readable, else a subset of the readable ones.
+    """
+    bad = unreadable_images(dataset.paths)
+    dataset.skipped = tuple((str(p), reason) for p, reason in bad)
+    if not bad:
+        return dataset
+    warn_skipped(dataset.name, where, dataset.skipped, len(dataset))
+    drop = {p for p, _ in bad}
+    return dataset.subset([i for i, p in enumerate(dataset.paths) if p not in drop])
 
 
 class ImageFileDataset(AttributeDataset):

@@ -20,7 +20,6 @@ with a warning and the list in ``dataset.skipped``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,14 @@ from typing import Any
 import torch
 
 from fairmetric.data.csv_table import CsvTable, read_csv_table, typed_column
-from fairmetric.data.dataset import ImageFileDataset, unreadable_images
+from fairmetric.data.dataset import (
+    SKIP_HINT,
+    ImageFileDataset,
+    unreadable_images,
+    warn_skipped,
+)
 
 __all__ = ["load_folder_csv"]
-
-_SHOW = 5
 
 
 def load_folder_csv(
@@ -110,23 +112,11 @@ def load_folder_csv(
     rows = table.rows
     skipped: tuple[tuple[str, str], ...] = ()
     if skip_unreadable:
-        bad = unreadable_images(paths)
-        if bad:
-            drop = {p for p, _ in bad}
-            keep = [i for i, p in enumerate(paths) if p not in drop]
-            skipped = tuple((str(p), reason) for p, reason in bad)
-            shown = "; ".join(f"{p} ({reason})" for p, reason in skipped[:_SHOW])
-            more = f"; and {len(skipped) - _SHOW} more" if len(skipped) > _SHOW else ""
-            if not keep:
-                raise ValueError(
-                    f"{name}: none of the {len(paths)} images listed in {csv_path} can be read: "
-                    f"{shown}{more}"
-                )
-            warnings.warn(
-                f"{name}: skipped {len(skipped)} unreadable image(s) of {len(paths)} listed in "
-                f"{csv_path}: {shown}{more}",
-                stacklevel=2,
-            )
+        skipped = tuple((str(p), reason) for p, reason in unreadable_images(paths))
+        if skipped:
+            warn_skipped(name, csv_path, skipped, len(paths))
+            drop = {p for p, _ in skipped}
+            keep = [i for i, p in enumerate(paths) if str(p) not in drop]
             paths = [paths[i] for i in keep]
             rows = [rows[i] for i in keep]
     columns = [typed_column([r[j] for r in rows]) for j in range(len(header))]
@@ -137,10 +127,7 @@ def load_folder_csv(
         labels=columns[1],
         attributes=dict(zip(header[2:], columns[2:])),
         name=name,
-        unreadable_hint=(
-            "replace or delete the file, or skip unreadable images with skip_unreadable=True "
-            "(data.params.skip_unreadable=true)"
-        ),
+        unreadable_hint=SKIP_HINT,
     )
     dataset.skipped = skipped
     return dataset

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fairmetric.data.dataset import ImageFileDataset
+from fairmetric.data.dataset import SKIP_HINT, ImageFileDataset, unreadable_images, warn_skipped
 
 __all__ = ["load_lfw"]
 
@@ -37,6 +37,7 @@ def load_lfw(
     image_size: int = 64,
     transform: Callable[[Any], torch.Tensor] | None = None,
     min_images_per_person: int = 1,
+    skip_unreadable: bool = False,
 ) -> ImageFileDataset:
     """Load LFW with people as labels and binarised Kumar et al. attributes.
 
@@ -52,6 +53,10 @@ def load_lfw(
         image_size: side of the square image tensors.
         transform: maps a PIL image to a tensor (default: resize and scale to ``[0, 1]``).
         min_images_per_person: drop people with fewer images than this.
+        skip_unreadable: decode every image now and leave out those PIL cannot read (with a
+            warning; ``dataset.skipped`` lists ``(path, reason)``), before
+            ``min_images_per_person`` counts them; without it an unreadable image raises a
+            ``ValueError`` naming it when it is loaded.
 
     Returns:
         An :class:`ImageFileDataset` named ``"lfw"``, sorted by person then image number, with
@@ -87,6 +92,13 @@ def load_lfw(
             f"{table_path}",
             stacklevel=2,
         )
+    skipped: tuple[tuple[str, str], ...] = ()
+    if skip_unreadable and kept:
+        skipped = tuple((str(p), r) for p, r in unreadable_images([p for _, p, _ in kept]))
+        if skipped:
+            warn_skipped("LFW", people, skipped, len(kept))
+            drop = {p for p, _ in skipped}
+            kept = [k for k in kept if str(k[1]) not in drop]
     counts = Counter(person for person, _, _ in kept)
     kept = [k for k in kept if counts[k[0]] >= min_images_per_person]
     if not kept:
@@ -95,7 +107,7 @@ def load_lfw(
             f"and at least {min_images_per_person} image(s) per person"
         )
     values = np.array([v for _, _, v in kept], dtype=np.int64).reshape(len(kept), len(columns))
-    return ImageFileDataset(
+    dataset = ImageFileDataset(
         [path for _, path, _ in kept],
         transform=transform,
         image_size=image_size,
@@ -103,7 +115,10 @@ def load_lfw(
         attributes={a: values[:, j] for j, a in enumerate(attributes)},
         attribute_value_names={a: ["no", "yes"] for a in attributes},
         name="lfw",
+        unreadable_hint=SKIP_HINT,
     )
+    dataset.skipped = skipped
+    return dataset
 
 
 def _find_people_folder(root: Path) -> Path:

@@ -324,3 +324,35 @@ def test_lfw_repeated_attribute_column_is_refused(tmp_path):
         ValueError, match=r"lfw_attributes\.txt line 2: column 'Male' appears twice"
     ):
         load_lfw(root)
+
+
+@pytest.mark.filterwarnings("ignore:LFW. dropped")
+@pytest.mark.parametrize("dataset", ["celeba", "cub", "lfw"])
+def test_official_layouts_name_and_skip_unreadable_images(tmp_path, dataset):
+    from fairmetric.data.celeba import load_celeba
+    from fairmetric.data.cub import load_cub
+    from fairmetric.data.lfw import load_lfw
+    from tests.data.test_loaders import make_celeba, make_cub, make_lfw
+
+    make, load, pattern = {
+        "celeba": (make_celeba, load_celeba, "img_align_celeba/000003.jpg"),
+        "cub": (make_cub, load_cub, "images/002.Laysan_Albatross/*.jpg"),
+        "lfw": (make_lfw, load_lfw, "lfw/Carol_White/Carol_White_0001.jpg"),
+    }[dataset]
+    root = make(tmp_path)
+    bad = next(root.rglob(pattern) if dataset != "cub" else (root / "CUB_200_2011").glob(pattern))
+    truncated_jpeg(bad)
+    ds = load(root, image_size=4)
+    index = [Path(p).name for p in ds.paths].index(bad.name)
+    with pytest.raises(ValueError, match=f"cannot read image .*{bad.name}: .*truncated") as e:
+        ds[index]
+    assert "data.params.skip_unreadable=true" in str(e.value)
+    with pytest.warns(
+        UserWarning, match=rf"skipped 1 unreadable image\(s\) of {len(ds)} .*{bad.name}"
+    ):
+        kept = load(root, image_size=4, skip_unreadable=True)
+    assert len(kept) == len(ds) - 1 and bad.name not in [Path(p).name for p in kept.paths]
+    assert [Path(p).name for p, _ in kept.skipped] == [bad.name]
+    assert all(kept[i][0].shape == (3, 4, 4) for i in range(len(kept)))
+    if dataset != "lfw":  # the official partition follows the kept rows
+        assert len(kept.partition) == len(kept)
