@@ -25,9 +25,10 @@ _OVERRIDES_HELP = (
 
 _EXIT_STATUS = (
     "exit status: 0 ok; 1 a --fail-if condition holds (audit); 2 bad input or usage (one line "
-    "names the problem and the fix); 3 internal error (a bug: the traceback is printed, please "
-    "report it); 130 interrupted (Ctrl-C); 143 stopped by SIGTERM (train: after writing a "
-    "checkpoint that --resume continues)."
+    "names the problem and the fix; FAIRMETRIC_TRACEBACK=1 also prints where it was raised); "
+    "3 internal error (a bug: the traceback is printed, please report it); 130 interrupted "
+    "(Ctrl-C); 143 stopped by SIGTERM (train: after writing a checkpoint that --resume "
+    "continues)."
 )
 
 
@@ -710,6 +711,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(e, "exit_status", EXIT_INTERRUPTED)
     except Exception as e:
         if is_user_error(e):
+            if os.environ.get("FAIRMETRIC_TRACEBACK"):  # where a user error came from
+                traceback.print_exc()
             print(f"fairmetric{_where()}: error: {describe_error(e)}", file=sys.stderr)
             return EXIT_USER
         traceback.print_exc()

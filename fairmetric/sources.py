@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from fairmetric.data.csv_table import read_csv_table
 from fairmetric.embeddings import EmbeddingSet
+from fairmetric.errors import UserError
 
 __all__ = ["load_source", "CallableEncoder"]
 
@@ -44,7 +45,17 @@ class CallableEncoder(nn.Module):
         self.fn = fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.fn(x)
+        try:
+            out = self.fn(x)
+        except Exception as e:  # the user's code: a user error, named, not a fairmetric bug
+            name = (
+                f"{getattr(self.fn, '__module__', '?')}:{getattr(self.fn, '__qualname__', self.fn)}"
+            )
+            raise UserError(
+                f"the encoder {name} failed on a batch of shape {tuple(x.shape)} "
+                f"({type(e).__name__}: {str(e)[:200]}); it must map a float tensor (batch, ...) to "
+                "embeddings (batch, D) (set FAIRMETRIC_TRACEBACK=1 to see where it failed)"
+            ) from e
         out = torch.as_tensor(np.asarray(out) if not isinstance(out, torch.Tensor) else out)
         if out.ndim != 2 or out.shape[0] != x.shape[0]:
             raise ValueError(

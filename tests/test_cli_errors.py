@@ -456,3 +456,28 @@ def test_drop_invalid_dropping_every_row_talks_about_the_data(tmp_path, capsys):
     assert main(["audit", str(path), "--drop-invalid", *QUIET]) == EXIT_USER
     line = _user_error(capsys, "every one of the 50 embedding rows has NaN", "nothing to audit")
     assert "subset()" not in line
+
+
+def test_a_failing_user_encoder_is_a_user_error(tmp_path, monkeypatch, capsys):
+    (tmp_path / "fm_bad_encoders.py").write_text(
+        "def broken(x):\n    raise KeyError('no such layer')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = save_config(load_config(None, GAUSSIAN), tmp_path / "gaussian.yaml")
+    argv = ["audit", "fm_bad_encoders:broken", "--config", str(config), "--device", "cpu", *QUIET]
+    assert main(argv) == EXIT_USER
+    _user_error(
+        capsys, "the encoder fm_bad_encoders:broken failed on a batch", "KeyError", "(batch, D)"
+    )
+    monkeypatch.setenv("FAIRMETRIC_TRACEBACK", "1")  # where it failed, on request
+    assert main(argv) == EXIT_USER
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "fm_bad_encoders.py" in err
+    assert err.strip().splitlines()[-1].startswith("fairmetric: error: the encoder")
+
+
+def test_a_binary_config_file_names_the_file(tmp_path, capsys):
+    config = tmp_path / "exp.yaml"
+    config.write_bytes(b"\x93NUMPY\xff\xfe\x00")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == EXIT_USER
+    _user_error(capsys, f"{config} is not a UTF-8 text (YAML) config file")

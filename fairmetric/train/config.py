@@ -338,9 +338,11 @@ def load_config(
     if path is not None:
         path = resolve_config_path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise ValueError(f"{path} is not valid YAML: {e}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a UTF-8 text (YAML) config file") from None
         if not isinstance(data, dict):
             raise ValueError(
                 f"{path} must hold a mapping of config sections, got {type(data).__name__}"
