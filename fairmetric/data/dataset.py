@@ -22,6 +22,8 @@ __all__ = [
     "AttributeDataset",
     "TensorAttributeDataset",
     "ImageFileDataset",
+    "MissingImageError",
+    "UnreadableImageError",
     "encode_column",
     "drop_unreadable",
     "read_image",
@@ -303,6 +305,31 @@ class TensorAttributeDataset(AttributeDataset):
 UNREADABLE_HINT = "replace or delete the file"
 
 
+class _OneLineAcrossWorkers:
+    """An exception whose message stays the one line it was when a DataLoader worker re-raises
+    it: torch rebuilds it in the main process from ``"Caught X in DataLoader worker process N.
+    Original Traceback ..."``, which would put a traceback in the message."""
+
+    def __init__(self, message: str = "") -> None:
+        marker = f"{type(self).__name__}: "
+        if (
+            message.startswith("Caught ")
+            and "\nOriginal Traceback" in message
+            and marker in message
+        ):
+            where = message.split("\n", 1)[0].removesuffix(".").split(" ", 2)[-1]
+            message = f"{message.rsplit(marker, 1)[1].strip()} ({where})"
+        super().__init__(message)
+
+
+class UnreadableImageError(_OneLineAcrossWorkers, ValueError):
+    """An image file PIL cannot decode (the message names the file, the reason and the fix)."""
+
+
+class MissingImageError(_OneLineAcrossWorkers, FileNotFoundError):
+    """An image file that is not there (any more) when it is loaded."""
+
+
 def _decode_errors() -> tuple[type[BaseException], ...]:
     """What PIL raises for a file it cannot decode: truncated, empty, not an image, corrupt."""
     from PIL import Image
@@ -335,16 +362,16 @@ def read_image(path: str | Path, *, hint: str = UNREADABLE_HINT) -> Any:
     """The image at ``path`` fully decoded and converted to RGB (a PIL image).
 
     Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: PIL cannot decode it (truncated, empty, not an image, unreadable); the
+        MissingImageError: (a ``FileNotFoundError``) no file at ``path``.
+        UnreadableImageError: (a ``ValueError``) PIL cannot decode it (truncated, empty, not an image, unreadable); the
             message names the file, the reason and ``hint`` (the fix).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file missing: {path}")
+        raise MissingImageError(f"image file missing: {path}")
     img, reason = _open_rgb(path)
     if reason is not None:
-        raise ValueError(f"cannot read image {path}: {reason}; {hint}")
+        raise UnreadableImageError(f"cannot read image {path}: {reason}; {hint}")
     return img
 
 

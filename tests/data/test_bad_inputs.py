@@ -356,3 +356,18 @@ def test_official_layouts_name_and_skip_unreadable_images(tmp_path, dataset):
     assert all(kept[i][0].shape == (3, 4, 4) for i in range(len(kept)))
     if dataset != "lfw":  # the official partition follows the kept rows
         assert len(kept.partition) == len(kept)
+
+
+def test_unreadable_image_message_stays_one_line_from_a_dataloader_worker(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from fairmetric.data.dataset import UnreadableImageError
+
+    root = with_bad_files(make_folder(tmp_path / "data", people=3, per_person=2), ["empty"])
+    ds = load_folder_csv(root, image_size=8)
+    with pytest.raises(UnreadableImageError) as e:
+        list(DataLoader(ds, batch_size=2, num_workers=1))
+    message = str(e.value)
+    assert message.startswith("cannot read image ") and "p1_0.png: the file is empty" in message
+    assert "Traceback" not in message and "\n" not in message
+    assert message.endswith("(in DataLoader worker process 0)")
