@@ -1,18 +1,17 @@
 """Issue 13's protocol on the synthetic-identities benchmark, and the checks of its "done when".
 
     python benchmarks/identities_suite.py --backbone mlp --out runs/issue13      # minutes
-    python benchmarks/identities_suite.py --backbone cnn --out runs/issue13      # about 40 minutes
+    python benchmarks/identities_suite.py --backbone cnn --out runs/issue13      # about an hour
     python benchmarks/identities_suite.py --backbone mlp --out runs/issue13 --report-only
 
 For one backbone (``mlp``: the vector variant, ``identities_mlp*``; ``cnn``: images and timm's
 ``test_resnet``, ``identities*``) it runs ``fairmetric bench`` (5 seeds, paired) on:
 
 - the benchmark, palette per image: baseline, oracle, the recommended method
-  (:data:`fairmetric.demo.RECOMMENDED`), and (MLP only) PARADE and every other method;
-- (MLP only) the benchmark, palette per identity (``_person``): baseline, oracle, recommended,
-  PARADE;
-- the null control (``_null``): baseline (and, MLP, the recommended method); the intrinsic
-  control (``_intrinsic``): baseline and oracle;
+  (:data:`fairmetric.demo.RECOMMENDED`), PARADE, and (MLP only) every other method;
+- the benchmark, palette per identity (``_person``): baseline, oracle, recommended, PARADE;
+- the null control (``_null``): baseline and recommended; the intrinsic control
+  (``_intrinsic``): baseline and oracle;
 - (MLP only) a PARADE ρ sweep on the per-image benchmark (``--rho-sweep`` overrides its values).
 
 Then it prints the tables' headline rows and checks the issue's criteria, each as PASS or FAIL
@@ -49,21 +48,17 @@ OTHERS = (
 
 
 def plan(backbone: str, rhos: tuple[float, ...]) -> list[dict[str, Any]]:
-    """The suite calls of one backbone: ``run_suite`` keyword arguments.
-
-    The CNN (about a minute per run on 2 cores, several when it shares them) runs the criteria's
-    minimum: baseline, oracle and the recommended method per image, and the two controls."""
+    """The suite calls of one backbone: ``run_suite`` keyword arguments."""
     stem = "identities_mlp" if backbone == "mlp" else "identities"
-    if backbone == "cnn":
-        return [
-            {"datasets": [stem], "methods": ["baseline", "oracle", RECOMMENDED]},
-            {"datasets": [f"{stem}_null"], "methods": ["baseline"]},
-            {"datasets": [f"{stem}_intrinsic"], "methods": ["baseline", "oracle"]},
-        ]
     main = ["baseline", "oracle", RECOMMENDED, PARADE]
-    main += [m for m in OTHERS if m not in main]
+    if backbone == "mlp":
+        main += [m for m in OTHERS if m not in main]
     return [
-        {"datasets": [stem], "methods": main, "rho_sweep": list(rhos)},
+        {
+            "datasets": [stem],
+            "methods": main,
+            "rho_sweep": list(rhos) if backbone == "mlp" else None,
+        },
         {"datasets": [f"{stem}_person"], "methods": main[:4]},
         {"datasets": [f"{stem}_null"], "methods": ["baseline", RECOMMENDED]},
         {"datasets": [f"{stem}_intrinsic"], "methods": ["baseline", "oracle"]},

@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="RHO",
-        help="also train PARADE at these ρ values (e.g. 0 1 10 100)",
+        help="also train PARADE at these ρ values (e.g. 0 0.1 0.3 1 under the default rv "
+        "decorrelation, which is scale-free; cross_covariance needs larger ρ, e.g. 1 10 100)",
     )
     parser.add_argument(
         "--data-root",
