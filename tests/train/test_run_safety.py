@@ -187,6 +187,23 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint(
     assert_same_run(straight, out)
 
 
+def test_ctrl_c_in_the_last_step_of_an_epoch_stops_after_its_evaluation(
+    tmp_path, monkeypatch, straight
+):
+    out = tmp_path / "run"
+    cfg = load_config(None, RUN)
+    _signal_at_step(monkeypatch, STEPS, signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="after epoch 1 in") as info:
+        _quiet(cfg, out)
+    assert isinstance(info.value, RunInterrupted)
+    saved = load_checkpoint(out / "checkpoint.pt")
+    assert (saved["epoch"], saved["step"]) == (1, 0)
+    assert [m["epoch"] for m in _metrics(out)] == [0, 1]
+    monkeypatch.undo()
+    _quiet(cfg, out, resume=True)
+    assert_same_run(straight, out)
+
+
 def test_ctrl_c_before_the_first_step_checkpoints_the_untrained_run(tmp_path, straight):
     out = tmp_path / "run"
     cfg = load_config(None, RUN)
@@ -220,6 +237,58 @@ def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(tmp_path, mon
         "config.yaml",
         "metrics.jsonl",
     ]
+
+
+def _ddp_worker(rank: int, port: int, out: str, results: str) -> None:
+    """Rank ``rank`` of 2 trains ``RUN`` into ``out`` (3 steps an epoch each); rank 1 alone gets
+    SIGTERM in its step 2."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+    )
+    torch.set_num_threads(1)
+    if rank == 1:
+        forward, calls = TrainStep.forward, [0]
+
+        def signalling(self, *args):
+            calls[0] += 1
+            if calls[0] == 2:
+                signal.raise_signal(signal.SIGTERM)
+            return forward(self, *args)
+
+        TrainStep.forward = signalling
+    try:
+        _quiet(load_config(None, RUN), out)
+        status, message = 0, ""
+    except RunInterrupted as e:
+        status, message = e.exit_status, str(e)
+    Path(results, f"rank{rank}.json").write_text(json.dumps([status, message]))
+
+
+def test_ranks_agree_to_stop_when_one_gets_sigterm(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "run"
+    mp.spawn(_ddp_worker, args=(port, str(out), str(tmp_path)), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [status for status, _ in results] == [143, 143]
+    assert "2 steps into epoch 1" in results[0][1]
+    saved = load_checkpoint(out / "checkpoint.pt")
+    assert (saved["epoch"], saved["step"], saved["global_batches"], saved["world_size"]) == (
+        0,
+        2,
+        4,
+        2,
+    )
+    assert len(saved["ranks"]) == 2 and not (out / LOCK_FILE).exists()
 
 
 # -- temporary files of a killed writer --------------------------------------------------------------
