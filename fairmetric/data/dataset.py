@@ -458,6 +458,8 @@ class ImageFileDataset(AttributeDataset):
     ) -> None:
         super().__init__(**kwargs)
         self.unreadable_hint = unreadable_hint
+        #: ``(path, reason)`` of the images a loader left out as unreadable (``skip_unreadable``)
+        self.skipped: tuple[tuple[str, str], ...] = ()
         if len(paths) != len(self.labels):
             raise ValueError(f"got {len(paths)} image paths but {len(self.labels)} labels")
         self.paths = [Path(p) for p in paths]
