@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fairmetric.cli import main
@@ -371,3 +373,43 @@ def test_unreadable_image_message_stays_one_line_from_a_dataloader_worker(tmp_pa
     assert message.startswith("cannot read image ") and "p1_0.png: the file is empty" in message
     assert "Traceback" not in message and "\n" not in message
     assert message.endswith("(in DataLoader worker process 0)")
+
+
+# -- properties: a clear ValueError or a correct result, never another exception ---------------
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=6), min_size=1, max_size=12))
+def test_typed_column_never_merges_distinct_values(values):
+    out = typed_column(values)
+    assert len(out) == len(values)
+    assert len(set(out)) == len(set(values))  # distinct stays distinct, equal stays equal
+    assert all(str(o) == v for o, v in zip(out, values))
+
+
+_CELL = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=5)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    header=st.lists(_CELL, min_size=1, max_size=4),
+    rows=st.lists(st.lists(_CELL, min_size=1, max_size=4), min_size=0, max_size=5),
+    raw=st.binary(max_size=40),
+    use_raw=st.booleans(),
+)
+def test_labels_csv_gives_a_set_or_a_clear_error(tmp_path, header, rows, raw, use_raw):
+    import csv as csv_module
+
+    csv_path = tmp_path / "labels.csv"
+    if use_raw:
+        csv_path.write_bytes(raw)
+    else:
+        with csv_path.open("w", newline="", encoding="utf-8") as f:
+            csv_module.writer(f).writerows([header, *rows])
+    n = max(1, len(rows))
+    try:
+        emb = load_source(_npy(tmp_path, n), labels_csv=csv_path)
+    except ValueError as e:
+        assert str(e) and "Traceback" not in str(e)
+        return
+    assert len(emb) == n and len(emb.label_names) >= 1
