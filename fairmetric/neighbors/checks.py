@@ -136,6 +136,37 @@ def _as_float32(
     return out, owned, shift
 
 
+def _offset_centre(x32: np.ndarray) -> np.ndarray | None:
+    """The float64 mean row when the rows sit far from the origin compared with their spread
+    (mean squared norm above 64 times the mean squared distance to the mean), else ``None``.
+
+    faiss's float32 L2 kernel computes ``‖x‖² + ‖y‖² − 2⟨x, y⟩``, whose rounding error grows with
+    the norms, not with the distance: rows at ``1e4 ± 1e-3`` would look tied to faiss and every
+    query would fall back on a boundary search over all rows. Distances do not change under a
+    translation, so the index searches the centred rows instead.
+    """
+    n = len(x32)
+    total = np.zeros(x32.shape[1])
+    sq = 0.0
+    for start in range(0, n, _ROW_BLOCK):
+        block = x32[start : start + _ROW_BLOCK].astype(np.float64)
+        total += block.sum(axis=0)
+        sq += float(np.einsum("ij,ij->", block, block))
+    centre = total / n
+    mean_sq = sq / n
+    if not mean_sq > 0 or float(centre @ centre) <= mean_sq * (1 - 1 / 64):
+        return None
+    return centre
+
+
+def _centred(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """``x − centre`` computed in float64, as a C-contiguous float32 array (row blocks)."""
+    out = np.empty(x.shape, dtype=np.float32)
+    for start in range(0, len(x), _ROW_BLOCK):
+        out[start : start + _ROW_BLOCK] = x[start : start + _ROW_BLOCK].astype(np.float64) - centre
+    return out
+
+
 def _normalized(arr: np.ndarray, *, owned: bool, name: str = "x") -> np.ndarray:
     """Rows of ``arr`` scaled to unit L2 norm, in place when ``owned`` else in one copy."""
     n = arr.shape[0]

@@ -51,6 +51,13 @@ overflow float32). The float32 scores of the raw methods (:meth:`NeighborIndex.s
 (or underflow to 0) in the caller's units for such rows; the float64 scores of
 :mod:`fairmetric.neighbors.search` do not.
 
+**Offset.** Under ``"l2"``, rows that sit far from the origin compared with their spread (mean
+squared norm above 64 times the mean squared distance to the mean row) are searched centred on
+the mean row: faiss's ``‖x‖² + ‖y‖² − 2⟨x, y⟩`` loses the distances to cancellation otherwise
+(rows at ``1e4 ± 1e-3`` all look tied in float32, and every query needed a boundary search
+over all rows). The float64 re-ranking reads the uncentred rows, so lists, tie blocks and
+re-scored scores are unchanged; :attr:`NeighborIndex.vectors` stays the uncentred rows.
+
 **Missing neighbours.** Approximate indexes can return fewer than ``k`` neighbours (an IVF probe
 that visits small lists, an HNSW graph region with few reachable nodes). Those slots hold id
 ``-1`` with score ``NaN``; consumers must treat ``-1`` as "no neighbour" (not as the last row).
@@ -87,6 +94,7 @@ from fairmetric.neighbors.checks import (
     _QUERY_HIGH,
     _as_float32,
     _as_numpy,
+    _centred,
     _check_choice,
     _check_int,
     _check_k,
@@ -96,6 +104,7 @@ from fairmetric.neighbors.checks import (
     _gpu_available,
     _max_abs,
     _normalized,
+    _offset_centre,
 )
 from fairmetric.neighbors.ivf import default_nlist, nprobe_for_recall, nprobe_needed
 from fairmetric.utils import faiss_threads
@@ -228,6 +237,12 @@ class NeighborIndex:
             owned = True
         elif shift:
             self._given = x
+        # under l2, rows far from the origin compared with their spread are searched centred
+        # (exact distances are translation-invariant; the re-ranking reads the uncentred rows)
+        self._centre = _offset_centre(x32) if metric == "l2" else None
+        if self._centre is not None:
+            x32 = _centred(x32, self._centre)
+            owned = True
         # scores in the caller's units = scores of the rescaled rows · 2^_score_shift
         self._score_shift = 0 if metric == "cosine" else -2 * shift
         n, d = x32.shape
@@ -415,7 +430,7 @@ class NeighborIndex:
         caller's rows read as float32 (values beyond float32's range become ``inf``).
         """
         if self._given is None:
-            return self._x
+            return self._x if self._centre is None else self._source
         with np.errstate(over="ignore"):
             return np.ascontiguousarray(_as_numpy(self._given), dtype=np.float32)
 
@@ -463,7 +478,7 @@ class NeighborIndex:
         if self.metric == "cosine" and len(q32):
             _normalized(q32, owned=False, name=name)  # raises on zero rows
         elif len(q32):
-            top = _max_abs(q32)
+            top = _max_abs(self._faiss_queries(q32))
             if top > _QUERY_HIGH:
                 ratio = top / max(_max_abs(self._x), 2.0**-149)
                 raise ValueError(
@@ -474,7 +489,11 @@ class NeighborIndex:
         return q32
 
     def _faiss_queries(self, q32: np.ndarray) -> np.ndarray:
-        return _normalized(q32, owned=False) if self.metric == "cosine" else q32
+        """Query rows as faiss searches them: unit-norm under cosine, centred when the rows
+        are (see :func:`~fairmetric.neighbors.checks._offset_centre`)."""
+        if self.metric == "cosine":
+            return _normalized(q32, owned=False)
+        return q32 if self._centre is None else _centred(q32, self._centre)
 
     def _finish_raw(
         self, scores: Any, ids: Any, rows: np.ndarray | None

@@ -18,7 +18,8 @@ Identical rows give bit-identical scores against any query, so duplicates tie ex
 ``γ_D Σ|x_d y_d| ≤ γ_D ‖x‖‖y‖`` of the exact value (``γ_D = D·u/(1−D·u)``, ``u = 2⁻²⁴``).
 faiss's L2 kernels compute ``‖x‖² + ‖y‖² − 2⟨x, y⟩`` (or ``Σ(x−y)²``), within
 ``γ_{D+2} (‖x‖ + ‖y‖)²``; its cosine scores are inner products of rows normalised to float32,
-adding ``2u``. The bound used is ``1.01·(D+4)·u·S`` with ``S = 1`` (cosine), ``‖x‖·max‖y‖``
+adding ``2u``. When the index searches rows centred on ``c`` (rows far from the origin), the
+norms are ``‖x − c‖`` and ``3u`` is added for the rounding of the centred rows to float32. The bound used is ``1.01·(D+4)·u·S`` with ``S = 1`` (cosine), ``‖x‖·max‖y‖``
 (ip) or ``(‖x‖ + max‖y‖)²`` (l2), plus ``2⁻⁴⁰·S`` for the float64 evaluation itself.
 """
 
@@ -54,26 +55,40 @@ class RowScorer:
         metric: ``"l2"``, ``"cosine"`` or ``"ip"``.
         score_shift: scores are reported as ``score · 2^score_shift`` (exact): the index
             rescales extreme rows by a power of two and scores them in its own units.
+        centre: under ``"l2"``, the float64 point faiss's rows are centred on (rows far from
+            the origin); the error bound then uses norms about it, plus the rounding of the
+            centred rows to float32 (``3u``).
     """
 
-    def __init__(self, source: Any, metric: str, *, score_shift: int = 0) -> None:
+    def __init__(
+        self,
+        source: Any,
+        metric: str,
+        *,
+        score_shift: int = 0,
+        centre: np.ndarray | None = None,
+    ) -> None:
         self.source = source
         self.metric = metric
         self.score_shift = int(score_shift)
+        self.centre = centre
         self.n, self.d = source.shape
         self._norms: np.ndarray | None = None
+        self._centred_top: float | None = None
 
     @property
     def norms(self) -> np.ndarray:
         """``(N,)`` float64 norms of the float32 rows (computed once, in row blocks)."""
         if self._norms is None:
-            out = np.empty(self.n)
-            for s in range(0, self.n, _ROW_BLOCK):
-                out[s : s + _ROW_BLOCK] = _norms(
-                    _rows64(self.source, np.arange(s, min(s + _ROW_BLOCK, self.n)))
-                )
-            self._norms = out
+            self._norms = self._row_norms(None)
         return self._norms
+
+    def _row_norms(self, centre: np.ndarray | None) -> np.ndarray:
+        out = np.empty(self.n)
+        for s in range(0, self.n, _ROW_BLOCK):
+            rows = _rows64(self.source, np.arange(s, min(s + _ROW_BLOCK, self.n)))
+            out[s : s + _ROW_BLOCK] = _norms(rows if centre is None else rows - centre)
+        return out
 
     def query_vectors(self, rows: np.ndarray) -> np.ndarray:
         """Float64 query vectors for indexed rows."""
@@ -84,6 +99,11 @@ class RowScorer:
         factor = 1.01 * (self.d + 4) * FLOAT32_UNIT + 2.0**-40
         if self.metric == "cosine":
             return np.full(len(q64), factor)
+        if self.metric == "l2" and self.centre is not None:
+            if self._centred_top is None:
+                self._centred_top = float(self._row_norms(self.centre).max())
+            factor += 3 * FLOAT32_UNIT
+            return factor * (_norms(q64 - self.centre) + self._centred_top) ** 2
         top = float(self.norms.max()) if self.n else 0.0
         nq = _norms(q64)
         if self.metric == "ip":

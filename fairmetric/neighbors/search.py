@@ -308,7 +308,9 @@ def _margin(index: NeighborIndex, k: int, margin: int, n_other: int) -> int:
 def _scorer(index: NeighborIndex) -> RowScorer:
     scorer = getattr(index, "_scorer", None)
     if scorer is None:
-        scorer = RowScorer(index.source, index.metric, score_shift=index.score_shift)
+        scorer = RowScorer(
+            index.source, index.metric, score_shift=index.score_shift, centre=index._centre
+        )
         index._scorer = scorer
     return scorer
 

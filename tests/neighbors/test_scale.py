@@ -161,3 +161,37 @@ def test_reports_at_extreme_scale_hold_no_non_finite_number(metric, scale):
         assert uniformity.value is None and "too far apart" in uniformity.na_reason
     else:
         assert uniformity.value is not None
+
+
+# -- rows far from the origin: no catastrophic cancellation in faiss's float32 L2 ---------------
+def _fsum_top(x: np.ndarray, q: np.ndarray, k: int, skip: int | None) -> list[float]:
+    xs, qs = x.astype(np.float64), q.astype(np.float64)
+    d = [math.fsum((qs - xs[j]) ** 2) for j in range(len(x)) if j != skip]
+    return sorted(d)[:k]
+
+
+@pytest.mark.parametrize(("offset", "spread"), [(1e4, 1e-3), (1e6, 1.0), (1e30, 1e26)])
+def test_rows_far_from_the_origin_are_exact_without_boundary_searches(offset, spread):
+    rng = np.random.default_rng(0)
+    x = (offset + spread * rng.normal(size=(200, 8))).astype(np.float32)
+    index = NeighborIndex(x, metric="l2", index="exact")
+    nb = search_rows(index, None, 3, exact_scores=True)
+    for q in range(len(x)):
+        assert nb.scores[q, :3].tolist() == _fsum_top(x, x[q], 3, q)
+    # before the rows were centred, faiss's ‖x‖² + ‖y‖² − 2⟨x, y⟩ could not tell any of them
+    # apart and every query fell back on a boundary search over all rows
+    assert nb.expanded.mean() < 0.05
+    np.testing.assert_array_equal(index.vectors, x)  # the caller's rows, not the centred ones
+    q = x[:5] + np.float32(spread)
+    out = search_vectors(index, q, 2, exact_scores=True)
+    for i in range(len(q)):
+        assert out.scores[i, :2].tolist() == _fsum_top(x, q[i], 2, None)
+
+
+def test_centring_keeps_lists_and_ties_of_ordinary_rows():
+    x = grid()
+    ref = search_rows(NeighborIndex(x, metric="l2", index="exact"), None, 5)
+    moved = search_rows(NeighborIndex(x + np.float32(4096), metric="l2", index="exact"), None, 5)
+    np.testing.assert_array_equal(moved.ids, ref.ids)  # integer rows: the shift is exact
+    np.testing.assert_array_equal(moved.start, ref.start)
+    np.testing.assert_array_equal(moved.end, ref.end)
