@@ -71,7 +71,8 @@ the last column is dropped instead.
 **Memory.** The input is cast to C-contiguous ``float32`` once; an input that already is one is used
 as is (no copy — do not modify it while the index is alive). Peak memory while building is
 ``x`` itself + one ``float32`` copy (only when ``x`` was not float32 C-contiguous, or under
-``"cosine"``) + the index storage (``N·D·4`` bytes; HNSW adds about ``N·hnsw_m·8`` bytes of graph
+``"cosine"``; one more when extreme rows are rescaled or offset rows centred, see above) + the
+index storage (``N·D·4`` bytes; HNSW adds about ``N·hnsw_m·8`` bytes of graph
 links) + for IVF the training sample (``train_size·D·4`` bytes). For a CPU exact index the copy is
 released after building: queries are read straight from the index storage. A search then holds one
 query chunk (``chunk·D·4`` bytes, a copy only for explicit query indices) and its results
