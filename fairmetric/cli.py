@@ -24,11 +24,14 @@ _OVERRIDES_HELP = (
 
 
 _EXIT_STATUS = (
-    "exit status: 0 ok; 1 a --fail-if condition holds (audit); 2 bad input or usage (one line "
-    "names the problem and the fix; FAIRMETRIC_TRACEBACK=1 also prints where it was raised); "
-    "3 internal error (a bug: the traceback is printed, please report it); 130 interrupted "
-    "(Ctrl-C); 143 stopped by SIGTERM (train: after writing a checkpoint that --resume "
-    "continues)."
+    "exit status:\n"
+    "  0    ok\n"
+    "  1    a --fail-if condition holds (audit)\n"
+    "  2    bad input or usage: one line names the problem and the fix\n"
+    "       (FAIRMETRIC_TRACEBACK=1 also prints where it was raised)\n"
+    "  3    internal error: a bug; the traceback is printed, please report it\n"
+    "  130  interrupted (Ctrl-C)\n"
+    "  143  stopped by SIGTERM (train: after writing a checkpoint that --resume continues)"
 )
 
 
@@ -84,7 +87,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "machine (DistributedDataParallel; train.batch_size is per process). For several "
             "machines run torchrun yourself, e.g. on each node:\n"
             "  torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d "
-            "--rdzv_endpoint=HOST:29500 -m fairmetric train --config ... --out RUN"
+            "--rdzv_endpoint=HOST:29500 -m fairmetric train --config ... --out RUN\n\n"
+            + _EXIT_STATUS
         ),
     )
     p.add_argument(
@@ -292,9 +296,8 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
             "  runs/NAME                      a fairmetric run or exported model folder\n"
             "  resnet50 [--weights FILE]      a timm model's pooled features (needs --config)\n"
             "  package.module:function        a callable batch -> embeddings (needs --config)\n\n"
-            "exit status: 0 ok, 1 a --fail-if condition holds, 2 bad input (one line names the "
-            "problem and the fix), 3 internal error (a bug: traceback, please report it), "
-            "130 interrupted.\n\n"
+            + _EXIT_STATUS
+            + "\n\n"
             "examples:\n"
             "  fairmetric audit emb.npz --out audit/\n"
             "  fairmetric audit runs/baseline --fail-if 'recall@1.difference>0.05'\n"
