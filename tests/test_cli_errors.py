@@ -281,6 +281,12 @@ def test_out_of_range_config_values_are_refused_at_load(override, message, tmp_p
     assert not run.exists()  # refused before anything is written
 
 
+def test_unknown_group_attribute_is_refused_even_when_unused(tmp_path, capsys):
+    argv = ["train", *GAUSSIAN, "data.group_attribute=gruop", "--out", str(tmp_path / "run")]
+    assert main(argv) == EXIT_USER
+    _user_error(capsys, "data.group_attribute: unknown attribute 'gruop'; this dataset has: group")
+
+
 def test_out_of_range_value_in_a_config_file(tmp_path, capsys):
     config = tmp_path / "exp.yaml"
     config.write_text("optim:\n  lr: -0.001\n")

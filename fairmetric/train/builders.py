@@ -96,6 +96,11 @@ def training_groups(cfg: ExperimentConfig, train_set: AttributeDataset) -> np.nd
         raise ValueError(f"sampling.mode must be 'over' or 'under', got {samp.mode!r}")
     users = group_users(cfg)
     attr = cfg.data.group_attribute
+    if attr is not None:  # a typo fails even while no plug-in uses the groups
+        try:
+            train_set.attribute_index(attr)
+        except ValueError as e:
+            raise ValueError(f"data.group_attribute: {e}") from None
     if not users:
         return None
     if attr is None:
