@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fairmetric import __version__
@@ -37,6 +37,26 @@ _EXIT_STATUS = (
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low`` (argparse names the flag in its error)."""
+    what = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_nonnegative_int = _int_at_least(0)
 
 
 def _check_output(path: Path, flag: str = "--out", *, folder: bool = True) -> None:
@@ -109,7 +129,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="train with N processes on this machine (one per GPU), launched with torchrun",
     )
-    p.set_defaults(run=_run_train)
+    p.set_defaults(run=_run_train, free_overrides=True)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -204,11 +224,11 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         help="experiment config describing the data (default: the run's config.yaml)",
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help=_OVERRIDES_HELP)
-    p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="inference batch size")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     _add_inference_flags(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(run=_run_embed)
+    p.set_defaults(run=_run_embed, free_overrides=True)
 
 
 def _resolve_model_folder(path: Path, config: Path | None) -> tuple[Path, Path]:
@@ -268,16 +288,6 @@ def _run_embed(args: argparse.Namespace) -> int:
 
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _add_audit(sub: argparse._SubParsersAction) -> None:
@@ -392,7 +402,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="data split to embed (model sources)")
     p.add_argument("--labels", type=Path, help="CSV of labels/attributes for a .npy source")
     p.add_argument("--weights", type=Path, help="local weights file for a timm model source")
-    p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="inference batch size")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (model sources)")
     _add_inference_flags(p, what="(model sources) ", config="a model folder's config's")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -525,7 +535,9 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         "the task's, else none)",
     )
     p.add_argument("--balance-attribute", help="attribute to balance by (default: the first)")
-    p.add_argument("--seed", type=int, help="seed of the split, balancing and classifier")
+    p.add_argument(
+        "--seed", type=_nonnegative_int, help="seed of the split, balancing and classifier"
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -621,7 +633,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo output folder")
     p.add_argument("overrides", nargs="*", metavar="key=value", help=_OVERRIDES_HELP)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(run=_run_demo)
+    p.set_defaults(run=_run_demo, free_overrides=True)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -703,7 +715,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     parser = build_parser()
-    args = parser.parse_args(argv)  # a usage error exits 2 here (argparse)
+    args, extra = parser.parse_known_args(argv)  # a usage error exits 2 here (argparse)
+    if extra:
+        # argparse stops filling the key=value positional after the first flag that follows it:
+        # `train --out run --resume train.epochs=4` is meant as an override
+        if getattr(args, "free_overrides", False) and all(
+            "=" in e and not e.startswith("-") for e in extra
+        ):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "run"):
         parser.print_help()
         return EXIT_USER

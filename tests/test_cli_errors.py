@@ -352,7 +352,8 @@ def run(trained, tmp_path) -> Path:
 
 
 def _resume(run: Path, *overrides: str) -> int:
-    return main(["train", *GAUSSIAN, *overrides, "--out", str(run), "--resume", "--no-progress"])
+    # overrides after the flags: argparse alone would call them unrecognized arguments
+    return main(["train", *GAUSSIAN, "--out", str(run), "--resume", "--no-progress", *overrides])
 
 
 def _edit_checkpoint(run: Path, edit) -> None:
@@ -488,3 +489,30 @@ def test_a_binary_config_file_names_the_file(tmp_path, capsys):
     config.write_bytes(b"\x93NUMPY\xff\xfe\x00")
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == EXIT_USER
     _user_error(capsys, f"{config} is not a UTF-8 text (YAML) config file")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["embed", "--model", "m", "--out", "e.npz", "--batch-size", "0"], "--batch-size"),
+        (["audit", "e.npz", "--batch-size", "-3"], "--batch-size"),
+        (["finetune", "--model", "m", "--out", "o", "--seed", "-1"], "--seed"),
+        (["audit", "e.npz", "train.epochs=3"], "unrecognized arguments: train.epochs=3"),
+        (["train", "--out", "o", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ],
+)
+def test_bad_flags_are_usage_errors(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # nothing is written, but should it be: not into the checkout
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == EXIT_USER
+    err = capsys.readouterr().err
+    assert message in err and ("expected" in err or "unrecognized" in err)
+
+
+def test_overrides_may_follow_the_flags(trained, tmp_path, capsys):
+    out = tmp_path / "e.npz"
+    argv = ["embed", "--model", str(trained), "--out", str(out), "--no-progress"]
+    assert main([*argv, "train.eval_batch_size=7"]) == 0
+    assert main([*argv, "train.eval_batch_size=0"]) == EXIT_USER
+    _user_error(capsys, "train.eval_batch_size must be between 1 and")
