@@ -315,6 +315,7 @@ def exported(tmp_path) -> tuple[Path, Path]:
         ({"embedding_dim": -8}, "embedding_dim must be between 1 and 65536"),
         ({"backbone_kwargs": {"hidden": -32}}, "hidden (the MLP's width) must be between 1 and"),
         ({"backbone_kwargs": {"hidden": 10**9}}, "hidden (the MLP's width) must be between 1 and"),
+        ({"backbone_kwargs": {"hidden": 65536, "layers": 1000}}, "weights (at most"),
     ],
 )
 def test_bad_model_config_json_exits_2_before_allocating(
@@ -326,7 +327,7 @@ def test_bad_model_config_json_exits_2_before_allocating(
     real_linear = torch.nn.Linear.__init__
 
     def no_huge_layers(self, in_features, out_features, *args, **kwargs):
-        assert 0 < in_features <= 2**20 and 0 < out_features <= 65536, "allocated before failing"
+        assert 0 < in_features * out_features <= 2**20, "allocated before failing"
         real_linear(self, in_features, out_features, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.Linear, "__init__", no_huge_layers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import operator
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,8 @@ MAX_IMAGE_SIDE = 4096  # image height, width and channels
 MAX_VECTOR_DIM = 2**20  # features of a vector input
 MAX_MLP_WIDTH = 65536
 MAX_MLP_LAYERS = 1000
+MAX_INPUT_ELEMENTS = 2**27  # values in one input (C * H * W): 512 MiB of float32
+MAX_MLP_PARAMETERS = 2**30  # 4 GiB of float32 weights
 
 
 def _check_size(name: str, value: Any, high: int, low: int = 1) -> int:
@@ -68,6 +71,12 @@ def _mlp_backbone(
         raise ValueError(f"norm must be one of {', '.join(_MLP_NORMS)}, got {norm!r}")
     _check_size("hidden (the MLP's width)", hidden, MAX_MLP_WIDTH)
     _check_size("layers (the MLP's depth)", layers, MAX_MLP_LAYERS, low=0)
+    weights = (in_features * hidden + (layers - 1) * hidden * hidden) if layers else 0
+    if weights > MAX_MLP_PARAMETERS:
+        raise ValueError(
+            f"an MLP of {layers} layers of width {hidden} on {in_features} input features has "
+            f"{weights:,} weights (at most {MAX_MLP_PARAMETERS:,}); lower hidden or layers"
+        )
     blocks: list[nn.Module] = []
     width = in_features
     for _ in range(layers):
@@ -174,11 +183,17 @@ def _check_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
     sizes = list(input_size)
     high = MAX_VECTOR_DIM if len(sizes) == 1 else MAX_IMAGE_SIDE
     try:
-        return tuple(_check_size("input_size", s, high) for s in sizes)
+        checked = tuple(_check_size("input_size", s, high) for s in sizes)
     except ValueError:
         raise ValueError(
             f"input_size must hold integers between 1 and {high}, got {sizes}"
         ) from None
+    if math.prod(checked) > MAX_INPUT_ELEMENTS:
+        raise ValueError(
+            f"input_size {list(checked)} has {math.prod(checked):,} values per input (at most "
+            f"{MAX_INPUT_ELEMENTS:,}); use smaller images"
+        )
+    return checked
 
 
 class Embedder(nn.Module):

@@ -196,6 +196,9 @@ def test_embedding_dim_must_be_positive_and_bounded(dim):
         ("mlp", (4,), {"hidden": -8}, "hidden .*must be between 1 and 65536"),
         ("mlp", (4,), {"hidden": 10**9}, "hidden .*must be between 1 and 65536"),
         ("mlp", (4,), {"layers": -1}, "layers .*must be between 0 and"),
+        ("mlp", (4,), {"hidden": 65536, "layers": 1000}, "weights \\(at most"),
+        ("mlp", (2**20,), {"hidden": 65536}, "weights \\(at most"),
+        ("test_resnet", (4096, 4096, 4096), {}, "values per input \\(at most"),
     ],
 )
 def test_sizes_are_checked_before_allocating(backbone, input_size, kwargs, match):
