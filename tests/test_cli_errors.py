@@ -517,3 +517,9 @@ def test_overrides_may_follow_the_flags(trained, tmp_path, capsys):
     assert main([*argv, "train.eval_batch_size=7"]) == 0
     assert main([*argv, "train.eval_batch_size=0"]) == EXIT_USER
     _user_error(capsys, "train.eval_batch_size must be between 1 and")
+
+
+def test_unknown_balance_attribute_is_refused_even_without_balancing(trained, tmp_path, capsys):
+    argv = ["finetune", "--model", str(trained), "--balance-attribute", "colour"]
+    assert main([*argv, "--out", str(tmp_path / "ds"), "--no-progress"]) == EXIT_USER
+    _user_error(capsys, "balance_attribute (--balance-attribute): unknown attribute 'colour'")

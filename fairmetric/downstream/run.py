@@ -241,6 +241,11 @@ def run_downstream(
     if attributes is not None:
         for a in attributes:
             pool.attribute_index(a)  # clear error for an unknown attribute
+    if balance_attribute is not None:  # a typo fails even when balance is none
+        try:
+            pool.attribute_index(balance_attribute)
+        except ValueError as e:
+            raise ValueError(f"balance_attribute (--balance-attribute): {e}") from None
     if balance != "none" and balance_attribute is None:
         if len(pool.attribute_names) != 1:
             raise ValueError(
