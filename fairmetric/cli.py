@@ -31,6 +31,7 @@ _EXIT_STATUS = (
     "       (FAIRMETRIC_TRACEBACK=1 also prints where it was raised)\n"
     "  3    internal error: a bug; the traceback is printed, please report it\n"
     "  130  interrupted (Ctrl-C)\n"
+    "  141  the output pipe closed early (e.g. | head)\n"
     "  143  stopped by SIGTERM (train: after writing a checkpoint that --resume continues)"
 )
 
@@ -730,6 +731,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER
     try:
         return int(args.run(args) or 0)
+    except BrokenPipeError:  # the reader went away (`fairmetric audit ... | head`): not a bug
+        try:  # and no second error when Python flushes stdout at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
     except KeyboardInterrupt as e:  # Ctrl-C; train's RunInterrupted also on SIGTERM (143)
         print(f"fairmetric{_where()}: {str(e) or 'interrupted'}", file=sys.stderr)
         return getattr(e, "exit_status", EXIT_INTERRUPTED)

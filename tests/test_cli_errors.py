@@ -93,6 +93,15 @@ def test_interrupt_exits_130(monkeypatch, capsys):
     assert "interrupted" in capsys.readouterr().err
 
 
+def test_a_closed_output_pipe_exits_141_quietly(monkeypatch, capsys):
+    def piped(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_run_env", piped)
+    assert main(["env"]) == 141
+    assert "Traceback" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "exc",
     [
