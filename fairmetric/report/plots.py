@@ -65,7 +65,8 @@ def plot_group_bars(metric: GroupMetric) -> Figure:
 
     Bars start at 0 when every value is non-negative; a metric with negative values (uniformity
     is a log) gets points instead, since a bar from 0 would hide the differences. The dashed line
-    is the overall value; NA groups are marked ``n/a``.
+    is the overall value; NA groups are marked ``n/a``; groups kept out of the gaps (fewer than
+    ``min_group_size`` samples) are drawn grey and their label ends in ``*``.
     """
     if not metric.by_group:
         raise ValueError(f"metric {metric.name!r} has no attribute to plot by group")
@@ -78,8 +79,9 @@ def plot_group_bars(metric: GroupMetric) -> Figure:
     bars = all(v >= 0 for v in values) and (overall is None or overall >= 0)
     for ax, a in zip(axes[:, 0], attrs):
         groups = list(metric.by_group[a].items())
+        excluded = metric.excluded(a)
         y = np.arange(len(groups))[::-1]
-        for yi, (_, est) in zip(y, groups):
+        for yi, (g, est) in zip(y, groups):
             if est.value is None:
                 x_na = 0 if bars else (overall if overall is not None else 0)
                 ax.text(x_na, yi, " n/a", va="center", ha="left", fontsize=8, color="0.4")
@@ -87,19 +89,24 @@ def plot_group_bars(metric: GroupMetric) -> Figure:
             err = None
             if est.ci_low is not None and est.ci_high is not None:
                 err = [[max(est.value - est.ci_low, 0.0)], [max(est.ci_high - est.value, 0.0)]]
+            colour = "0.7" if g in excluded else _BLUE
             if bars:
-                ax.barh(yi, est.value, xerr=err, color=_BLUE, ecolor="0.2", capsize=3, height=0.6)
+                ax.barh(yi, est.value, xerr=err, color=colour, ecolor="0.2", capsize=3, height=0.6)
             else:
-                ax.errorbar(est.value, yi, xerr=err, fmt="o", color=_BLUE, ecolor="0.2", capsize=3)
+                ax.errorbar(est.value, yi, xerr=err, fmt="o", color=colour, ecolor="0.2", capsize=3)
         if overall is not None:
             ax.axvline(overall, color="0.3", linestyle="--", linewidth=1)
         if bars:
             ax.axvline(0, color="0.6", linewidth=0.6)
-        ax.set_yticks(y, [_label(g) for g, _ in groups], fontsize=8)
+        ax.set_yticks(
+            y, [_label(g) + (" *" if g in excluded else "") for g, _ in groups], fontsize=8
+        )
         ax.set_ylim(-0.7, len(groups) - 0.3)
         ax.tick_params(axis="x", labelsize=8)
         ax.set_title(_label(f"{metric.name} by {a}"), fontsize=9)
     note = "; dashed line: overall" if overall is not None else ""
+    if any(metric.excluded(a) for a in attrs):
+        note += f"; * fewer than {metric.min_group_size} samples: not in the gaps"
     fig.supxlabel(f"{_label(metric.name)}, {direction(metric)}{note}", fontsize=8)
     return fig
 

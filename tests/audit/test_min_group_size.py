@@ -221,3 +221,14 @@ def test_cli_help_names_the_flag_and_its_default(capsys):
     out = capsys.readouterr().out
     assert "--min-group-size N" in out
     assert f"(default: {DEFAULT_MIN_GROUP_SIZE})" in " ".join(out.split())
+
+
+def test_bar_plot_marks_the_groups_left_out():
+    from fairmetric.report.plots import plot_group_bars
+
+    fig = plot_group_bars(_audit()["recall@1"])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "island *" in labels and "north" in labels
+    assert "fewer than 10 samples: not in the gaps" in fig._supxlabel.get_text()
+    fig = plot_group_bars(_audit(min_group_size=1)["recall@1"])
+    assert "island" in [t.get_text() for t in fig.axes[0].get_yticklabels()]
