@@ -102,9 +102,10 @@ def bounded(
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
-def check_range(value: Any, bounds: Range, key: str) -> None:
+def check_range(value: Any, bounds: Range, key: str, *, nullable: bool = False) -> None:
     """Raise a ``ValueError`` naming ``key`` and the allowed range unless ``value`` (a number or
-    a list of numbers; ``None`` passes) lies in ``bounds``."""
+    a list of numbers; ``None`` passes) lies in ``bounds`` (``nullable``: say that null is
+    allowed too)."""
     items = value if isinstance(value, (list, tuple)) else [value]
     for item in items:
         if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
@@ -112,7 +113,8 @@ def check_range(value: Any, bounds: Range, key: str) -> None:
         if not bounds.holds(item):
             what = "every item of " + key if isinstance(value, (list, tuple)) else key
             finite = "a finite number " if isinstance(item, float) else ""
-            raise ValueError(f"{what} must be {finite}{bounds.describe()}, got {item!r}")
+            null = " or null" if nullable else ""
+            raise ValueError(f"{what} must be {finite}{bounds.describe()}{null}, got {item!r}")
 
 
 def _reducer_keys() -> list[str]:
@@ -268,7 +270,8 @@ def build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
             kwargs[k] = coerce(v, tp, f"{prefix}{k}")
             bounds = fields[k].metadata.get(RANGE)
             if bounds is not None:
-                check_range(kwargs[k], bounds, f"{prefix}{k}")
+                nullable = type(None) in typing.get_args(tp)
+                check_range(kwargs[k], bounds, f"{prefix}{k}", nullable=nullable)
     return cls(**kwargs)
 
 

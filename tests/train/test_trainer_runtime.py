@@ -145,9 +145,8 @@ def test_compile_trains_the_same_model(tmp_path):
     ],
 )
 def test_bad_runtime_settings_are_clear_errors(tmp_path, override, message):
-    cfg = load_config(None, GAUSSIAN + [override])
-    with pytest.raises(ValueError, match=message):
-        _quiet(cfg, tmp_path / "run")
+    with pytest.raises(ValueError, match=message):  # out-of-range numbers: when loaded
+        _quiet(load_config(None, GAUSSIAN + [override]), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
