@@ -15,6 +15,7 @@ queries and stays a valid ratio estimator.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -115,6 +116,13 @@ class Grouping:
             raise ValueError(
                 f"grouping {self.name!r}: code {codes.max()} has no name ({len(self.names)} names)"
             )
+        counts = Counter(str(v) for v in self.names)
+        twice = sorted(v for v, c in counts.items() if c > 1)
+        if twice:
+            raise ValueError(
+                f"grouping {self.name!r}: several groups are named {twice}; a report keys groups "
+                "by name, so give each value of the attribute its own name"
+            )
 
 
 #: joins attribute names and group names of an intersectional grouping (``colour×sex``)
@@ -123,7 +131,12 @@ INTERSECTION = "×"
 
 def intersect(groupings: list[Grouping]) -> Grouping:
     """The intersection of several groupings: one group per combination that occurs, named by
-    joining the member names with :data:`INTERSECTION` (combinations in sorted code order)."""
+    joining the member names with :data:`INTERSECTION` (combinations in sorted code order).
+
+    When value names themselves contain :data:`INTERSECTION`, two combinations could join to the
+    same name (``"a×b" × "c"`` and ``"a" × "b×c"``); then every combination is named by the
+    Python form of its tuple of names instead (``"('a×b', 'c')"``), which is never ambiguous.
+    """
     if len(groupings) < 2:
         raise ValueError(f"an intersection needs at least two groupings, got {len(groupings)}")
     sizes = {g.name: len(g.codes) for g in groupings}
@@ -131,7 +144,10 @@ def intersect(groupings: list[Grouping]) -> Grouping:
         raise ValueError(f"groupings to intersect must cover the same samples; sizes: {sizes}")
     cols = np.stack([np.asarray(g.codes) for g in groupings], axis=1)
     combos, codes = np.unique(cols, axis=0, return_inverse=True)
-    names = [INTERSECTION.join(g.names[v] for g, v in zip(groupings, combo)) for combo in combos]
+    parts = [tuple(str(g.names[v]) for g, v in zip(groupings, combo)) for combo in combos]
+    names = [INTERSECTION.join(p) for p in parts]
+    if len(set(names)) < len(names):
+        names = [repr(p) for p in parts]
     return Grouping(INTERSECTION.join(g.name for g in groupings), codes.ravel(), names)
 
 

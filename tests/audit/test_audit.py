@@ -681,3 +681,27 @@ def test_recall_at_1_per_group_property(n, n_classes, seed, metric):
     check_per_group(
         report, "recall@1", groupings_of(raw), lambda m: ref_recall(order, labels, 1, m)
     )
+
+
+def test_intersection_groups_with_the_separator_in_their_names_stay_apart():
+    rng = np.random.default_rng(0)
+    n = 40
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    p = np.array(["a×b", "a"], dtype=object)[np.arange(n) % 2]
+    q = np.array(["c", "b×c"], dtype=object)[(np.arange(n) // 2) % 2]
+    data = EmbeddingSet(embeddings=x, labels=np.arange(n) % 4, attributes={"p": p, "q": q})
+    report = audit(data, ks=(1,), homophily_k=3, leakage_k=3, **FAST)
+    groups = report["recall@1"].by_group[f"p{X}q"]
+    assert len(groups) == 4 and sum(e.count for e in groups.values()) == n
+
+
+def test_duplicate_group_names_are_a_clear_error():
+    rng = np.random.default_rng(0)
+    data = EmbeddingSet(
+        embeddings=rng.normal(size=(20, 3)),
+        labels=np.arange(20) % 4,
+        attributes={"colour": np.arange(20) % 2},
+        attribute_value_names={"colour": ["x", "x"]},
+    )
+    with pytest.raises(ValueError, match=r"'colour'.*several groups are named \['x'\]"):
+        audit(data, ks=(1,), homophily_k=3, leakage_k=3, **FAST)

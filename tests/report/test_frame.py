@@ -17,7 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fairmetric.report.frame import Estimate, Grouping, GroupMetric, group_metric_from_samples
+from fairmetric.report.frame import (
+    Estimate,
+    Grouping,
+    GroupMetric,
+    group_metric_from_samples,
+    intersect,
+)
 
 NA = "too few samples for this metric"
 
@@ -995,3 +1001,28 @@ def test_intersect_bad_input():
     short = Grouping("sex", np.array([0]), ["f"])
     with pytest.raises(ValueError, match="same samples"):
         intersect([one, short])
+
+
+# ----------------------------------------------------------------------------- group names
+
+
+def test_intersection_names_stay_distinct_when_values_contain_the_separator():
+    """ "a×b" × "c" and "a" × "b×c" would both join to "a×b×c": one group would overwrite the
+    other in by_group. Then every combination is named by its tuple."""
+    p = Grouping("p", np.array([0, 1, 0, 1]), ["a×b", "a"])
+    q = Grouping("q", np.array([0, 0, 1, 1]), ["c", "b×c"])
+    both = intersect([p, q])
+    assert len(set(both.names)) == len(both.names) == 4
+    assert "('a×b', 'c')" in both.names and "('a', 'b×c')" in both.names
+    m = group_metric_from_samples("m", num=np.arange(4.0), groupings=[both], higher_is_better=True)
+    assert len(m.by_group["p×q"]) == 4
+    # plain names keep the plain join
+    plain = intersect(
+        [Grouping("p", np.array([0, 1]), ["x", "y"]), Grouping("q", np.array([1, 0]), ["u", "v"])]
+    )
+    assert plain.names == ["x×v", "y×u"]
+
+
+def test_duplicate_group_names_are_refused():
+    with pytest.raises(ValueError, match=r"several groups are named \['x'\]"):
+        Grouping("colour", np.array([0, 1]), ["x", "x"])
