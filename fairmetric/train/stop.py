@@ -10,9 +10,12 @@ handlers come back when training ends. Under torchrun the ranks agree (an all-re
 request at each step), so they all stop after the same step.
 
 Handlers can only be installed from the main thread; elsewhere (a training thread) signals keep
-their previous behaviour. A signal the process ignores (``SIG_IGN``) stays ignored. In DataLoader
-worker processes (children of the training process) the handler ignores the signal: the training
-process decides when to stop and shuts its workers down.
+their previous behaviour. A signal the process ignores (``SIG_IGN``) stays ignored. DataLoader
+worker processes ignore SIGINT (a terminal's Ctrl-C reaches every process of its group: the
+training process decides when to stop and shuts its workers down) but keep SIGTERM's default, which
+``multiprocessing`` itself uses to end them. A worker killed by SIGTERM (a scheduler that signals
+every process) can make the training process fail mid-step; after a stop request that failure
+ends the run as :class:`RunInterrupted` too, keeping the last checkpoint.
 """
 
 from __future__ import annotations
@@ -80,7 +83,10 @@ class StopSignals:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != self._pid:  # a forked DataLoader worker: the trainer decides
+        if os.getpid() != self._pid:  # a forked DataLoader worker before ignore_stop_signals
+            if signum != signal.SIGINT:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
             return
         if self.signum is not None:  # the second signal: stop now
             raise RunInterrupted(
@@ -115,10 +121,26 @@ class StopSignals:
             signum,
         )
 
+    def failed(self, last: str | None, out: Any) -> RunInterrupted:
+        """The exception that ends the run when the step failed after a stop request (e.g. a
+        DataLoader worker killed by the same SIGTERM): no new checkpoint."""
+        signum = self.signum or signal.SIGTERM
+        kept = (
+            f"the last checkpoint ({last}) in {out} is kept; rerun the same command with --resume "
+            "to continue from it"
+            if last
+            else f"no checkpoint was written yet; start again (remove {out} first)"
+        )
+        return RunInterrupted(
+            f"training stopped by {_name(signum)} before the current step finished; {kept}",
+            signum,
+        )
+
 
 def ignore_stop_signals(_worker_id: int = 0) -> None:
-    """A DataLoader ``worker_init_fn``: workers leave SIGINT / SIGTERM to the training process
-    (whatever the start method; forked workers already inherit :class:`StopSignals`' handler)."""
+    """A DataLoader ``worker_init_fn``: workers leave Ctrl-C (SIGINT) to the training process and
+    die on SIGTERM (``multiprocessing`` ends its daemon workers with it at exit), whatever the
+    start method."""
     if threading.current_thread() is threading.main_thread():
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -483,7 +483,12 @@ class Trainer:
                     self.save_checkpoint(0, 0, 0, None)
                 ctx.barrier()
                 self._stop()
-            self.run_epoch(epoch)
+            try:
+                self.run_epoch(epoch)
+            except Exception as e:  # a stop request, then a failure (a worker killed by it)
+                if self.stop is None or self.stop.signum is None:
+                    raise
+                raise self.stop.failed(self._checkpoint, self.out) from e
             if epoch + 1 < self.cfg.train.epochs and self._stop_requested():
                 self._stop()  # the epoch's checkpoint is written
         if self.main:

@@ -187,6 +187,40 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint(
     assert_same_run(straight, out)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_loader_workers_too_stops_cleanly(tmp_path, monkeypatch, straight, signum):
+    """A terminal's Ctrl-C, and some schedulers' SIGTERM, reach every process of the group: the
+    DataLoader workers leave Ctrl-C to the training process; a worker killed by SIGTERM ends the
+    run as an interruption too (a checkpoint at the step, or the last one kept), never a hang."""
+    import multiprocessing
+
+    out = tmp_path / "run"
+    cfg = load_config(None, RUN + ["train.num_workers=1"])
+    forward, calls, signalled = TrainStep.forward, [0], []
+
+    def signalling(self, *args):
+        calls[0] += 1
+        if calls[0] == STEPS + 2:
+            assert callable(signal.getsignal(signum))  # never kill the test run itself
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signum)
+                signalled.append(child.pid)
+            signal.raise_signal(signum)
+        return forward(self, *args)
+
+    monkeypatch.setattr(TrainStep, "forward", signalling)
+    with pytest.raises(KeyboardInterrupt, match=f"stopped by {signum.name}") as info:
+        _quiet(cfg, out)
+    assert isinstance(info.value, RunInterrupted) and signalled
+    assert info.value.exit_status == 128 + signum
+    if signum == signal.SIGINT:
+        assert "2 steps into epoch 2" in str(info.value)
+    del info  # its traceback holds the interrupted loader
+    monkeypatch.undo()
+    _quiet(cfg, out, resume=True)
+    assert_same_run(straight, out)
+
+
 def test_ctrl_c_in_the_last_step_of_an_epoch_stops_after_its_evaluation(
     tmp_path, monkeypatch, straight
 ):
