@@ -91,14 +91,18 @@ class StopSignals:
         if self.signum is not None:  # the second signal: stop now
             raise RunInterrupted(
                 f"training stopped at once by a second {_name(signum)}, without a new "
-                "checkpoint; rerun the same command with --resume to continue from the last one",
+                "checkpoint; rerun the same command with --resume to continue from the last one "
+                "(if one was written)",
                 signum,
             )
         self.signum = signum
-        self.log(
-            f"{_name(signum)} received: stopping after the current step with a checkpoint "
-            "(send it again to stop at once)"
-        )
+        try:  # the signal may interrupt a write to the same stream (a reentrant call)
+            self.log(
+                f"{_name(signum)} received: stopping after the current step with a checkpoint "
+                "(send it again to stop at once)"
+            )
+        except Exception:  # pragma: no cover - the stop itself must not fail
+            pass
 
     def requested(self, ctx: Any = None) -> bool:
         """Whether a stop was requested (under torchrun: on any rank; a collective call)."""
