@@ -362,6 +362,53 @@ def test_stale_temp_files_are_removed_on_the_next_start(tmp_path, straight):
     assert_same_run(straight, out)
 
 
+# the child trains (the CLI) and is killed in the middle of its KILL_AT-th checkpoint write
+_KILLED_TRAINER = """
+import os, signal, sys
+import fairmetric.utils as utils
+from fairmetric.cli import main
+
+real, writes = utils.atomic_write, [0]
+
+def killing(path, write):
+    if str(path).endswith("checkpoint.pt"):
+        writes[0] += 1
+        if writes[0] == int(os.environ["KILL_AT"]):
+            def half(f):
+                f.write(b"PK half a checkpoint")
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(path, half)
+    return real(path, write)
+
+utils.atomic_write = killing
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_resumes_exactly_without_leftovers(tmp_path, straight):
+    out = tmp_path / "run"
+    args = ["train", *RUN, "train.checkpoint_every=2", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KILL_AT": "5"}  # epoch 2, step 4
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_TRAINER, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (tmp,) = out.glob(".checkpoint.pt.*.tmp")  # what the kill left
+    saved = load_checkpoint(out / "checkpoint.pt")  # the previous one, intact
+    assert (saved["epoch"], saved["step"]) == (1, 2)
+
+    assert main([*args, "--resume"]) == 0
+    assert not tmp.exists() and not list(out.rglob("*.tmp"))
+    assert not (out / LOCK_FILE).exists()
+    assert_same_run(straight, out)
+
+
 # -- the metrics log and the checkpoint ----------------------------------------------------------
 
 
