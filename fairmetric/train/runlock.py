@@ -20,6 +20,8 @@ import socket
 from pathlib import Path
 from typing import IO
 
+from fairmetric.errors import UserError
+
 __all__ = ["LOCK_FILE", "RunFolderInUse", "RunLock", "remove_stale_temp_files"]
 
 LOCK_FILE = ".fairmetric-train.lock"
@@ -33,8 +35,9 @@ _TRAINER_FILES = {
 _TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")
 
 
-class RunFolderInUse(ValueError):
-    """Another process trains into the run folder (the command line exits with status 2)."""
+class RunFolderInUse(UserError):
+    """Another process trains into the run folder (a ``ValueError``; the command line exits with
+    status 2)."""
 
 
 class RunLock:
