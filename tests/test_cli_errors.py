@@ -532,3 +532,27 @@ def test_unknown_balance_attribute_is_refused_even_without_balancing(trained, tm
     argv = ["finetune", "--model", str(trained), "--balance-attribute", "colour"]
     assert main([*argv, "--out", str(tmp_path / "ds"), "--no-progress"]) == EXIT_USER
     _user_error(capsys, "balance_attribute (--balance-attribute): unknown attribute 'colour'")
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "loss.params=&a {x: *a}",
+        "sampling.proportions=&a {a: *a}",
+        "sampling.proportions.a=&a [1, *a]",
+        "model.backbone_kwargs=&a [*a]",
+    ],
+)
+def test_recursive_yaml_alias_in_an_override_exits_2(override, tmp_path, capsys):
+    """Found by tests/test_properties.py: a self-referencing alias was a RecursionError (exit 3)."""
+    assert main(["train", "--out", str(tmp_path / "run"), override]) == 2
+    err = capsys.readouterr().err
+    assert "refers to the value that contains it" in err and "Traceback" not in err
+
+
+def test_recursive_yaml_alias_in_a_config_file_exits_2(tmp_path, capsys):
+    path = tmp_path / "loop.yaml"
+    path.write_text("loss:\n  params: &a\n    x: *a\n")
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "loop.yaml" in err and "refers to the value that contains it" in err

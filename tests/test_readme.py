@@ -150,6 +150,12 @@ def _train_shares() -> dict[str, str]:
     return {names[v]: f"{c / counts.sum():.0%}" for v, c in enumerate(counts)}
 
 
+def _exit_status(name: str, value: int) -> bool:
+    from fairmetric import errors
+
+    return getattr(errors, f"EXIT_{name}") == value
+
+
 def _python_floor() -> str:
     text = (ROOT / "pyproject.toml").read_text()
     return re.search(r'requires-python = ">=\s*([\d.]+)"', text)[1]
@@ -168,6 +174,10 @@ NUMBERS = {
     "95% t interval": "tests/test_results.py: the bench's paired intervals",
     "95% bootstrap interval": "test_claims: the audit report's level",
     "exits with status 1": "test_claims: the gate's exit status",
+    "0 success, 1 a": lambda: _exit_status("OK", 0) and _exit_status("GATE", 1),
+    "2 a user error": lambda: _exit_status("USER", 2),
+    "3 an internal error": lambda: _exit_status("INTERNAL", 3),
+    "130 after Ctrl-C and 143": "tests/train/test_run_safety.py: the statuses after SIGINT, SIGTERM",
 }
 
 

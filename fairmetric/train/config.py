@@ -287,6 +287,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def check_acyclic(value: Any, where: str) -> Any:
+    """``value`` unchanged, or a ``ValueError`` when it contains itself: YAML anchors and aliases
+    can build recursive lists and mappings (``&a [*a]``), which no config value can be."""
+    stack: set[int] = set()
+
+    def walk(v: Any) -> None:
+        if not isinstance(v, (dict, list)):
+            return
+        if id(v) in stack:
+            raise ValueError(
+                f"{where}: a YAML alias refers to the value that contains it (a recursive "
+                "structure); write the value out without anchors (&) and aliases (*)"
+            )
+        stack.add(id(v))
+        for item in v.values() if isinstance(v, dict) else v:
+            walk(item)
+        stack.discard(id(v))
+
+    walk(value)
+    return value
+
+
 def _parse_override(item: str, valid: list[str]) -> tuple[str, Any]:
     """Split ``key=value``, check the key, parse the value as YAML."""
     if "=" not in item:
@@ -300,7 +322,7 @@ def _parse_override(item: str, valid: list[str]) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw != "" else None
     except yaml.YAMLError as e:
         raise ValueError(f"override {item!r}: cannot parse the value ({e})") from None
-    return key, value
+    return key, check_acyclic(value, f"override {item!r}")
 
 
 #: the configs that ship with the package (``fairmetric/configs``; ``configs/`` in a checkout)
@@ -347,6 +369,7 @@ def load_config(
             raise ValueError(
                 f"{path} must hold a mapping of config sections, got {type(data).__name__}"
             )
+        check_acyclic(data, str(path))
     # resolve defaults first so that an override of one ``params`` entry keeps the others
     resolved = config_to_dict(config_from_dict(data))
     return config_from_dict(apply_overrides(resolved, overrides or []))

@@ -46,7 +46,11 @@ def uniformity_contributions(
             continue
         # centre in float64 first: |a|^2 + |b|^2 - 2ab loses small distances far from the origin
         x64 = x[members].astype(np.float64)
-        xm = (x64 - x64.mean(axis=0)).astype(np.float32)
+        xm = x64 - x64.mean(axis=0)
+        # float32 for speed, unless squared distances would overflow it (rows far apart, e.g.
+        # scaled by 1e30): float64 holds them and exp(-t d^2) is then an exact 0, no warning
+        if not np.abs(xm).max(initial=0.0) > 1e18:
+            xm = xm.astype(np.float32)
         if m <= exact_max:
             sq = np.einsum("ij,ij->i", xm, xm)
             d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (xm @ xm.T), 0.0)
