@@ -52,6 +52,8 @@ def encode_column(values: Sequence[Any] | np.ndarray, *, name: str) -> tuple[np.
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"column {name!r} must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind == "O":
+        _check_no_missing(arr, name)
     if arr.dtype.kind in "UO" and not isinstance(values, np.ndarray):
         _check_one_kind(values, name)
     if arr.size == 0:
@@ -74,6 +76,16 @@ def encode_column(values: Sequence[Any] | np.ndarray, *, name: str) -> tuple[np.
         return codes.astype(np.int64), [str(u) for u in uniques]
     uniques, codes = np.unique(arr.astype(str), return_inverse=True)
     return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+def _check_no_missing(arr: np.ndarray, name: str) -> None:
+    """``None`` or NaN in a column would become a class named "None" / "nan"."""
+    missing = [i for i, v in enumerate(arr) if v is None or (isinstance(v, float) and v != v)]
+    if missing:
+        raise ValueError(
+            f"column {name!r} has missing values (None or NaN) in {len(missing)} rows, e.g. row "
+            f"{missing[0]}; drop those rows or give them a value"
+        )
 
 
 def _check_one_kind(values: Sequence[Any], name: str) -> None:

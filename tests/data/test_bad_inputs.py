@@ -413,3 +413,12 @@ def test_labels_csv_gives_a_set_or_a_clear_error(tmp_path, header, rows, raw, us
         assert str(e) and "Traceback" not in str(e)
         return
     assert len(emb) == n and len(emb.label_names) >= 1
+
+
+@pytest.mark.parametrize("values", [[0.0, None, -0.0], [None, None, 1], ["a", None, "b"]])
+def test_missing_values_are_refused_not_made_a_class(values):
+    """Found by tests/test_properties.py: None became a class named 'None'."""
+    from fairmetric.data.dataset import encode_column
+
+    with pytest.raises(ValueError, match=r"column 'label' has missing values .* row [01];"):
+        encode_column(values, name="label")
