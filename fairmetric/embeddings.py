@@ -108,6 +108,13 @@ class EmbeddingSet:
         self.attribute_value_names = {
             a: [str(s) for s in v] for a, v in columns.attribute_value_names.items()
         }
+        for a, names in self.attribute_value_names.items():
+            repeated = sorted({s for s in names if names.count(s) > 1})
+            if repeated:
+                raise ValueError(
+                    f"attribute_value_names[{a!r}] names two values {repeated[0]!r}; their groups "
+                    "would be merged in reports: give every value of an attribute its own name"
+                )
         for what, names in (
             ("label_names", self.label_names),
             ("attribute_names", self.attribute_names),

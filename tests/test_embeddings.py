@@ -514,3 +514,14 @@ def embedding_sets(draw) -> EmbeddingSet:
 def test_round_trip_property(es, suffix):
     with tempfile.TemporaryDirectory() as tmp:
         assert_same(es, EmbeddingSet.load(es.save(Path(tmp) / f"es{suffix}")))
+
+
+def test_repeated_attribute_value_names_are_refused():
+    """Found by tests/test_properties.py: two codes named "x" were one group in reports."""
+    with pytest.raises(ValueError, match=r"attribute_value_names\['g'\] names two values 'x'"):
+        EmbeddingSet(
+            embeddings=np.eye(4),
+            labels=[0, 0, 1, 1],
+            attributes={"g": [0, 1, 0, 1]},
+            attribute_value_names={"g": ["x", "x"]},
+        )
