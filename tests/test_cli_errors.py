@@ -556,3 +556,11 @@ def test_recursive_yaml_alias_in_a_config_file_exits_2(tmp_path, capsys):
     assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "loop.yaml" in err and "refers to the value that contains it" in err
+
+
+def test_proportions_under_plain_m_per_class_exit_2(tmp_path, capsys):
+    """sampling.proportions was silently ignored by the plain m-per-class sampler."""
+    argv = ["train", *GAUSSIAN, "train.epochs=1", "sampling.proportions={foo: 1}"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "sampling.name=m_per_class does not use it" in err and "Traceback" not in err

@@ -253,7 +253,14 @@ class MPerClassBatchSampler(ShardedBatchSampler):
 
     @classmethod
     def from_config(cls, config: Any, context: SamplerContext) -> MPerClassBatchSampler:
-        """``sampling.name=m_per_class``: plain m-per-class batches."""
+        """``sampling.name=m_per_class``: plain m-per-class batches (``sampling.proportions``
+        would be ignored, so it is refused)."""
+        if getattr(config, "proportions", None):
+            raise ValueError(
+                "sampling.proportions is set, but sampling.name=m_per_class does not use it; "
+                "choose a sampler that does (epoch_balanced, batch_balanced, class_mixed) or "
+                "remove sampling.proportions"
+            )
         return cls(context.labels, **context.common())
 
     def __iter__(self) -> Iterator[list[int]]:
