@@ -97,6 +97,66 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
     return diffs
 
 
+_MISSING = object()
+
+
+def _get(d: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return _MISSING
+        d = d[part]
+    return d
+
+
+def _on(raw: dict[str, Any], dotted: str) -> bool:
+    value = _get(raw, dotted)
+    return value is not _MISSING and bool(value)
+
+
+#: keys added with a default that changed a method's behaviour (issue 13): ``key -> (the old
+#: behaviour, whether the method is on in a saved config)``. A checkpoint whose config predates
+#: the key trained with the old behaviour, so it is read with it.
+LEGACY_DEFAULTS: dict[str, tuple[Any, Any]] = {
+    "mitigation.smote.scope": ("batch", lambda raw: _on(raw, "mitigation.smote.enabled")),
+    "objective.parade.detach_features": (
+        False,
+        lambda raw: _on(raw, "objective.parade.attributes"),
+    ),
+    "objective.parade.balance": (False, lambda raw: _on(raw, "objective.parade.attributes")),
+    "objective.adversary.balanced": (
+        False,
+        lambda raw: _on(raw, "objective.adversary.attribute"),
+    ),
+    "reducer.normalise": (
+        "all",
+        lambda raw: (
+            _get(raw, "reducer.name") == "group_weighted"
+            or (
+                _on(raw, "mitigation.reweight.enabled")  # the layout before the reducer section
+                and _get(raw, "mitigation.reweight.normalise") is _MISSING
+            )
+        ),
+    ),
+}
+
+
+def legacy_values(raw: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`LEGACY_DEFAULTS` that apply to the saved config ``raw``: keys it lacks, of
+    methods it has on, with the behaviour it was trained with."""
+    return {
+        key: old
+        for key, (old, applies) in LEGACY_DEFAULTS.items()
+        if _get(raw, key) is _MISSING and applies(raw)
+    }
+
+
+def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        d = d.setdefault(part, {})
+    d[last] = value
+
+
 def check_resumable(cfg: ExperimentConfig, state: dict[str, Any], out: Path) -> None:
     """Raise unless ``cfg`` trains what the checkpoint ``state`` trained (runtime keys aside),
     for at least as many epochs as the checkpoint has already trained.
@@ -117,7 +177,18 @@ def check_resumable(cfg: ExperimentConfig, state: dict[str, Any], out: Path) -> 
             f"cannot resume from {ckpt}: its config is not valid today ({e}); start a new run "
             "in another --out"
         ) from None
+    legacy = legacy_values(state["config"])
+    for key, value in legacy.items():
+        _set(saved, key, value)
     diffs = [d for d in config_differences(saved, config_to_dict(cfg)) if d not in RUNTIME_KEYS]
+    old = [d for d in diffs if d in legacy]
+    if old:
+        overrides = " ".join(f"{k}={str(legacy[k]).lower()}" for k in old)
+        raise UserError(
+            f"cannot resume {out}: its checkpoint was trained before {', '.join(old)} existed, "
+            f"with the behaviour that is not today's default; add the overrides {overrides} to "
+            "resume it as it was trained (or train a new run in another --out)"
+        )
     if diffs:
         raise UserError(
             f"cannot resume {out}: the config differs from the checkpoint's in "

@@ -76,3 +76,41 @@ def test_the_hooks_state_is_in_the_checkpoint(tmp_path):
     assert set(state["hooks"]) == {"hard_mining", "smote"}
     assert torch.is_tensor(state["hooks"]["smote"]["generator"])  # shared by every process
     assert torch.is_tensor(state["ranks"][0]["hooks"]["hard_mining"]["generator"])  # per rank
+
+
+@pytest.mark.parametrize(
+    "overrides, key, old",
+    [
+        (["mitigation.smote.enabled=true"], "mitigation.smote.scope", "batch"),
+        (["objective.parade.attributes=[group]"], "objective.parade.detach_features", False),
+        (["objective.parade.attributes=[group]"], "objective.parade.balance", False),
+        (["objective.adversary.attribute=group"], "objective.adversary.balanced", False),
+        (["reducer.name=group_weighted"], "reducer.normalise", "all"),
+    ],
+)
+def test_a_checkpoint_older_than_a_key_is_not_resumed_with_its_new_default(
+    tmp_path, overrides, key, old
+):
+    """A run saved before issue 13 added ``key`` trained with the old behaviour: resuming it with
+    today's default would silently change the method mid-run, so it is refused with the override
+    that keeps it; with that override it resumes."""
+    from fairmetric.errors import UserError
+    from fairmetric.train.config import config_to_dict
+    from fairmetric.train.state import check_resumable
+
+    cfg = load_config(None, GAUSSIAN + overrides)
+    raw = config_to_dict(cfg)
+    *parents, last = key.split(".")
+    section = raw
+    for part in parents:
+        section = section[part]
+    del section[last]  # as the older version wrote it
+    state = {"config": raw, "epoch": 1}
+    with pytest.raises(UserError, match=rf"before {key} existed.*{key}={str(old).lower()}"):
+        check_resumable(cfg, state, tmp_path)
+    value = str(old).lower()
+    check_resumable(load_config(None, GAUSSIAN + overrides + [f"{key}={value}"]), state, tmp_path)
+    # a config that never had the method on is unaffected by the missing key
+    plain = config_to_dict(load_config(None, GAUSSIAN))
+    del plain["mitigation"]["smote"]["scope"], plain["objective"]["parade"]["balance"]
+    check_resumable(load_config(None, GAUSSIAN), {"config": plain, "epoch": 1}, tmp_path)
