@@ -564,3 +564,30 @@ def test_proportions_under_plain_m_per_class_exit_2(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "sampling.name=m_per_class does not use it" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["mitigation.hard_mining.candidates_per_batch=-5"], "candidates_per_batch must be"),
+        (["mitigation.hard_mining.tau=0"], r"hard_mining.tau must be a finite number > 0"),
+        (["mitigation.smote.k_neighbors=0"], r"smote.k_neighbors must be between 1 and"),
+        (
+            ["mitigation.group_mixup.p=1.5"],
+            r"group_mixup.p must be a finite number between 0 and 1",
+        ),
+        (["objective.adversary.alpha=-2"], r"adversary.alpha must be a finite number >= 0"),
+        (["objective.parade.rho=-1"], r"parade.rho must be a finite number >= 0"),
+        (["objective.parade.xi_lr=0"], r"parade.xi_lr must be a finite number > 0 or null"),
+        (["objective.parade.attribute_dim=0"], r"parade.attribute_dim must be between 1 and"),
+        (["objective.spectral.coefficient=-1"], r"spectral.coefficient must be"),
+        (["reducer.name=group_dro", "reducer.eta=-1"], r"reducer.eta must be a finite number > 0"),
+        (["reducer.name=group_weighted", "reducer.beta=nan"], r"reducer.beta must be a finite"),
+    ],
+)
+def test_plug_in_values_are_range_checked_at_load(overrides, match):
+    """The plug-ins' own sections (fairmetric/bounds.py), not only the core ones."""
+    from fairmetric.train import load_config
+
+    with pytest.raises(ValueError, match=match):
+        load_config(None, ["data.group_attribute=colour", *overrides])

@@ -65,6 +65,7 @@ import numpy as np
 import torch
 from pytorch_metric_learning.reducers import MultipleReducers
 
+from fairmetric.bounds import bounded
 from fairmetric.losses.reducers import (
     UNWEIGHTED_SUB_LOSSES,
     GroupAwareReducer,
@@ -82,8 +83,8 @@ class GroupDROConfig:
     step size ``eta``, generalisation adjustment ``C``; ``q`` is logged every epoch (under
     ``group_dro`` in ``metrics.jsonl``) and checkpointed."""
 
-    eta: float = 0.01
-    C: float = 0.0
+    eta: float = bounded(0.01, gt=0)
+    C: float = bounded(0.0, ge=0)
     base: str = "auto"
 
 

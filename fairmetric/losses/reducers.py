@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from pytorch_metric_learning.reducers import BaseReducer
 
+from fairmetric.bounds import bounded
 from fairmetric.losses.registry import ObjectiveContext, register_reducer
 
 __all__ = [
@@ -237,7 +238,7 @@ class GroupWeightedConfig:
     (over every element, zero-loss ones included: fairmetric's behaviour before issue 13).
     """
 
-    beta: float = 1.0
+    beta: float = bounded(1.0, ge=0)
     base: str = "auto"
     normalise: str = "active"
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import types
 import typing
-from dataclasses import dataclass
 from typing import Any, Union
 
+from fairmetric.bounds import RANGE, Range, bounded, check_range
 from fairmetric.losses.factories import LossConfig, MinerConfig
 from fairmetric.losses.registry import REDUCERS
 from fairmetric.train.config_sections import reducer_config_class
@@ -44,77 +43,6 @@ SECTION = "fairmetric.section"
 
 class REDUCER:
     """Marker of the ``reducer`` section: its keys depend on ``reducer.name``."""
-
-
-#: ``dataclasses.field(metadata={RANGE: Range(...)})``: the values the field accepts
-RANGE = "fairmetric.range"
-
-
-@dataclass(frozen=True)
-class Range:
-    """Bounds of a number (or of every item of a list of numbers); ``None`` is unbounded.
-
-    ``gt``/``lt`` exclude the bound, ``ge``/``le`` include it; a float must also be finite.
-    """
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-
-    def holds(self, value: float) -> bool:
-        if isinstance(value, float) and not math.isfinite(value):
-            return False
-        return not (
-            (self.ge is not None and value < self.ge)
-            or (self.gt is not None and value <= self.gt)
-            or (self.le is not None and value > self.le)
-            or (self.lt is not None and value >= self.lt)
-        )
-
-    def describe(self) -> str:
-        """``between 1 and 65536``, ``> 0``, ``>= 0 and < 1``."""
-
-        def fmt(bound: float) -> str:
-            return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
-
-        if self.ge is not None and self.le is not None and self.gt is None and self.lt is None:
-            return f"between {fmt(self.ge)} and {fmt(self.le)}"
-        parts = [
-            f"{op} {fmt(bound)}"
-            for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
-            if bound is not None
-        ]
-        return " and ".join(parts) or "finite"
-
-
-def bounded(
-    default: Any = dataclasses.MISSING,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-    **kwargs: Any,
-) -> Any:
-    """A dataclass field whose value (when not ``None``) must lie in the given range."""
-    metadata = {**kwargs.pop("metadata", {}), RANGE: Range(ge=ge, gt=gt, le=le, lt=lt)}
-    return dataclasses.field(default=default, metadata=metadata, **kwargs)
-
-
-def check_range(value: Any, bounds: Range, key: str, *, nullable: bool = False) -> None:
-    """Raise a ``ValueError`` naming ``key`` and the allowed range unless ``value`` (a number or
-    a list of numbers; ``None`` passes) lies in ``bounds`` (``nullable``: say that null is
-    allowed too)."""
-    items = value if isinstance(value, (list, tuple)) else [value]
-    for item in items:
-        if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
-            continue
-        if not bounds.holds(item):
-            what = "every item of " + key if isinstance(value, (list, tuple)) else key
-            finite = "a finite number " if isinstance(item, float) else ""
-            null = " or null" if nullable else ""
-            raise ValueError(f"{what} must be {finite}{bounds.describe()}{null}, got {item!r}")
 
 
 def _reducer_keys() -> list[str]:

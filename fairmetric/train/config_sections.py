@@ -111,18 +111,18 @@ def reducer_config_class(name: str | None) -> type:
         config = REDUCERS.get(name).config_class
         hints = typing.get_type_hints(config)
         entries = tuple(
-            (f.name, hints[f.name], f.default, f.default_factory)
+            (f.name, hints[f.name], f.default, f.default_factory, tuple(f.metadata.items()))
             for f in dataclasses.fields(config)
         )
         title = f"{config.__name__}Section"
     key = ("reducer", name, entries)
     if key not in _CACHE:
         fields = [("name", str | None, field(default=name))]
-        for fname, tp, default, factory in entries:
+        for fname, tp, default, factory, metadata in entries:
             kwargs = {"default": default} if factory is dataclasses.MISSING else {}
             if factory is not dataclasses.MISSING:
                 kwargs["default_factory"] = factory
-            fields.append((fname, tp, field(**kwargs)))
+            fields.append((fname, tp, field(metadata=dict(metadata), **kwargs)))  # ranges too
         namespace = {"config": _config_of, "__reduce__": _reduce_reducer}
         cls = dataclasses.make_dataclass(title, fields, namespace=namespace)
         cls.__doc__ = (

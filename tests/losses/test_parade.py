@@ -258,16 +258,20 @@ def test_terms_built_from_config_carry_the_options(context):
 
 
 def test_an_old_run_without_the_new_keys_resumes(tmp_path):
-    """A run saved before detach_features / balance existed: its config reads them as today's
-    defaults, compares equal to itself, and its objective state loads (no new parameters)."""
+    """A run saved before detach_features / balance existed trained without them: resuming it
+    under today's defaults is refused with the overrides that keep its behaviour, it resumes
+    with them, and its objective state loads (no new parameters)."""
     old = config_to_dict(load_config("colored_digits_parade"))
     section = old["objective"]["parade"]
     for key in ("detach_features", "balance"):
         del section[key]
     section.update(decorrelation="cross_covariance", rho=10.0, xi_lr=1.0e-5)
     cfg = config_from_dict(old)
+    assert cfg.objective.parade.detach_features and cfg.objective.parade.balance  # today's
+    with pytest.raises(ValueError, match="balance=false objective.parade.detach_features=false"):
+        check_resumable(cfg, {"config": old}, tmp_path)
+    cfg.objective.parade.detach_features = cfg.objective.parade.balance = False
     check_resumable(cfg, {"config": old}, tmp_path)
-    assert cfg.objective.parade.detach_features and cfg.objective.parade.balance
     for kind, keys in (("rv", 2), ("cross_covariance", 2), ("adversarial", 6)):
         # the term as an old run trained it (attached head, unweighted statistics)
         state = parade(decorrelation=kind, xi_hidden=16, detach_features=False, balance=False)

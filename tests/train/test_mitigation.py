@@ -135,13 +135,16 @@ def test_reweighted_loss_uses_inverse_frequency_weights():
     ],
 )
 def test_reweight_bad_input(overrides, match):
-    cfg = load_config(
-        None,
-        DIGITS + ["data.group_attribute=colour", "mitigation.reweight.enabled=true"] + overrides,
-    )
-    train_set = build_data(cfg)["train"]
-    groups = training_groups(cfg, train_set)
+    """Refused when the config is loaded (a range: beta) or when the loss is built."""
     with pytest.raises(ValueError, match=match):
+        cfg = load_config(
+            None,
+            DIGITS
+            + ["data.group_attribute=colour", "mitigation.reweight.enabled=true"]
+            + overrides,
+        )
+        train_set = build_data(cfg)["train"]
+        groups = training_groups(cfg, train_set)
         build_training_loss(cfg, train_set, groups, num_classes=5, log=lambda s: None)
 
 

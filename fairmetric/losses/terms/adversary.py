@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fairmetric.bounds import bounded
 from fairmetric.losses.adversarial import AttributeAdversary
 from fairmetric.losses.objective import Batch, Term
 from fairmetric.losses.registry import ObjectiveContext, register_term
@@ -60,10 +61,10 @@ class AdversaryConfig:
     false: the plain mean, which a majority guess nearly satisfies under imbalance)."""
 
     attribute: str | None = None
-    weight: float = 1.0
-    alpha: float = 1.0
-    hidden: int | None = None
-    lr: float | None = None
+    weight: float = bounded(1.0, ge=0)
+    alpha: float = bounded(1.0, ge=0)
+    hidden: int | None = bounded(None, ge=1, le=65536)
+    lr: float | None = bounded(None, gt=0)
     balanced: bool = True
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from fairmetric.bounds import bounded
 from fairmetric.losses.decorrelation import (
     DECORRELATIONS,
     AdversarialDecorrelation,
@@ -91,14 +92,14 @@ class ParadeConfig:
     """
 
     attributes: list[str] = field(default_factory=list)
-    attribute_dim: int = 32
+    attribute_dim: int = bounded(32, ge=1, le=65536)
     loss: LossConfig = field(default_factory=_attribute_loss)
     miner: MinerConfig = field(default_factory=_no_miner)
-    weight: float = 1.0
-    rho: float = 1.0
+    weight: float = bounded(1.0, ge=0)
+    rho: float = bounded(1.0, ge=0)
     decorrelation: str = "rv"
-    xi_hidden: int = 512
-    xi_lr: float | None = None
+    xi_hidden: int = bounded(512, ge=1, le=65536)
+    xi_lr: float | None = bounded(None, gt=0)
     detach_features: bool = True
     balance: bool = True
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from fairmetric.bounds import bounded
 from fairmetric.losses.objective import Batch, Term
 from fairmetric.losses.registry import ObjectiveContext, register_term
 from fairmetric.losses.spectral import loss_logits, spectral_decoupling
@@ -19,7 +20,7 @@ class SpectralConfig:
     """Spectral decoupling ``coefficient · mean((ŷ − γ)²)`` (0: off); ``offsets``: γ per class,
     or one number."""
 
-    coefficient: float = 0.0
+    coefficient: float = bounded(0.0, ge=0)
     offsets: float | list[float] | None = None
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairmetric.bounds import bounded
 from fairmetric.errors import SetupError
 from fairmetric.train.hooks.base import BatchHook, HookContext, StepInput, register_hook
 
@@ -94,8 +95,8 @@ class GroupMixupConfig:
     replaced, ``alpha`` the Beta parameter of the mixing weight."""
 
     enabled: bool = False
-    p: float = 0.5
-    alpha: float = 2.0
+    p: float = bounded(0.5, ge=0, le=1)
+    alpha: float = bounded(2.0, gt=0)
 
 
 @register_hook("group_mixup")

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from fairmetric.bounds import bounded
 from fairmetric.losses import check_sample_indexed, per_sample_losses
 from fairmetric.sampling import HardExampleSelector
 from fairmetric.train.hooks.base import BatchHook, HookContext, StepInput, register_hook
@@ -25,9 +26,9 @@ class HardMiningConfig:
     """Loss-based hard-example selection: score ``candidates_per_batch`` samples, train on the
     ``train.batch_size`` hardest (``selection: top``) or drawn ∝ loss^tau (``proportional``)."""
 
-    candidates_per_batch: int | None = None
+    candidates_per_batch: int | None = bounded(None, ge=1, le=1_000_000)
     selection: str = "top"
-    tau: float = 1.0
+    tau: float = bounded(1.0, gt=0)
 
 
 @register_hook("hard_mining")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairmetric.bounds import bounded
 from fairmetric.losses.objective import Batch
 from fairmetric.sampling import smote_batch
 from fairmetric.train.hooks.base import BatchHook, HookContext, register_hook
@@ -34,7 +35,7 @@ class SmoteConfig:
 
     enabled: bool = False
     group_by: str = "class_attribute"
-    k_neighbors: int = 3
+    k_neighbors: int = bounded(3, ge=1, le=1000)
     target: str | float = "auto"
     ratio_mode: str = "uniform"
     scope: str = "class"
