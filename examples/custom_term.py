@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from fairmetric.bounds import bounded
 from fairmetric.losses import Batch, ObjectiveContext, Term, register_term
 from fairmetric.models import embed_dataset, load_embedder
 from fairmetric.train import build_data, load_config, train
@@ -39,7 +40,7 @@ class CentroidGapConfig:
     (``null``: off) and the term's weight."""
 
     attribute: str | None = None
-    weight: float = 1.0
+    weight: float = bounded(1.0, ge=0)  # range-checked when the config is loaded
 
 
 @register_term("centroid_gap", replace=True)  # replace: the script may be imported twice

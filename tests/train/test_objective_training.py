@@ -149,8 +149,10 @@ def test_build_objective_terms_and_param_groups():
     ],
 )
 def test_objective_bad_input(overrides, match):
-    cfg, train_set, loss, model = _setup(overrides)
+    """Refused when the config is loaded (ranges: rho, coefficient) or when the objective is
+    built (names, attributes)."""
     with pytest.raises(ValueError, match=match):
+        cfg, train_set, loss, model = _setup(overrides)
         build_objective(cfg, train_set, loss, feature_dim=model.feature_dim)
 
 
