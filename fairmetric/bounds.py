@@ -8,11 +8,12 @@ out-of-range value fails naming the key and the range, before anything is built 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RANGE", "Range", "bounded", "check_range"]
+__all__ = ["RANGE", "Range", "bounded", "check_param_types", "check_range"]
 
 #: ``dataclasses.field(metadata={RANGE: Range(...)})``: the values the field accepts
 RANGE = "fairmetric.range"
@@ -83,3 +84,28 @@ def check_range(value: Any, bounds: Range, key: str, *, nullable: bool = False) 
             finite = "a finite number " if isinstance(item, float) else ""
             null = " or null" if nullable else ""
             raise ValueError(f"{what} must be {finite}{bounds.describe()}{null}, got {item!r}")
+
+
+def check_param_types(params: dict[str, Any], fn: Any, key: str) -> None:
+    """Refuse a value of a free ``params`` mapping whose type cannot be that of ``fn``'s
+    parameter: anything but a number where the default is a number, anything but true/false where
+    it is a boolean (``loss.params.margin: abc`` fails here, not as a TypeError mid-training).
+    Parameters without a number or boolean default are not checked."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    for name, value in params.items():
+        p = signature.parameters.get(name)
+        if p is None or value is None or p.default is None or p.default is inspect.Parameter.empty:
+            continue
+        default = p.default
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            want = "a number"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{key}.{name}: expected {want} (default {default!r}), got {value!r}")

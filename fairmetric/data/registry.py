@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
+from fairmetric.bounds import check_param_types
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.data.splits import class_disjoint_split, imbalanced_subsample
 from fairmetric.registry import Registry
@@ -150,6 +152,17 @@ for _name, _builder in (
 ):
     DATASETS.register(_name, _builder)
 
+#: the function each built-in dataset passes ``data.params`` to, for their type check
+_PARAMS_OF = {
+    "identities": "fairmetric.data.identities:make_identities",
+    "colored_digits": "fairmetric.data.colored_digits:make_colored_digits",
+    "gaussian": "fairmetric.data.gaussian:make_gaussian_groups",
+    "celeba": "fairmetric.data.celeba:load_celeba",
+    "lfw": "fairmetric.data.lfw:load_lfw",
+    "cub": "fairmetric.data.cub:load_cub",
+    "folder": "fairmetric.data.folder:load_folder_csv",
+}
+
 
 def build_splits(
     name: str,
@@ -187,10 +200,13 @@ def build_splits(
             )
         if "attribute" not in imbalance or "share" not in imbalance:
             raise ValueError("data.imbalance needs 'attribute' and 'share' (e.g. share: 0.05)")
+    params = dict(params or {})
+    target = _PARAMS_OF.get(name)
+    if target is not None:  # a number or true/false where the builder's default is one
+        module, fn = target.split(":")
+        check_param_types(params, getattr(importlib.import_module(module), fn), "data.params")
     try:
-        splits = DATASETS.get(name)(
-            root, image_size, split, test_fraction, seed, dict(params or {})
-        )
+        splits = DATASETS.get(name)(root, image_size, split, test_fraction, seed, params)
     except TypeError as e:
         if "keyword argument" not in str(e):  # a genuine bug, not a misspelt parameter
             raise

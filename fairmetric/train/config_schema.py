@@ -12,12 +12,11 @@ key and the allowed range, not when a tensor is allocated.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import types
 import typing
 from typing import Any, Union
 
-from fairmetric.bounds import RANGE, Range, bounded, check_range
+from fairmetric.bounds import RANGE, Range, bounded, check_param_types, check_range
 from fairmetric.losses.factories import LossConfig, MinerConfig
 from fairmetric.losses.registry import REDUCERS
 from fairmetric.train.config_sections import reducer_config_class
@@ -139,31 +138,6 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ValueError(f"{key}: expected a string, got {value!r}")
     return value
-
-
-def check_param_types(params: dict[str, Any], fn: Any, key: str) -> None:
-    """Refuse a value of a free ``params`` mapping whose type cannot be that of ``fn``'s
-    parameter: anything but a number where the default is a number, anything but true/false where
-    it is a boolean (``loss.params.margin: abc`` fails here, not as a TypeError mid-training).
-    Parameters without a number or boolean default are not checked."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return
-    for name, value in params.items():
-        p = signature.parameters.get(name)
-        if p is None or value is None or p.default is None or p.default is inspect.Parameter.empty:
-            continue
-        default = p.default
-        if isinstance(default, bool):
-            ok, want = isinstance(value, bool), "true or false"
-        elif isinstance(default, (int, float)):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            want = "a number"
-        else:
-            continue
-        if not ok:
-            raise ValueError(f"{key}.{name}: expected {want} (default {default!r}), got {value!r}")
 
 
 def build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:

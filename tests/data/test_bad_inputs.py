@@ -422,3 +422,19 @@ def test_missing_values_are_refused_not_made_a_class(values):
 
     with pytest.raises(ValueError, match=r"column 'label' has missing values .* row [01];"):
         encode_column(values, name="label")
+
+
+@pytest.mark.parametrize(
+    "name, params, match",
+    [
+        ("colored_digits", {"copies": "abc"}, r"data.params.copies: expected a number"),
+        ("identities", {"p_majority": "high"}, r"data.params.p_majority: expected a number"),
+        ("gaussian", {"n_classes": [4]}, r"data.params.n_classes: expected a number"),
+    ],
+)
+def test_data_params_of_the_wrong_kind_name_the_key(name, params, match):
+    """A string for a number reached the builder and failed there as a TypeError (exit 3)."""
+    from fairmetric.data import build_splits
+
+    with pytest.raises(ValueError, match=match):
+        build_splits(name, params=params)
