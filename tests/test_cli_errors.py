@@ -386,7 +386,7 @@ def test_non_finite_training_loss_exits_2_with_the_fix(tmp_path, monkeypatch, ca
     argv = ["train", *GAUSSIAN, "train.epochs=1", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "run")]) == EXIT_USER
     capsys_out = _user_error(capsys, "the training loss became nan", "lower the learning rate")
-    assert "optim.lr" in capsys_out and "steps of this epoch" in capsys_out
+    assert "optim.lr" in capsys_out and "steps of epoch 1 " in capsys_out
 
 
 def test_resume_with_a_mis_shaped_weight_exits_2_naming_the_key(run, capsys):

@@ -127,14 +127,16 @@ class EpochTotals:
         self.steps += 1
         self.images += int(n)
 
-    def check_finite(self) -> None:
-        """Raise when the loss or a term went NaN/inf since the epoch began (one host sync)."""
+    def check_finite(self, epoch: int | None = None) -> None:
+        """Raise when the loss or a term went NaN/inf since the epoch began (one host sync);
+        ``epoch`` (0-based) is named in the message as the log counts it (from 1)."""
         if math.isfinite(float(self.loss)):
             return
         bad = [k for k, v in self.parts.items() if not math.isfinite(float(v))]
+        which = "this epoch" if epoch is None else f"epoch {epoch + 1}"
         raise FloatingPointError(
             f"the training loss became {float(self.loss)} within the first {self.steps} steps of "
-            f"this epoch (non-finite term: {', '.join(bad) or 'total'}); lower the learning rate "
+            f"{which} (non-finite term: {', '.join(bad) or 'total'}); lower the learning rate "
             "(optim.lr) or that term's weight, or train in fp32 (train.precision=fp32)"
         )
 

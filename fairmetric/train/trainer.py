@@ -371,7 +371,7 @@ class Trainer:
         """Checkpoint after ``step`` steps of epoch ``epoch`` (this run's, after ``offset``
         batches done before a resume); returns the new start of the epoch's clock."""
         ctx = self.ctx
-        totals.check_finite()
+        totals.check_finite(epoch)
         totals.seconds += time.perf_counter() - t0
         done = offset // ctx.world_size + step  # this epoch's steps, for the log
         self.save_checkpoint(epoch, done, offset + step * ctx.world_size, totals)
@@ -425,7 +425,7 @@ class Trainer:
             totals.add(loss, parts, stats, len(batch.x) * ctx.world_size)
             step += 1
             if step % tc.log_every == 0 or step == steps_total:
-                totals.check_finite()
+                totals.check_finite(epoch)
                 bar.set_postfix(loss=f"{totals.mean_loss():.4f}")
             if step == steps_total:  # a stop request now waits for the epoch's checkpoint
                 continue
@@ -437,7 +437,7 @@ class Trainer:
                     self._save_mid_epoch(epoch, step, offset, totals, t0)
                 bar.close()
                 self._stop()
-        totals.check_finite()
+        totals.check_finite(epoch)
         totals.seconds += time.perf_counter() - t0
         record = {
             "epoch": epoch + 1,
