@@ -705,6 +705,17 @@ def _where() -> str:
     return f" (rank {rank})" if rank not in (None, "") and os.environ.get("WORLD_SIZE") else ""
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The subcommand's parser that filled ``args`` (``parser`` itself when none did)."""
+    run = getattr(args, "run", None)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if run is not None and sub.get_default("run") is run:
+                    return sub
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see :mod:`fairmetric.errors`)."""
     from fairmetric.errors import (
@@ -724,8 +735,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "=" in e and not e.startswith("-") for e in extra
         ):
             args.overrides = [*args.overrides, *extra]
-        else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        else:  # the subcommand's own usage line, not the top-level one
+            _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "run"):
         parser.print_help()
         return EXIT_USER

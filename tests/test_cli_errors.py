@@ -591,3 +591,15 @@ def test_plug_in_values_are_range_checked_at_load(overrides, match):
 
     with pytest.raises(ValueError, match=match):
         load_config(None, ["data.group_attribute=colour", *overrides])
+
+
+@pytest.mark.parametrize(
+    "argv", [["audit", "x.npz", "--bogus"], ["train", "--out", "r", "--bogus"]]
+)
+def test_an_unknown_flag_shows_the_subcommands_usage(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"usage: fairmetric {argv[0]}" in err
+    assert f"fairmetric {argv[0]}: error: unrecognized arguments: --bogus" in err
