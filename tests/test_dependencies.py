@@ -99,3 +99,28 @@ def test_lower_bounds_script_pins_every_lower_bound():
             assert f"# {req.name}" in out
             continue
         assert str(pins[req.name].specifier) == f"=={lower_bound(req)}", pins[req.name]
+
+
+#: the README's block of the tested versions follows this comment
+README_MARK = "<!-- checked by tests/test_dependencies.py: the bounds in pyproject.toml -->"
+
+
+def render_versions() -> str:
+    """The README's block: every runtime dependency, its allowed range, the oldest checked."""
+    rows = [f"{'package':<26}{'allowed':<22}oldest checked (make lower-bounds)"]
+    for req in REQUIREMENTS:
+        order = {">=": 0, "!=": 1, "<": 2}  # lower bound, exclusions, upper bound
+        spec = ",".join(str(s) for s in sorted(req.specifier, key=lambda s: order[s.operator]))
+        oldest = str(lower_bound(req))
+        if req.name in ("torch", "torchvision"):  # wheels of several GB: not reinstalled
+            oldest = "not checked (the installed one is reused)"
+        rows.append(f"{req.name:<26}{spec:<22}{oldest}")
+    return "\n".join(rows) + "\n"
+
+
+def test_readme_lists_the_tested_versions():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert README_MARK in text, "README: the tested-versions block is gone"
+    body = text.index("```text\n", text.index(README_MARK)) + len("```text\n")
+    block = text[body : text.index("```", body)]
+    assert block == render_versions(), "README's tested versions are stale:\n" + render_versions()
