@@ -696,6 +696,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_env,
     ):
         add(sub)
+    for command in sub.choices.values():  # usage errors found after parsing name the command
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -703,17 +705,6 @@ def _where() -> str:
     """`` (rank R)`` under torchrun, where every process reports: name which."""
     rank = os.environ.get("RANK")
     return f" (rank {rank})" if rank not in (None, "") and os.environ.get("WORLD_SIZE") else ""
-
-
-def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """The subcommand's parser that filled ``args`` (``parser`` itself when none did)."""
-    run = getattr(args, "run", None)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                if run is not None and sub.get_default("run") is run:
-                    return sub
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -736,7 +727,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             args.overrides = [*args.overrides, *extra]
         else:  # the subcommand's own usage line, not the top-level one
-            _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+            getattr(args, "command_parser", parser).error(
+                f"unrecognized arguments: {' '.join(extra)}"
+            )
     if not hasattr(args, "run"):
         parser.print_help()
         return EXIT_USER

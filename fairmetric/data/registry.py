@@ -141,27 +141,19 @@ def _folder(root, image_size, split, test_fraction, seed, params) -> Splits:
 #: dataset name → builder ``(root, image_size, split, test_fraction, seed, params) -> splits``;
 #: add one with ``DATASETS.register("name", builder)``
 DATASETS: Registry[Callable[..., Splits]] = Registry("dataset")
-for _name, _builder in (
-    ("identities", _identities),
-    ("colored_digits", _colored_digits),
-    ("gaussian", _gaussian),
-    ("celeba", _celeba),
-    ("lfw", _lfw),
-    ("cub", _cub),
-    ("folder", _folder),
+#: the function each built-in dataset passes ``data.params`` to, for their type check
+_PARAMS_OF: dict[str, str] = {}
+for _name, _builder, _params_of in (
+    ("identities", _identities, "fairmetric.data.identities:make_identities"),
+    ("colored_digits", _colored_digits, "fairmetric.data.colored_digits:make_colored_digits"),
+    ("gaussian", _gaussian, "fairmetric.data.gaussian:make_gaussian_groups"),
+    ("celeba", _celeba, "fairmetric.data.celeba:load_celeba"),
+    ("lfw", _lfw, "fairmetric.data.lfw:load_lfw"),
+    ("cub", _cub, "fairmetric.data.cub:load_cub"),
+    ("folder", _folder, "fairmetric.data.folder:load_folder_csv"),
 ):
     DATASETS.register(_name, _builder)
-
-#: the function each built-in dataset passes ``data.params`` to, for their type check
-_PARAMS_OF = {
-    "identities": "fairmetric.data.identities:make_identities",
-    "colored_digits": "fairmetric.data.colored_digits:make_colored_digits",
-    "gaussian": "fairmetric.data.gaussian:make_gaussian_groups",
-    "celeba": "fairmetric.data.celeba:load_celeba",
-    "lfw": "fairmetric.data.lfw:load_lfw",
-    "cub": "fairmetric.data.cub:load_cub",
-    "folder": "fairmetric.data.folder:load_folder_csv",
-}
+    _PARAMS_OF[_name] = _params_of
 
 
 def build_splits(

@@ -57,8 +57,10 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert _untimed(_metrics(b)) == _untimed(_metrics(a)) == history
 
 
-def _subprocess(args: list[str], **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _subprocess(
+    args: list[str], extra_env: dict[str, str] | None = None, **kw
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
@@ -145,15 +147,7 @@ sys.exit(main(sys.argv[1:]))
 def test_sigterm_writes_a_checkpoint_exits_143_and_resume_is_exact(tmp_path, straight):
     out = tmp_path / "run"
     args = ["train", *RUN, "--out", str(out), "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SIGTERM_AT": str(STEPS + 3)}
-    done = subprocess.run(
-        [sys.executable, "-c", _SIGTERM_CHILD, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
+    done = _subprocess(["-c", _SIGTERM_CHILD, *args], {"SIGTERM_AT": str(STEPS + 3)})
     assert done.returncode == 128 + signal.SIGTERM == 143, done.stderr
     assert "SIGTERM" in done.stderr and "3 steps into epoch 2" in done.stderr
     assert "--resume" in done.stderr and "Traceback" not in done.stderr
@@ -389,15 +383,7 @@ sys.exit(main(sys.argv[1:]))
 def test_sigkill_during_a_checkpoint_write_resumes_exactly_without_leftovers(tmp_path, straight):
     out = tmp_path / "run"
     args = ["train", *RUN, "train.checkpoint_every=2", "--out", str(out), "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "KILL_AT": "5"}  # epoch 2, step 4
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILLED_TRAINER, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
+    killed = _subprocess(["-c", _KILLED_TRAINER, *args], {"KILL_AT": "5"})  # epoch 2, step 4
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     (tmp,) = out.glob(".checkpoint.pt.*.tmp")  # what the kill left
     saved = load_checkpoint(out / "checkpoint.pt")  # the previous one, intact
