@@ -394,7 +394,12 @@ def test_resume_with_a_mis_shaped_weight_exits_2_naming_the_key(run, capsys):
         state["model"]["head.weight"] = torch.zeros(3, 5)
 
     _edit_checkpoint(run, edit)
+    config = (run / "config.yaml").read_bytes()
+    mtime = (run / "config.yaml").stat().st_mtime_ns
     assert _resume(run, "train.epochs=3") == EXIT_USER
+    # refused before anything is rewritten: the run's config still says what the weights are
+    assert (run / "config.yaml").read_bytes() == config
+    assert (run / "config.yaml").stat().st_mtime_ns == mtime
     _user_error(
         capsys,
         "'model' weights do not fit",

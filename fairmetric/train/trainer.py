@@ -465,11 +465,12 @@ class Trainer:
     def fit(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
         """Start (or resume from ``state``), train the remaining epochs and export the model."""
         ctx = self.ctx
+        if state is not None:
+            self.resume(state)  # a broken checkpoint fails here, before anything is rewritten
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.out / "config.yaml")
         if state is not None:
-            self.resume(state)
             if self.main:  # cut back lines a crash left beyond the checkpoint
                 self.write_metrics()
         else:
