@@ -489,6 +489,7 @@ _TASK_KEYS = (
     "attributes",
     "n_boot",
     "level",
+    "min_group_size",
     "seed",
     "batch_size",
 )
@@ -539,6 +540,13 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=_nonnegative_int, help="seed of the split, balancing and classifier"
     )
+    p.add_argument(
+        "--min-group-size",
+        type=int,
+        metavar="N",
+        help="groups with fewer downstream-test samples are still reported, but kept out of "
+        "the gap and the worst group (default: the task's, else 10; 1: compare every group)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -564,6 +572,7 @@ def _task_from_run(model: Path) -> dict:
 def _run_finetune(args: argparse.Namespace) -> int:
     from fairmetric.downstream import run_downstream
     from fairmetric.downstream.task import load_task
+    from fairmetric.report.frame import check_min_group_size
     from fairmetric.report.writers import render_summary
 
     if not args.model.exists():
@@ -578,9 +587,11 @@ def _run_finetune(args: argparse.Namespace) -> int:
         ("balance", args.balance),
         ("balance_attribute", args.balance_attribute),
         ("seed", args.seed),
+        ("min_group_size", args.min_group_size),
     ):
         if value is not None:
             task[key] = value
+    check_min_group_size(task.get("min_group_size", 10))
     result = run_downstream(
         args.model, **task, device=args.device, out_dir=args.out, progress=not args.no_progress
     )

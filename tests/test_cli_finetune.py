@@ -69,3 +69,35 @@ def test_finetune_bad_task(run_dir, tmp_path, capsys, task_text, match):
 def test_finetune_missing_model(tmp_path, capsys):
     assert main(["finetune", "--model", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_finetune_min_group_size_keeps_small_groups_out_of_the_gap(run_dir, tmp_path):
+    task = tmp_path / "task.yaml"
+    task.write_text("classifier: knn\nn_boot: 0\nmin_group_size: 1\n")
+    base = ["finetune", "--model", str(run_dir), "--task", str(task), "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "all")]) == 0
+    every = json.loads((tmp_path / "all" / "report.json").read_text())
+    counts = every["metrics"]["accuracy"]["by_group"]["colour"]
+    sizes = sorted(e["count"] for e in counts.values())
+    assert every["metadata"]["min_group_size"] == 1
+    # one above the smallest colour group: it is still reported, but out of the gap
+    flag = str(sizes[0] + 1)
+    assert main([*base, "--min-group-size", flag, "--out", str(tmp_path / "some")]) == 0
+    some = json.loads((tmp_path / "some" / "report.json").read_text())
+    assert some["metadata"]["min_group_size"] == sizes[0] + 1  # the flag beats the task
+    acc = some["metrics"]["accuracy"]
+    assert acc["by_group"]["colour"] == counts  # the values are unchanged
+    assert list(acc["excluded_groups"]["colour"]) == [
+        g for g, e in counts.items() if e["count"] == sizes[0]
+    ]
+    assert every["metrics"]["accuracy"]["excluded_groups"]["colour"] == {}
+    assert every["metrics"]["accuracy"]["difference"]["colour"]["value"] is not None
+    assert acc["difference"]["colour"]["value"] is None  # one colour left: no gap
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_finetune_bad_min_group_size_exits_2(run_dir, tmp_path, capsys, value):
+    argv = ["finetune", "--model", str(run_dir), "--out", str(tmp_path / "ds")]
+    assert main([*argv, "--min-group-size", value]) == 2
+    err = capsys.readouterr().err
+    assert "min_group_size (--min-group-size) must be >= 1" in err and "Traceback" not in err

@@ -18,7 +18,13 @@ import numpy as np
 from fairmetric import __version__
 from fairmetric.data.dataset import encode_column
 from fairmetric.downstream.base import check_labels
-from fairmetric.report.frame import Grouping, group_metric_from_samples, intersect
+from fairmetric.report.frame import (
+    DEFAULT_MIN_GROUP_SIZE,
+    Grouping,
+    check_min_group_size,
+    group_metric_from_samples,
+    intersect,
+)
 from fairmetric.report.result import AuditReport
 
 __all__ = ["evaluate_downstream", "groups_of"]
@@ -64,6 +70,7 @@ def evaluate_downstream(
     n_boot: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     metadata: Mapping[str, Any] | None = None,
 ) -> AuditReport:
     """Accuracy overall and per group, with gaps, worst groups and bootstrap intervals.
@@ -78,6 +85,8 @@ def evaluate_downstream(
         n_boot: bootstrap replicates (0: no intervals).
         seed: bootstrap seed.
         level: interval coverage.
+        min_group_size: groups with fewer test samples are reported but kept out of the gap,
+            the ratio and the worst group (as in :func:`fairmetric.audit`), with the reason.
         metadata: extra JSON-serialisable facts for the report (task, classifier, ...).
 
     Returns:
@@ -93,6 +102,7 @@ def evaluate_downstream(
         raise ValueError("there are no predictions to evaluate (y_true is empty)")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
         raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    min_group_size = check_min_group_size(min_group_size)
     group_names = dict(group_names or {})
     unknown = sorted(set(group_names) - set(groups))
     if unknown:
@@ -113,6 +123,7 @@ def evaluate_downstream(
         seed=seed,
         level=level,
         na_reason="no test sample of this group",
+        min_group_size=min_group_size,
     )
     meta: dict[str, Any] = {
         "n": n,
@@ -120,6 +131,7 @@ def evaluate_downstream(
         "seed": seed,
         "bootstrap": int(n_boot),
         "level": level,
+        "min_group_size": min_group_size,
         "attributes": list(groups),
         "groupings": [g.name for g in groupings],
         **dict(metadata or {}),

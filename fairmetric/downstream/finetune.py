@@ -26,6 +26,7 @@ from fairmetric.data.dataset import AttributeDataset
 from fairmetric.downstream.evaluate import evaluate_downstream, groups_of
 from fairmetric.downstream.head import HeadClassifier, check_training_args, make_head
 from fairmetric.models.embed import embed_dataset
+from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
 from fairmetric.report.result import AuditReport
 from fairmetric.utils import resolve_device
 
@@ -138,6 +139,7 @@ def finetune(
     attributes: Sequence[str] | None = None,
     n_boot: int = 200,
     level: float = 0.95,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     num_workers: int = 0,
     progress: bool = False,
 ) -> FinetuneResult:
@@ -164,6 +166,7 @@ def finetune(
         attributes: attributes to evaluate by (default: all of ``test_set``'s).
         n_boot: bootstrap replicates of the report.
         level: interval coverage of the report.
+        min_group_size: groups with fewer test samples are reported but kept out of the gap.
         num_workers: DataLoader workers.
         progress: show progress bars.
     """
@@ -234,6 +237,7 @@ def finetune(
             n_boot=n_boot,
             seed=seed,
             level=level,
+            min_group_size=min_group_size,
             metadata={
                 "task": f"classify the {len(classes)} classes of {train_set.name}",
                 "classifier": f"finetune ({mode})",

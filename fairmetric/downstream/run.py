@@ -37,6 +37,7 @@ from fairmetric.downstream.probe import LinearProbe
 from fairmetric.downstream.split import stratified_split
 from fairmetric.models.embed import embed_dataset
 from fairmetric.models.embedder import CONFIG_FILE, load_embedder
+from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
 from fairmetric.report.result import AuditReport
 from fairmetric.report.writers import write_report
 
@@ -103,7 +104,7 @@ class DownstreamResult:
 
 #: finetune() arguments that run_downstream sets itself
 _RESERVED = {"embedder", "train_set", "test_set", "mode", "seed", "device", "progress"}
-_RESERVED |= {"attributes", "n_boot", "level"}
+_RESERVED |= {"attributes", "n_boot", "level", "min_group_size"}
 
 
 def _check_finetune_params(classifier: str, params: dict[str, Any] | None) -> None:
@@ -178,6 +179,7 @@ def run_downstream(
     attributes: Sequence[str] | None = None,
     n_boot: int = 200,
     level: float = 0.95,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     seed: int = 0,
     device: str = "auto",
     batch_size: int = 256,
@@ -210,6 +212,8 @@ def run_downstream(
         attributes: attributes to evaluate by (default: all; their intersection is added).
         n_boot: bootstrap replicates.
         level: interval coverage.
+        min_group_size: groups with fewer downstream-test samples are reported but kept out of
+            the gaps (as in :func:`fairmetric.audit`).
         seed: seeds the dataset generation, the split, the balancing, the classifier and the
             bootstrap.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for embedding and finetuning.
@@ -320,6 +324,7 @@ def run_downstream(
             n_boot=n_boot,
             seed=seed,
             level=level,
+            min_group_size=min_group_size,
             metadata=metadata,
         )
     report.metadata["seconds"] = round(time.perf_counter() - start, 3)

@@ -34,6 +34,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str, tuple[float, float] | None]] = {
     "attributes": ((list, _NONE), "a list of attribute names", None),
     "n_boot": ((int,), "an integer", (0, 10**6)),
     "level": ((float, int), "a number", (0, 1)),
+    "min_group_size": ((int,), "an integer", (1, 10**9)),
     "seed": ((int,), "an integer", (0, 2**63 - 1)),
     "batch_size": ((int,), "an integer", (1, 2**20)),
 }

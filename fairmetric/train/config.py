@@ -19,6 +19,7 @@ from fairmetric.losses.group_dro import GroupDROConfig
 from fairmetric.losses.reducers import GroupWeightedConfig
 from fairmetric.losses.terms import AdversaryConfig, ParadeConfig, SpectralConfig
 from fairmetric.models.embedder import MAX_EMBEDDING_DIM, MAX_IMAGE_SIDE
+from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
 from fairmetric.train.config_schema import (
     REDUCER,
     SECTION,
@@ -142,6 +143,8 @@ class TrainConfig:
     ``sync_batchnorm`` synchronises BatchNorm statistics across GPUs in distributed training.
     ``backend``: ``auto`` (NCCL on GPUs, Gloo on CPUs), ``nccl`` or ``gloo``. ``log_every``:
     steps between progress-bar updates and checks that the loss is finite.
+    ``min_group_size``: in each epoch's evaluation (``metrics.jsonl``), groups with fewer test
+    samples keep their value but are left out of the gaps, as in ``fairmetric audit``.
     """
 
     epochs: int = bounded(8, ge=1, le=MAX_COUNT)
@@ -153,6 +156,7 @@ class TrainConfig:
     num_workers: int = bounded(0, ge=0, le=1024)
     eval_batch_size: int = bounded(256, ge=1, le=MAX_BATCH)
     recall_k: list[int] = bounded(default_factory=lambda: [1], ge=1, le=MAX_COUNT)
+    min_group_size: int = bounded(DEFAULT_MIN_GROUP_SIZE, ge=1, le=MAX_COUNT)
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False

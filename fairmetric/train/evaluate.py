@@ -23,6 +23,7 @@ from fairmetric.embeddings import EmbeddingSet
 from fairmetric.neighbors.index import Metric, NeighborIndex
 from fairmetric.neighbors.search import iter_neighbours
 from fairmetric.neighbors.ties import hit_probability
+from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE, check_min_group_size
 
 __all__ = ["evaluate_embeddings", "knn_hits", "recall_by_group", "spread_by_group"]
 
@@ -99,16 +100,22 @@ def recall_by_group(
     attributes: Sequence[str] | None = None,
     *,
     metric: Metric = "cosine",
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
 ) -> dict[str, Any]:
     """Recall@k overall and per value of each attribute (:func:`knn_hits`).
 
     Group values are ``sum(credit) / count`` over the group's valid queries, as the audit's
-    metric frame computes them, so they equal the audit's ``recall@k`` bit for bit.
+    metric frame computes them, so they equal the audit's ``recall@k`` bit for bit. As in the
+    audit, a group with fewer than ``min_group_size`` valid queries keeps its value but is left
+    out of the gap (and named under ``"not_compared"``).
 
     Returns:
         ``{"recall@k": {"overall": r, "by_group": {attribute: {value_name: r}}, "gap":
-        {attribute: max - min}}}``; a group with no valid query gets ``None``.
+        {attribute: max - min}, "not_compared": {attribute: [value_name, ...]}}}``; a group
+        with no valid query gets ``None``; ``"not_compared"`` lists only attributes with such
+        groups.
     """
+    min_group_size = check_min_group_size(min_group_size)
     hits, valid = knn_hits(emb.embeddings, emb.labels, ks, metric=metric)
     attributes = list(emb.attribute_names if attributes is None else attributes)
     out: dict[str, Any] = {}
@@ -116,23 +123,42 @@ def recall_by_group(
         h = hits[:, j]
         by_group: dict[str, dict[str, float | None]] = {}
         gaps: dict[str, float | None] = {}
+        small: dict[str, list[str]] = {}
         for a in attributes:
             col = emb.attribute(a)
-            values = {}
+            values, counts = {}, {}
             for v in np.unique(col):
                 mask = (col == v) & valid
-                values[emb.attribute_value_names[a][v]] = (
-                    float(h[mask].sum() / float(mask.sum())) if mask.any() else None
-                )
+                name = emb.attribute_value_names[a][v]
+                counts[name] = int(mask.sum())
+                values[name] = float(h[mask].sum() / float(mask.sum())) if mask.any() else None
             by_group[a] = values
-            present = [r for r in values.values() if r is not None]
-            gaps[a] = float(max(present) - min(present)) if len(present) > 1 else None
-        out[f"recall@{k}"] = {
+            gaps[a] = _gap(values, counts, min_group_size, small, a)
+        entry: dict[str, Any] = {
             "overall": float(h[valid].sum() / float(valid.sum())) if valid.any() else None,
             "by_group": by_group,
             "gap": gaps,
         }
+        if small:
+            entry["not_compared"] = small
+        out[f"recall@{k}"] = entry
     return out
+
+
+def _gap(
+    values: dict[str, float | None],
+    counts: dict[str, int],
+    min_group_size: int,
+    small: dict[str, list[str]],
+    attribute: str,
+) -> float | None:
+    """max - min over the groups with a value and at least ``min_group_size`` samples; the
+    groups with a value but fewer are added to ``small[attribute]``."""
+    kept = [v for g, v in values.items() if v is not None and counts[g] >= min_group_size]
+    left = [g for g, v in values.items() if v is not None and counts[g] < min_group_size]
+    if left:
+        small[attribute] = left
+    return float(max(kept) - min(kept)) if len(kept) > 1 else None
 
 
 def evaluate_embeddings(
@@ -141,12 +167,14 @@ def evaluate_embeddings(
     attributes: Sequence[str] | None = None,
     *,
     metric: Metric = "cosine",
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
 ) -> dict[str, Any]:
     """What each epoch's evaluation logs in ``metrics.jsonl``: :func:`recall_by_group` and,
-    beside it, :func:`spread_by_group` (so a gap closed by collapsing the space shows)."""
+    beside it, :func:`spread_by_group` (so a gap closed by collapsing the space shows); groups
+    below ``min_group_size`` samples are kept out of the gaps, as in the audit."""
     return {
-        **recall_by_group(emb, ks, attributes, metric=metric),
-        **spread_by_group(emb, attributes, metric=metric),
+        **recall_by_group(emb, ks, attributes, metric=metric, min_group_size=min_group_size),
+        **spread_by_group(emb, attributes, metric=metric, min_group_size=min_group_size),
     }
 
 
@@ -155,6 +183,7 @@ def spread_by_group(
     attributes: Sequence[str] | None = None,
     *,
     metric: Metric = "cosine",
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
 ) -> dict[str, Any]:
     """Mean resultant length and effective rank (METHODS.md §5) overall and per value of each
     attribute, on the rows the audit measures them on (unit rows under ``"cosine"``, normalised
@@ -168,8 +197,11 @@ def spread_by_group(
         ``{"mean_resultant_length": {...}, "effective_rank": {...}}``, each ``{"overall": v,
         "by_group": {attribute: {value_name: v}}, "gap": {attribute: max - min}, "ratio":
         {attribute: min / max}}``; ``None`` where undefined (the effective rank of a group of one
-        sample; the mean resultant length of a group of zero vectors).
+        sample; the mean resultant length of a group of zero vectors). Groups with fewer than
+        ``min_group_size`` samples keep their value but are left out of the gap and ratio (and
+        named under ``"not_compared"``, only for attributes with such groups).
     """
+    min_group_size = check_min_group_size(min_group_size)
     x = np.asarray(emb.embeddings)
     if metric == "cosine":  # as fairmetric.neighbors normalises rows: float64, then float32
         x64 = x.astype(np.float64)
@@ -182,13 +214,20 @@ def spread_by_group(
         key: {"overall": overall[key]["overall"], "by_group": {}, "gap": {}, "ratio": {}}
         for key in SPREAD_KEYS
     }
+    small: dict[str, dict[str, list[str]]] = {key: {} for key in SPREAD_KEYS}
     for a in attributes:
-        per = group_spread(x, emb.attribute(a), list(emb.attribute_value_names[a]))
+        col = emb.attribute(a)
+        names = list(emb.attribute_value_names[a])
+        per = group_spread(x, col, names)
+        counts = {names[c]: int(n) for c, n in enumerate(np.bincount(col, minlength=len(names)))}
         for key in SPREAD_KEYS:
             values = per[key]["by_group"]
-            present = [v for v in values.values() if v is not None]
-            lo, hi = (min(present), max(present)) if len(present) > 1 else (None, None)
+            gap = _gap(values, counts, min_group_size, small[key], a)
+            kept = [v for g, v in values.items() if v is not None and counts[g] >= min_group_size]
             out[key]["by_group"][a] = values
-            out[key]["gap"][a] = None if lo is None else float(hi - lo)
-            out[key]["ratio"][a] = None if lo is None or hi <= 0 else float(lo / hi)
+            out[key]["gap"][a] = gap
+            out[key]["ratio"][a] = None if gap is None or max(kept) <= 0 else min(kept) / max(kept)
+    for key in SPREAD_KEYS:
+        if small[key]:
+            out[key]["not_compared"] = small[key]
     return out

@@ -11,6 +11,7 @@ import torch
 
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.models.embed import dataset_embeddings, embed_dataset, inference_settings
+from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
 from fairmetric.train.distributed import DistributedContext
 from fairmetric.train.evaluate import evaluate_embeddings
 
@@ -26,6 +27,7 @@ def evaluate_model(
     device: torch.device,
     batch_size: int = 256,
     progress: bool = False,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     **settings: Any,
 ) -> dict[str, Any]:
     """Exact Recall@k of ``model`` on ``dataset``, overall and per attribute value, with the
@@ -37,7 +39,7 @@ def evaluate_model(
     emb = embed_dataset(
         model, dataset, batch_size=batch_size, device=device, progress=progress, **settings
     )
-    return evaluate_embeddings(emb, ks, attributes)
+    return evaluate_embeddings(emb, ks, attributes, min_group_size=min_group_size)
 
 
 def score_test_split(
@@ -55,7 +57,14 @@ def score_test_split(
     if not ctx.enabled or len(test_set) < ctx.world_size:
         if not ctx.is_main:
             return {}
-        return evaluate_model(model, test_set, ks=tc.recall_k, attributes=attributes, **settings)
+        return evaluate_model(
+            model,
+            test_set,
+            ks=tc.recall_k,
+            attributes=attributes,
+            min_group_size=tc.min_group_size,
+            **settings,
+        )
     ctx.broadcast_buffers(model)
     shard = np.array_split(np.arange(len(test_set)), ctx.world_size)[ctx.rank]
     part = embed_dataset(model, test_set.subset(shard), **settings)
@@ -63,4 +72,4 @@ def score_test_split(
     if not ctx.is_main:
         return {}
     emb = dataset_embeddings(test_set, np.concatenate(pieces))
-    return evaluate_embeddings(emb, tc.recall_k, attributes)
+    return evaluate_embeddings(emb, tc.recall_k, attributes, min_group_size=tc.min_group_size)

@@ -73,6 +73,7 @@ RUNTIME_KEYS = frozenset(
         "train.checkpoint_every",
         "train.log_every",
         "train.eval_batch_size",
+        "train.min_group_size",
         "train.compile",
         "train.compile_mode",
         "train.backend",

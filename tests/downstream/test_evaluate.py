@@ -109,3 +109,25 @@ def test_evaluate_rejects_bad_input():
         evaluate_downstream(y, pred, {"colour": colour}, group_names={"colour": ["a", "b"]})
     with pytest.raises(ValueError, match="n_boot"):
         evaluate_downstream(y, pred, {"colour": colour}, n_boot=-1)
+
+
+def test_groups_below_min_group_size_are_reported_but_not_compared():
+    y, pred, colour, _ = _predictions()
+    colour = colour.copy()
+    colour[:4] = 3  # a fourth colour of four samples, all wrong
+    pred = pred.copy()
+    pred[:4] = (y[:4] + 1) % 5
+    names = ["light", "dark", "blue", "rare"]
+    kwargs = dict(group_names={"colour": names}, n_boot=0)
+    default = evaluate_downstream(y, pred, {"colour": colour}, **kwargs)["accuracy"]
+    every = evaluate_downstream(y, pred, {"colour": colour}, min_group_size=1, **kwargs)["accuracy"]
+    assert default.values("colour") == every.values("colour")
+    assert default.values("colour")["rare"] == 0.0
+    assert every.worst_group("colour") == ("rare", 0.0)
+    assert every.difference("colour") == max(every.values("colour").values())
+    kept = {g: v for g, v in default.values("colour").items() if g != "rare"}
+    assert default.difference("colour") == max(kept.values()) - min(kept.values())
+    assert default.worst_group("colour")[0] == min(kept, key=kept.get)
+    assert "4 samples, fewer than min_group_size=10" in default.excluded("colour")["rare"]
+    with pytest.raises(ValueError, match="min_group_size"):
+        evaluate_downstream(y, pred, {"colour": colour}, min_group_size=0, **kwargs)

@@ -33,7 +33,7 @@ loss.name loss.params
 miner.name miner.params
 optim.lr optim.weight_decay optim.loss_lr
 train.epochs train.batch_size train.m_per_class train.batches_per_epoch train.seed train.device
-train.num_workers train.eval_batch_size train.recall_k
+train.num_workers train.eval_batch_size train.recall_k train.min_group_size
 train.precision train.channels_last train.compile train.compile_mode train.pin_memory
 train.persistent_workers train.prefetch_factor train.checkpoint_every train.sync_batchnorm
 train.backend train.log_every

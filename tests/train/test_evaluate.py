@@ -40,25 +40,32 @@ def ref_knn_hits(x, y, ks, metric="l2"):
     return hits, valid
 
 
-def ref_recall_by_group(x, y, columns: dict[str, list[str]], ks, metric="cosine"):
-    """``columns`` maps an attribute to its per-sample value *names*."""
+def ref_recall_by_group(x, y, columns: dict[str, list[str]], ks, metric="cosine", min_size=10):
+    """``columns`` maps an attribute to its per-sample value *names*; groups with fewer than
+    ``min_size`` valid queries are kept out of the gap and listed under ``not_compared``."""
     hits, valid = ref_knn_hits(x, y, ks, metric)
     n = len(y)
     out = {}
     for c, k in enumerate(ks):
         queries = [i for i in range(n) if valid[i]]
         overall = sum(hits[i, c] for i in queries) / len(queries) if queries else None
-        by_group, gap = {}, {}
+        by_group, gap, small = {}, {}, {}
         for a, values in columns.items():
             by_group[a] = {}
+            compared = []
             for v in sorted(set(values)):
                 members = [i for i in range(n) if values[i] == v and valid[i]]
                 by_group[a][v] = (
                     sum(hits[i, c] for i in members) / len(members) if members else None
                 )
-            present = [r for r in by_group[a].values() if r is not None]
-            gap[a] = max(present) - min(present) if len(present) > 1 else None
+                if members and len(members) < min_size:
+                    small.setdefault(a, []).append(v)
+                elif members:
+                    compared.append(by_group[a][v])
+            gap[a] = max(compared) - min(compared) if len(compared) > 1 else None
         out[f"recall@{k}"] = {"overall": overall, "by_group": by_group, "gap": gap}
+        if small:
+            out[f"recall@{k}"]["not_compared"] = small
     return out
 
 
@@ -92,6 +99,7 @@ def assert_results_equal(got, expected):
                 assert g["gap"][a] is None
             else:
                 assert g["gap"][a] == pytest.approx(e["gap"][a])
+        assert g.get("not_compared") == e.get("not_compared"), key
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -277,8 +285,8 @@ def test_group_without_valid_queries_is_none():
     x, _ = random_data(n=10)
     y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 7, 8])
     columns = {"g": ["a", "a", "c", "a", "c", "a", "c", "a", "b", "b"]}
-    got = recall_by_group(make_set(x, y, columns), (1, 2))
-    expected = ref_recall_by_group(x, y, columns, (1, 2))
+    got = recall_by_group(make_set(x, y, columns), (1, 2), min_group_size=1)
+    expected = ref_recall_by_group(x, y, columns, (1, 2), min_size=1)
     assert_results_equal(got, expected)
     for r in got.values():
         assert r["by_group"]["g"]["b"] is None
@@ -291,9 +299,43 @@ def test_gap_needs_two_groups_with_valid_queries():
     x, _ = random_data(n=6)
     y = np.array([0, 0, 1, 1, 2, 3])
     columns = {"g": ["a", "a", "a", "a", "b", "b"], "h": ["x"] * 6}
-    got = recall_by_group(make_set(x, y, columns), (1,))["recall@1"]
+    got = recall_by_group(make_set(x, y, columns), (1,), min_group_size=1)["recall@1"]
     assert got["by_group"]["g"]["b"] is None and got["gap"]["g"] is None
     assert got["gap"]["h"] is None and got["by_group"]["h"]["x"] == got["overall"]
+
+
+@pytest.mark.parametrize("min_size", [1, 5, 12, 16, 10_000])
+def test_groups_below_min_group_size_stay_out_of_the_gap(min_size):
+    x, y, columns = grouped_data()
+    got = recall_by_group(make_set(x, y, columns), (1, 2), min_group_size=min_size)
+    assert_results_equal(got, ref_recall_by_group(x, y, columns, (1, 2), min_size=min_size))
+    # the group values never change; only which groups the gap compares
+    every = recall_by_group(make_set(x, y, columns), (1, 2), min_group_size=1)
+    for key in got:
+        assert got[key]["by_group"] == every[key]["by_group"]
+    if min_size == 10_000:
+        assert got["recall@1"]["gap"] == {"sex": None, "age": None}
+        assert got["recall@1"]["not_compared"] == {
+            "sex": ["f", "m"],
+            "age": ["mid", "old", "young"],
+        }
+
+
+def test_default_min_group_size_is_the_audits():
+    from fairmetric.audit import audit
+
+    x, y, columns = grouped_data()
+    got = recall_by_group(make_set(x, y, columns), (1,))["recall@1"]
+    report = audit(make_set(x, y, columns), ks=[1], bootstrap=0)
+    for a in columns:
+        assert got["gap"][a] == report["recall@1"].difference(a)
+
+
+def test_min_group_size_is_checked():
+    x, y, columns = grouped_data()
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="min_group_size"):
+            recall_by_group(make_set(x, y, columns), (1,), min_group_size=bad)
 
 
 def test_no_valid_query_at_all():

@@ -87,3 +87,26 @@ def test_spread_by_group_matches_the_references():
             assert b[key]["by_group"]["site"][g] == pytest.approx(v, rel=1e-5)
     none = spread_by_group(emb, attributes=[])
     assert none["effective_rank"]["by_group"] == {} and none["effective_rank"]["gap"] == {}
+
+
+def test_spread_gaps_leave_out_groups_below_min_group_size():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    colour = np.array(["light"] * 17 + ["dark"] * 12 + ["grey"])
+    emb = EmbeddingSet(embeddings=x, labels=np.arange(30) % 5, attributes={"colour": colour})
+    every = spread_by_group(emb, min_group_size=1)["mean_resultant_length"]
+    default = spread_by_group(emb)["mean_resultant_length"]  # 10, as in the audit
+    strict = spread_by_group(emb, min_group_size=13)["mean_resultant_length"]
+    values = every["by_group"]["colour"]
+    assert values["grey"] == pytest.approx(1.0)  # one unit row: its own mean direction
+    assert default["by_group"] == strict["by_group"] == every["by_group"]  # values unchanged
+    assert every["gap"]["colour"] == pytest.approx(max(values.values()) - min(values.values()))
+    assert "not_compared" not in every
+    kept = [values["light"], values["dark"]]
+    assert default["gap"]["colour"] == pytest.approx(max(kept) - min(kept))
+    assert default["ratio"]["colour"] == pytest.approx(min(kept) / max(kept))
+    assert default["not_compared"] == {"colour": ["grey"]}
+    assert strict["gap"]["colour"] is None and strict["ratio"]["colour"] is None
+    assert strict["not_compared"] == {"colour": ["dark", "grey"]}
+    report = audit(emb, bootstrap=0, projection_points=0, linear_probe=False, ks=(1,))
+    assert report["mean_resultant_length"].difference("colour") == default["gap"]["colour"]
