@@ -253,4 +253,40 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``fairmetric <argv>`` under torchrun with ``nproc`` local processes; its exit code."""
     if os.environ.get("WORLD_SIZE") not in (None, "", "1"):
         raise SetupError("--nproc inside a torchrun process: drop --nproc when using torchrun")
-    return subprocess.call(torchrun_command(nproc, argv))
+    return run_forwarding_signals(torchrun_command(nproc, argv))
+
+
+def run_forwarding_signals(cmd: Sequence[str]) -> int:
+    """Run ``cmd`` and wait for it, passing SIGTERM and SIGINT on to it (a scheduler or ``kill``
+    that signals only this launcher must not leave the training processes running unseen).
+
+    Returns the command's exit status, or ``128 + signum`` when this process was signalled (the
+    training processes have then checkpointed and stopped; their messages say where).
+    """
+    import signal
+
+    # its own session: a terminal's Ctrl-C reaches torchrun once, through this process
+    child = subprocess.Popen(list(cmd), start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {s: signal.signal(s, forward) for s in stop_signals}
+    try:
+        status = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        name = signal.Signals(received[0]).name
+        print(
+            f"fairmetric: {name} passed on to torchrun, whose processes stopped (their messages "
+            "above say where the checkpoint stands); rerun the same command with --resume",
+            file=sys.stderr,
+        )
+        return 128 + received[0]
+    return status

@@ -327,7 +327,8 @@ class Trainer:
             "hooks": {name: hook.rank_state() for name, hook in self.hooks.items()},
         }
         ranks = self.ctx.gather_object(own)
-        if ranks is None:  # not rank 0
+        if ranks is None:  # not rank 0: rank 0 writes it (the stop message names it on every rank)
+            self._checkpoint = _describe(epoch_done, step)
             return
         ckpt = {
             "epoch": epoch_done,

@@ -308,7 +308,7 @@ def test_ranks_agree_to_stop_when_one_gets_sigterm(tmp_path):
     mp.spawn(_ddp_worker, args=(port, str(out), str(tmp_path)), nprocs=2, join=True)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [status for status, _ in results] == [143, 143]
-    assert "2 steps into epoch 1" in results[0][1]
+    assert "2 steps into epoch 1" in results[0][1] and "2 steps into epoch 1" in results[1][1]
     saved = load_checkpoint(out / "checkpoint.pt")
     assert (saved["epoch"], saved["step"], saved["global_batches"], saved["world_size"]) == (
         0,
@@ -317,6 +317,61 @@ def test_ranks_agree_to_stop_when_one_gets_sigterm(tmp_path):
         2,
     )
     assert len(saved["ranks"]) == 2 and not (out / LOCK_FILE).exists()
+
+
+def test_sigterm_to_the_nproc_launcher_stops_torchrun_with_a_checkpoint(tmp_path):
+    """``fairmetric train --nproc 2``: a scheduler's (or ``kill``'s) SIGTERM to the launcher alone
+    reaches torchrun and its workers, which checkpoint and stop; nothing keeps training unseen
+    (it did: the launcher died and torchrun trained on), and ``--resume`` finishes the run."""
+    import time
+
+    out = tmp_path / "run"
+    args = ["train", *GAUSSIAN, "train.epochs=5", "train.batches_per_epoch=30"]
+    args += ["--out", str(out), "--no-progress", "--nproc", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "fairmetric", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and launcher.poll() is None:
+        if (out / "metrics.jsonl").exists() and len(_metrics(out)) >= 2:  # epoch 1 is done
+            break
+        time.sleep(0.1)
+    assert launcher.poll() is None, launcher.communicate()
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 143, err
+    assert "SIGTERM passed on to torchrun" in err and "--resume" in err
+    # both ranks stopped after the same checkpoint and say where it stands
+    stops = [line for line in err.splitlines() if "training stopped by SIGTERM" in line]
+    assert len(stops) == 2 and {s.split(":")[0] for s in stops} == {
+        "fairmetric (rank 0)",
+        "fairmetric (rank 1)",
+    }, err
+    where = {s.split("checkpoint ")[1].split(" in ")[0] for s in stops}
+    assert len(where) == 1 and where != {""}, stops
+    saved = load_checkpoint(out / "checkpoint.pt")
+    assert saved["world_size"] == 2 and 1 <= saved["epoch"] < 5
+    assert not (out / LOCK_FILE).exists()
+    before = (out / "checkpoint.pt").stat().st_mtime_ns
+    time.sleep(1.5)  # no process trains on in the background
+    assert (out / "checkpoint.pt").stat().st_mtime_ns == before
+    resumed = subprocess.run(
+        [sys.executable, "-m", "fairmetric", *args, "--resume"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert [m["epoch"] for m in _metrics(out)] == [0, 1, 2, 3, 4, 5]
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 5
 
 
 # -- temporary files of a killed writer --------------------------------------------------------------
