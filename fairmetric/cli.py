@@ -291,6 +291,20 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _fmr_list(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--fmr takes comma-separated numbers in (0, 1), e.g. 1e-3,1e-4; got {text!r}"
+        ) from None
+    if not values or not all(0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"--fmr takes comma-separated numbers in (0, 1), e.g. 1e-3,1e-4; got {text!r}"
+        )
+    return values
+
+
 def _add_audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "audit",
@@ -373,6 +387,51 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         "(difference, ratio, worst group, min, max) and so of --fail-if; the report lists them "
         "and why (1: compare every group)",
     )
+    v = p.add_argument_group(
+        "verification (face-recognition practice: NIST FRVT Part 3, ISO/IEC 19795-10)"
+    )
+    v.add_argument(
+        "--verification",
+        action="store_true",
+        help="also report per-group FMR and FNMR at one global threshold per target FMR, each "
+        "group's own threshold, disparity summaries (max/min, max/geomean, Gini, GARBE, FDR, "
+        "IR; gate them with e.g. --fail-if 'fmr@1e-3.max_geomean>2') and cross-group FMR; "
+        "labels are the identities; intervals by bootstrap over identities",
+    )
+    v.add_argument(
+        "--fmr",
+        type=_fmr_list,
+        default=[1e-3, 1e-4],
+        metavar="LIST",
+        help="target false match rates, comma-separated (default: 1e-3,1e-4)",
+    )
+    v.add_argument(
+        "--genuine-pairs",
+        type=_positive_int,
+        default=200_000,
+        metavar="N",
+        help="most genuine pairs scored (all when fewer exist)",
+    )
+    v.add_argument(
+        "--impostor-pairs",
+        type=_positive_int,
+        default=1_000_000,
+        metavar="N",
+        help="most impostor pairs over the whole set; the global threshold is set on them",
+    )
+    v.add_argument(
+        "--same-group-pairs",
+        type=_positive_int,
+        default=200_000,
+        metavar="N",
+        help="most same-group impostor pairs per group (FMR at 1e-4 wants >= 100000)",
+    )
+    v.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="weight of FMR against FNMR in GARBE, FDR and IR (0..1)",
+    )
     p.add_argument(
         "--drop-invalid",
         action="store_true",
@@ -452,6 +511,31 @@ def _run_audit(args: argparse.Namespace) -> int:
         source=str(args.source),
         min_group_size=args.min_group_size,
     )
+    if args.verification:
+        from fairmetric.audit.verification import add_verification, verification_audit
+
+        if args.metric == "ip":
+            raise ValueError(
+                "--verification scores pairs by cosine similarity or L2 distance: use --metric "
+                "cosine or --metric l2"
+            )
+        kept = data.drop_invalid()[0] if args.drop_invalid else data
+        add_verification(
+            report,
+            verification_audit(
+                kept,
+                attributes=args.attributes,
+                fmr=args.fmr,
+                metric=args.metric,
+                genuine_pairs=args.genuine_pairs,
+                impostor_pairs=args.impostor_pairs,
+                same_group_pairs=args.same_group_pairs,
+                alpha=args.alpha,
+                bootstrap=args.bootstrap,
+                seed=args.seed,
+                min_group_size=args.min_group_size,
+            ),
+        )
     print(render_summary(report))
     dropped = report.metadata["dropped_invalid"]["count"]
     if dropped:

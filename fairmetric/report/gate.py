@@ -2,7 +2,9 @@
 
 A condition is ``METRIC.STAT[.ATTRIBUTE] OP NUMBER``, e.g. ``recall@1.difference>0.05`` or
 ``map@r.worst.colour<0.3``. ``STAT`` is one of ``overall``, ``difference`` (max - min over
-groups), ``ratio`` (min / max), ``worst`` (the worst group's value), ``min`` or ``max``. Without an
+groups), ``ratio`` (min / max), ``worst`` (the worst group's value), ``min`` or ``max``, or a
+disparity summary the metric carries (a verification audit's ``fmr@1e-3.max_geomean``,
+``.gini``, ``.garbe``, ...). Without an
 attribute, a per-attribute statistic is checked for every attribute. A condition that holds is a
 *violation*; a value that is NA counts as a violation too, so a gate never passes on missing data.
 Groups with fewer than the metric's ``min_group_size`` samples take no part in any statistic but
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from fairmetric.report.frame import GroupMetric
 from fairmetric.report.result import AuditReport
 
-__all__ = ["Condition", "parse_condition", "check_conditions", "STATS"]
+__all__ = ["Condition", "SUMMARY_STATS", "STATS", "check_conditions", "parse_condition"]
 
 _OPS = {
     ">=": operator.ge,
@@ -30,8 +32,13 @@ _OPS = {
     "<": operator.lt,
 }
 STATS = ("overall", "difference", "ratio", "worst", "min", "max")
+#: disparity summaries a metric may carry (a verification audit's FMR / FNMR; the names of
+#: fairmetric.audit.verification.summaries)
+SUMMARY_STATS = ("max_over_min", "max_geomean", "gini", "garbe", "fdr", "ir")
 _PATTERN = re.compile(
-    r"^\s*(?P<metric>[^\s.]+)\.(?P<stat>" + "|".join(STATS) + r")(?:\.(?P<attribute>[^\s<>=!]+))?"
+    r"^\s*(?P<metric>[^\s.]+)\.(?P<stat>"
+    + "|".join((*STATS, *SUMMARY_STATS))
+    + r")(?:\.(?P<attribute>[^\s<>=!]+))?"
     r"\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
 
@@ -54,7 +61,8 @@ def parse_condition(text: str) -> Condition:
     if not m:
         raise ValueError(
             f"cannot parse --fail-if {text!r}: expected METRIC.STAT[.ATTRIBUTE] OP NUMBER with "
-            f"STAT one of {', '.join(STATS)} and OP one of {', '.join(_OPS)}, e.g. "
+            f"STAT one of {', '.join(STATS)} (or, for a verification audit's fmr@/fnmr@ "
+            f"metrics, one of {', '.join(SUMMARY_STATS)}) and OP one of {', '.join(_OPS)}, e.g. "
             "'recall@1.difference>0.05'"
         )
     return Condition(
@@ -97,7 +105,22 @@ def check_conditions(report: AuditReport, conditions: list[str]) -> list[str]:
             )
         metric = report.metrics[c.metric]
         compare = _OPS[c.op]
-        if c.stat == "overall":
+        summaries = getattr(metric, "summaries", None) or {}
+        if c.stat not in STATS and c.stat not in summaries:
+            raise ValueError(
+                f"--fail-if {c.text!r}: unknown statistic {c.stat!r} for {c.metric}; valid: "
+                + ", ".join([*STATS, *summaries])
+            )
+        if c.stat in summaries:
+            attrs = [c.attribute] if c.attribute else metric.attributes
+            for a in attrs:
+                if a not in summaries[c.stat]:
+                    raise ValueError(
+                        f"--fail-if {c.text!r}: {c.metric} has no attribute {a!r}; it has: "
+                        + ", ".join(summaries[c.stat])
+                    )
+            checks = [(a, summaries[c.stat][a].value) for a in attrs]
+        elif c.stat == "overall":
             if c.attribute is not None:
                 raise ValueError(
                     f"--fail-if {c.text!r}: 'overall' takes no attribute (it covers every "

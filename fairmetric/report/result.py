@@ -30,12 +30,15 @@ class AuditReport:
             (M,) value names}}`` for a seeded sample of at most a few thousand points, or None.
         homophily: per-query neighbourhood homophily for the distribution plot:
             ``{attribute: {group name: (n_g,) float array}}``, or None.
+        verification: a verification audit's pair scores for its plots (per attribute and
+            group, genuine and same-group impostor scores; the global thresholds), or None.
     """
 
     metrics: dict[str, GroupMetric]
     metadata: dict[str, Any]
     projection: dict[str, Any] | None = None
     homophily: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
+    verification: dict[str, Any] | None = field(default=None, repr=False)
 
     def __getitem__(self, name: str) -> GroupMetric:
         if name not in self.metrics:

