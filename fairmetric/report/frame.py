@@ -7,7 +7,8 @@ vanish from a replicate as they can in a plain row bootstrap).
 
 Metrics are computed from per-sample contributions: a group's value is
 ``T(Σ_i num_i / Σ_i den_i)`` over the group's valid samples, with ``T`` an optional transform
-(``log`` for uniformity). Means of per-query scores (Recall@k, MAP@R) have ``den = 1``; pair
+(``log`` for uniformity, whose per-sample sums are passed as logs, ``num_log=True``, and summed
+in the log domain). Means of per-query scores (Recall@k, MAP@R) have ``den = 1``; pair
 statistics pass each sample's sum over its pairs and its pair count, so the bootstrap resamples
 queries and stays a valid ratio estimator.
 """
@@ -369,6 +370,20 @@ def _ratio_value(
     return _transformed(num / den, transform)
 
 
+def _log_shift(lnum: np.ndarray) -> float:
+    """The largest finite entry of ``lnum`` (0 when none is): the shift of a log-domain sum."""
+    finite = lnum[np.isfinite(lnum)]
+    return float(finite.max()) if finite.size else 0.0
+
+
+def _log_ratio_value(total: float, den: float, shift: float) -> float | None:
+    """``log(total · exp(shift) / den)`` for a sum of ``exp(lnum - shift)``, or ``None``."""
+    if den <= 0 or not total > 0:
+        return None
+    v = shift + math.log(total / den)
+    return float(v) if math.isfinite(v) else None
+
+
 def _bootstrap_sums(
     arrays: list[np.ndarray], n_boot: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -415,6 +430,7 @@ def group_metric_from_samples(
     overall_mode: Literal["pooled", "macro"] = "pooled",
     statistic: GroupStatistic | None = None,
     min_group_size: int = 1,
+    num_log: bool = False,
 ) -> GroupMetric:
     """Build a :class:`GroupMetric` from per-sample contributions.
 
@@ -450,6 +466,14 @@ def group_metric_from_samples(
             bootstrap resample.
         min_group_size: groups whose value rests on fewer valid samples are reported but kept
             out of the gap summaries (see :class:`GroupMetric`; 1: none is).
+        num_log: ``num`` and ``group_num`` hold the natural logs of the per-sample numerators
+            (``-inf`` for a zero), and the value is ``log(Σ exp(num) / Σ den)``: ``transform``
+            must be ``math.log`` or ``None`` (meaning log). The sums are taken in the log domain
+            (each group's sums, values and bootstrap replicates shifted by the largest finite log
+            among its valid samples, the overall ones by the largest over all valid samples),
+            so they have a value where every ``exp(num)`` would underflow or overflow (e.g.
+            uniformity of embeddings far apart). A replicate whose resampled terms are all
+            ``-inf`` is NaN, left out of the intervals.
     """
     min_group_size = check_min_group_size(min_group_size)
     if statistic is not None:
@@ -462,6 +486,7 @@ def group_metric_from_samples(
                 transform=transform,
                 group_num=group_num,
                 group_den=group_den,
+                num_log=num_log or None,
             ).items()
             if v is not None
         ]
@@ -483,6 +508,13 @@ def group_metric_from_samples(
         )
     if num is None:
         raise ValueError("num (per-sample contributions) is required unless statistic is given")
+    if num_log:
+        if transform is not None and transform is not math.log:
+            raise ValueError(
+                "num_log=True reports log(Σ exp(num) / Σ den): transform must be math.log or None, "
+                f"got {transform!r}"
+            )
+        transform = math.log
     num = np.asarray(num, dtype=np.float64)
     if num.ndim != 1:
         raise ValueError(f"num must have shape (N,), got {num.shape}")
@@ -520,11 +552,24 @@ def group_metric_from_samples(
             return None, None
         return float(np.quantile(values, q)), float(np.quantile(values, 1 - q))
 
-    def ratio_reps(rn: np.ndarray, rd: np.ndarray) -> np.ndarray:
+    def ratio_reps(rn: np.ndarray, rd: np.ndarray, shift: float = 0.0) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return _apply(rn / rd, transform)
+            if not num_log:
+                return _apply(rn / rd, transform)
+            out = np.log(rn / rd) + shift
+        out[~np.isfinite(out)] = np.nan
+        return out
 
-    overall_value = _ratio_value(num[valid].sum(), den[valid].sum(), transform)
+    def value_of(total: float, den_total: float, shift: float) -> float | None:
+        if num_log:
+            return _log_ratio_value(total, den_total, shift)
+        return _ratio_value(total, den_total, transform)
+
+    # under num_log the sums add exp(num - shift): one shift for every overall sum, another per
+    # group for the group's sums (the largest finite log among the valid samples of each)
+    o_shift = _log_shift(num[valid]) if num_log else 0.0
+    o_num = np.exp(num - o_shift) if num_log else num
+    overall_value = value_of(o_num[valid].sum(), den[valid].sum(), o_shift)
     overall_ci: tuple[float | None, float | None] = (None, None)
     by_group: dict[str, dict[str, Estimate]] = {}
     replicates: dict[str, dict[str, np.ndarray]] = {}
@@ -543,25 +588,29 @@ def group_metric_from_samples(
             gname = grouping.names[code]
             sel = (grouping.codes == code) & g_valid
             count = int(sel.sum())
-            value = _ratio_value(g_num[sel].sum(), g_den[sel].sum(), transform) if count else None
+            s_num = g_num[sel]
+            shift = _log_shift(s_num) if num_log else 0.0
+            if num_log:
+                s_num = np.exp(s_num - shift)
+            value = value_of(s_num.sum(), g_den[sel].sum(), shift) if count else None
             rep = np.full(n_boot, np.nan)
             overall_sel = (grouping.codes == code) & valid
             if n_boot and np.array_equal(sel, overall_sel):
                 # the usual case: one resampling of the group serves group and overall sums
                 rn, rd, on, od = _bootstrap_sums(
-                    [g_num[sel], g_den[sel], num[sel], den[sel]], n_boot, rng
+                    [s_num, g_den[sel], o_num[sel], den[sel]], n_boot, rng
                 )
                 tot_num += on
                 tot_den += od
-                rep = ratio_reps(rn, rd)
+                rep = ratio_reps(rn, rd, shift)
             elif n_boot:
                 # grouping-specific contributions count other samples: resample each set within
                 # the group so every replicate keeps both counts exact
                 if sel.any():
-                    rn, rd = _bootstrap_sums([g_num[sel], g_den[sel]], n_boot, rng)
-                    rep = ratio_reps(rn, rd)
+                    rn, rd = _bootstrap_sums([s_num, g_den[sel]], n_boot, rng)
+                    rep = ratio_reps(rn, rd, shift)
                 if overall_sel.any():
-                    on, od = _bootstrap_sums([num[overall_sel], den[overall_sel]], n_boot, rng)
+                    on, od = _bootstrap_sums([o_num[overall_sel], den[overall_sel]], n_boot, rng)
                     tot_num += on
                     tot_den += od
             if count < min_count or value is None:
@@ -580,15 +629,15 @@ def group_metric_from_samples(
                 stacked = np.array([reps[g] for g, e in groups.items() if e.value is not None])
                 ov = stacked.mean(axis=0) if stacked.size else np.full(n_boot, np.nan)
             else:
-                ov = ratio_reps(tot_num, tot_den)
+                ov = ratio_reps(tot_num, tot_den, o_shift)
             reps["__overall__"] = ov
             replicates[grouping.name] = reps
             if gi == 0:
                 overall_ci = interval(ov)
 
     if n_boot and not groupings and valid.any():
-        rn, rd = _bootstrap_sums([num[valid], den[valid]], n_boot, rng)
-        overall_ci = interval(ratio_reps(rn, rd))
+        rn, rd = _bootstrap_sums([o_num[valid], den[valid]], n_boot, rng)
+        overall_ci = interval(ratio_reps(rn, rd, o_shift))
     overall = Estimate(
         overall_value,
         int(valid.sum()),

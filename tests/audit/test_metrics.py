@@ -506,38 +506,41 @@ def test_uniformity_exact_path_matches_loops(t):
     x = sphere(40, 4, 0)
     cells = np.random.default_rng(1).integers(0, 3, 40)
     cells[0] = 7  # a singleton
-    num, den = uniformity_contributions(x, cells, t=t)
+    lnum, den = uniformity_contributions(x, cells, t=t)
     ref_num, ref_den = ref_uniformity(x, cells, t)
-    np.testing.assert_allclose(num, ref_num, rtol=1e-5)
+    np.testing.assert_allclose(np.exp(lnum), ref_num, rtol=1e-5)
     np.testing.assert_array_equal(den, ref_den)
-    assert num[0] == 0 and den[0] == 0
+    assert lnum[0] == -np.inf and den[0] == 0
     # one cell when cells is None
-    num1, den1 = uniformity_contributions(x, t=t)
+    lnum1, den1 = uniformity_contributions(x, t=t)
     r1 = ref_uniformity(x, None, t)
-    np.testing.assert_allclose(num1, r1[0], rtol=1e-5)
+    np.testing.assert_allclose(np.exp(lnum1), r1[0], rtol=1e-5)
     np.testing.assert_array_equal(den1, r1[1])
 
 
 def test_uniformity_sampled_path_counts_and_singletons():
     x = sphere(30, 3, 2)
     cells = np.array([0] * 20 + [1] * 9 + [2])
-    num, den = uniformity_contributions(x, cells, partners=5, exact_max=8, seed=0)
+    lnum, den = uniformity_contributions(x, cells, partners=5, exact_max=8, seed=0)
     np.testing.assert_array_equal(den[:29], 5)  # both cells sampled
-    assert den[29] == 0 and num[29] == 0
-    assert np.all(num[:29] > 0) and np.all(num[:29] <= 5)
+    assert den[29] == 0 and lnum[29] == -np.inf
+    assert np.all(np.isfinite(lnum[:29])) and np.all(lnum[:29] <= math.log(5))
     # mixed: cell 1 (9 samples) exact when exact_max = 9
-    num, den = uniformity_contributions(x, cells, partners=5, exact_max=9, seed=0)
+    lnum, den = uniformity_contributions(x, cells, partners=5, exact_max=9, seed=0)
     np.testing.assert_array_equal(den, [5] * 20 + [8] * 9 + [0])
-    np.testing.assert_allclose(num[20:29], ref_uniformity(x[20:29], None, 2.0)[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        np.exp(lnum[20:29]), ref_uniformity(x[20:29], None, 2.0)[0], rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("m", [2, 3, 7])
 def test_uniformity_sampled_partners_never_self(m):
-    # far-apart points: exp(-t d²) underflows to 0, so a single self pair would add exp(0) = 1
+    # far-apart points: exp(-t d²) is far below 1, so a single self pair would add exp(0) = 1,
+    # a log of at least 0; without it the log is about -t·d² of the nearest partner drawn
     x = np.arange(m, dtype=np.float64)[:, None] * 100.0
-    num, den = uniformity_contributions(x, partners=500, exact_max=1, seed=3)
+    lnum, den = uniformity_contributions(x, partners=500, exact_max=1, seed=3)
     np.testing.assert_array_equal(den, 500)
-    np.testing.assert_array_equal(num, 0.0)
+    assert np.all(lnum < -2.0 * 100.0**2 + math.log(500) + 1e-6)
 
 
 def test_uniformity_sampled_partners_uniform_over_others():
@@ -549,10 +552,10 @@ def test_uniformity_sampled_partners_uniform_over_others():
     counts = np.zeros((m, m))
     # one partner per call, varying the seed: num[i] identifies the partner drawn for i
     for seed in range(draws // 10):
-        num, _ = uniformity_contributions(x, t=t, partners=1, exact_max=1, seed=seed)
+        lnum, _ = uniformity_contributions(x, t=t, partners=1, exact_max=1, seed=seed)
         for i in range(m):
             e = np.exp(-t * (x[i, 0] - x[:, 0]) ** 2)
-            j = int(np.argmin(np.abs(e - num[i])))
+            j = int(np.argmin(np.abs(e - np.exp(lnum[i]))))
             counts[i, j] += 1
     assert np.all(np.diag(counts) == 0)
     off = counts[~np.eye(m, dtype=bool)].reshape(m, m - 1)
@@ -562,13 +565,13 @@ def test_uniformity_sampled_partners_uniform_over_others():
 
 def test_uniformity_sampled_estimate_close_to_exact():
     x = sphere(300, 3, 4)
-    num, den = uniformity_contributions(x, exact_max=1024)
-    exact = np.log(num.sum() / den.sum())
+    lnum, den = uniformity_contributions(x, exact_max=1024)
+    exact = np.log(np.exp(lnum).sum() / den.sum())
     ests = []
     for seed in range(20):
-        num_s, den_s = uniformity_contributions(x, partners=32, exact_max=10, seed=seed)
+        lnum_s, den_s = uniformity_contributions(x, partners=32, exact_max=10, seed=seed)
         np.testing.assert_array_equal(den_s, 32)
-        ests.append(num_s.sum() / den_s.sum())
+        ests.append(np.exp(lnum_s).sum() / den_s.sum())
     ests = np.array(ests)
     # one estimate: log-scale sd measured ~0.02
     assert abs(np.log(ests[0]) - exact) < 0.1
@@ -590,9 +593,9 @@ def test_uniformity_sampled_is_seeded():
 
 def test_uniformity_exact_path_is_translation_invariant():
     x = sphere(40, 4, 6) * 0.3
-    num, _ = uniformity_contributions(x)
-    num_off, _ = uniformity_contributions(x + 100.0)
-    np.testing.assert_allclose(num_off, num, rtol=1e-4)
+    lnum, _ = uniformity_contributions(x)
+    lnum_off, _ = uniformity_contributions(x + 100.0)
+    np.testing.assert_allclose(np.exp(lnum_off), np.exp(lnum), rtol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -757,19 +760,19 @@ def test_uniformity_by_grouping_estimates_every_group():
     overall, per = uniformity_by_grouping(
         x, {"big": big, "tiny": tiny}, partners=16, exact_max=500, seed=0
     )
-    num, den = overall
+    lnum, den = overall
     assert np.all(den == 16)
-    assert np.log(num.sum() / den.sum()) == pytest.approx(
+    assert np.log(np.exp(lnum).sum() / den.sum()) == pytest.approx(
         _exact_uniformity(x, np.arange(0, n, 3)), abs=0.08
     )
     for code in (0, 1):
         members = np.flatnonzero(big == code)
         g_num, g_den = per["big"]
-        estimate = np.log(g_num[members].sum() / g_den[members].sum())
+        estimate = np.log(np.exp(g_num[members]).sum() / g_den[members].sum())
         assert estimate == pytest.approx(_exact_uniformity(x, members[::2]), abs=0.08)
     t_num, t_den = per["tiny"]
     assert np.all(t_den[:3] == 2)  # all pairs of the 3-sample group
-    assert np.log(t_num[:3].sum() / t_den[:3].sum()) == pytest.approx(
+    assert np.log(np.exp(t_num[:3]).sum() / t_den[:3].sum()) == pytest.approx(
         _exact_uniformity(x, np.arange(3)), rel=1e-5
     )
 
@@ -780,14 +783,60 @@ def test_uniformity_by_grouping_small_sets_are_exact_and_seeded():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((60, 3)).astype(np.float32)
     codes = np.repeat([0, 1], [20, 40])
-    (num, den), per = uniformity_by_grouping(x, {"g": codes}, exact_max=100)
+    (lnum, den), per = uniformity_by_grouping(x, {"g": codes}, exact_max=100)
     assert np.all(den == 59)
-    assert np.log(num.sum() / den.sum()) == pytest.approx(
+    assert np.log(np.exp(lnum).sum() / den.sum()) == pytest.approx(
         _exact_uniformity(x, np.arange(60)), rel=1e-5
     )
     a = uniformity_by_grouping(x, {"g": codes}, exact_max=10, seed=1)
     b = uniformity_by_grouping(x, {"g": codes}, exact_max=10, seed=1)
     np.testing.assert_array_equal(a[1]["g"][0], b[1]["g"][0])
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e30])
+def test_uniformity_by_grouping_shared_partners_match_loops_in_the_log_domain(scale):
+    from fairmetric.audit.metrics import uniformity_by_grouping
+
+    # shared partners (groups larger than exact_max and than N / partners); at 1e30 every
+    # exp(-t d²) is 0 in float64, and a group's closest partner is rarely the row's closest one
+    rng = np.random.default_rng(7)
+    n, partners, seed, t = 240, 4, 5, 2.0
+    x = (rng.standard_normal((n, 3)) * scale).astype(np.float32)
+    codes = {"a": rng.integers(0, 2, n), "b": np.arange(n) % 3}
+    (lnum, den), per = uniformity_by_grouping(
+        x, codes, t=t, partners=partners, exact_max=10, seed=seed
+    )
+    # the draw: samples in a seeded random order, partners the next `partners` in that order
+    order = np.random.default_rng(seed).permutation(n)
+    x64 = x.astype(np.float64)
+
+    def lse(logs):
+        if not logs:
+            return -math.inf
+        top = max(logs)
+        return top + math.log(math.fsum(math.exp(v - top) for v in logs))
+
+    ref = {None: np.zeros(n), **{name: np.zeros(n) for name in codes}}
+    ref_den = {name: np.zeros(n) for name in codes}
+    for r in range(n):
+        i = order[r]
+        pairs = [order[(r + s) % n] for s in range(1, partners + 1)]
+        logs = {j: -t * math.fsum((x64[i] - x64[j]) ** 2) for j in pairs}
+        ref[None][i] = lse(list(logs.values()))
+        for name, c in codes.items():
+            inside = [v for j, v in logs.items() if c[j] == c[i]]
+            ref[name][i] = lse(inside)
+            ref_den[name][i] = len(inside)
+    rtol, atol = (1e-12, 0.0) if scale > 1e18 else (1e-5, 1e-6)
+    np.testing.assert_array_equal(den, partners)
+    np.testing.assert_allclose(lnum, ref[None], rtol=rtol, atol=atol)
+    for name in codes:
+        np.testing.assert_array_equal(per[name][1], ref_den[name])
+        np.testing.assert_array_equal(np.isfinite(per[name][0]), ref_den[name] > 0)
+        got, want = per[name][0], ref[name]
+        np.testing.assert_allclose(got[want > -np.inf], want[want > -np.inf], rtol=rtol, atol=atol)
+    if scale > 1e18:
+        assert np.all(np.isfinite(lnum)) and lnum.max() < -1e55
 
 
 # --------------------------------------------------------------------------------------------

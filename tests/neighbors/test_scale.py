@@ -157,10 +157,61 @@ def test_reports_at_extreme_scale_hold_no_non_finite_number(metric, scale):
     floats = list(_floats(report.to_dict()))
     assert floats and all(math.isfinite(v) for v in floats)
     uniformity = report.metrics["uniformity"].overall
-    if metric == "l2" and scale > 1:  # every exp(-2·d²) is 0: no value, and the reason says why
-        assert uniformity.value is None and "too far apart" in uniformity.na_reason
-    else:
-        assert uniformity.value is not None
+    # at 1e30 under l2 every exp(-2·d²) is 0 in float64: the log-domain sums still give the value
+    assert uniformity.value is not None and math.isfinite(uniformity.value)
+    xs = ref_uniformity_space(x * np.float32(scale), metric)
+    assert uniformity.value == pytest.approx(
+        ref_log_uniformity(xs, np.ones(len(x), dtype=bool)), rel=ref_rel(metric, scale), abs=1e-15
+    )
+
+
+# -- uniformity at any scale: log-domain sums against a brute-force float64 reference ----------
+def ref_rel(metric: str, scale: float) -> float:
+    """Tolerance against the float64 reference: the all-pairs path computes squared distances in
+    float32 (~1e-7 relative, ~3e-9 seen on these logs) unless they would overflow float32, as at
+    1e30 under l2, where they are float64."""
+    return 1e-9 if metric == "l2" and scale > 1e18 else 1e-6
+
+
+def ref_uniformity_space(x: np.ndarray, metric: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True) if metric == "cosine" else x
+
+
+def ref_log_uniformity(xs: np.ndarray, members: np.ndarray, t: float = 2.0) -> float | None:
+    """``log mean exp(-t d²)`` over all pairs of ``members``: an explicit float64 loop, squared
+    distances by ``math.fsum``, the mean by a log-sum-exp (no ``exp`` of a huge ``-t d²``)."""
+    idx = np.flatnonzero(members)
+    logs = [-t * math.fsum((xs[i] - xs[j]) ** 2) for a, i in enumerate(idx) for j in idx[a + 1 :]]
+    if not logs:
+        return None
+    top = max(logs)
+    return top + math.log(math.fsum(math.exp(v - top) for v in logs) / len(logs))
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1.0])
+def test_uniformity_at_any_scale_matches_the_float64_reference(scale):
+    x, labels, groups = gaussian()
+    xs = x * np.float32(scale)
+    es = EmbeddingSet(embeddings=xs, labels=labels, attributes={"g": groups})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = audit(
+            es, metric="l2", ks=(1,), bootstrap=0, linear_probe=False, projection_points=0
+        )
+    uniformity = report.metrics["uniformity"]
+    ref = ref_uniformity_space(xs, "l2")
+    rel = ref_rel("l2", scale)
+    assert uniformity.overall.value == pytest.approx(
+        ref_log_uniformity(ref, np.ones(len(x), dtype=bool)), rel=rel, abs=1e-15
+    )
+    values = uniformity.values("g")
+    assert sorted(values) == ["0", "1"]
+    for g, value in values.items():
+        want = ref_log_uniformity(ref, groups == int(g))
+        assert math.isfinite(value) and value == pytest.approx(want, rel=rel, abs=1e-15)
+    if scale == 1e30:  # about -t·d² of the closest pairs: of order -1e60, not 0 or NA
+        assert -1e62 < uniformity.overall.value < -1e57
 
 
 # -- rows far from the origin: no catastrophic cancellation in faiss's float32 L2 ---------------

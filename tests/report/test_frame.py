@@ -1026,3 +1026,143 @@ def test_intersection_names_stay_distinct_when_values_contain_the_separator():
 def test_duplicate_group_names_are_refused():
     with pytest.raises(ValueError, match=r"several groups are named \['x'\]"):
         Grouping("colour", np.array([0, 1]), ["x", "x"])
+
+
+# --------------------------------------------------------------------------------------------
+# num_log: per-sample numerators passed as logs, summed in the log domain
+
+
+def _log_inputs(seed: int = 0, offset: float = 0.0):
+    """Logs of per-sample numerators (some ``-inf``: a zero), dens, validity, two groupings (one
+    with grouping-specific contributions), and a group with a single finite log."""
+    rng = np.random.default_rng(seed)
+    n = 90
+    lnum = rng.uniform(-6.0, -1.0, n) + offset
+    lnum[rng.random(n) < 0.1] = -np.inf
+    den = rng.integers(1, 6, n).astype(np.float64)
+    den[3] = 0.0
+    valid = rng.random(n) > 0.05
+    colour = rng.integers(0, 3, n)
+    colour[-4:] = 3  # group "c3": one finite log among four samples
+    valid[-4:] = True
+    den[-4:] = 2.0
+    lnum[-4:] = [-np.inf, -np.inf, -3.0 + offset, -np.inf]
+    size = rng.integers(0, 2, n)
+    g_lnum = lnum + rng.uniform(-0.5, 0.5, n)
+    g_den = den.copy()
+    g_den[rng.random(n) < 0.1] = 0.0  # these samples do not count for "size"
+    groupings = [
+        Grouping("colour", colour, ["c0", "c1", "c2", "c3"]),
+        Grouping("size", size, ["small", "big"]),
+    ]
+    return lnum, den, valid, groupings, {"size": g_lnum}, {"size": g_den}
+
+
+def _log_metric(lnum, den, valid, groupings, g_num, g_den, *, as_log, n_boot=300, **kw):
+    def conv(a):
+        return a if as_log else np.exp(a)
+
+    return group_metric_from_samples(
+        "m",
+        num=conv(lnum),
+        den=den,
+        valid=valid,
+        groupings=groupings,
+        higher_is_better=False,
+        group_num={k: conv(v) for k, v in g_num.items()},
+        group_den=g_den,
+        n_boot=n_boot,
+        seed=3,
+        num_log=as_log,
+        **kw,
+    )
+
+
+def _assert_metrics_close(a: GroupMetric, b: GroupMetric, rel: float, shift: float = 0.0) -> None:
+    """Values, intervals, replicates and gap intervals of ``a`` equal those of ``b`` + ``shift``."""
+
+    def close(x, y):
+        if y is None:
+            assert x is None
+        else:
+            assert x == pytest.approx(y + shift, rel=rel)
+
+    for ea, eb in [(a.overall, b.overall)] + [
+        (a.by_group[g][k], b.by_group[g][k]) for g in b.by_group for k in b.by_group[g]
+    ]:
+        assert ea.count == eb.count and ea.na_reason == eb.na_reason
+        close(ea.value, eb.value)
+        close(ea.ci_low, eb.ci_low)
+        close(ea.ci_high, eb.ci_high)
+    for g, reps in b.replicates.items():
+        assert set(a.replicates[g]) == set(reps)
+        for k, r in reps.items():
+            got = a.replicates[g][k]
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(r))
+            np.testing.assert_allclose(got[~np.isnan(r)], r[~np.isnan(r)] + shift, rtol=rel)
+        for kind in ("difference", "ratio"):
+            if shift == 0.0 or kind == "difference":
+                for x, y in zip(a.gap_interval(kind, g), b.gap_interval(kind, g)):
+                    assert (x is None) == (y is None)
+                    if y is not None:
+                        assert x == pytest.approx(y, rel=rel, abs=1e-12 * abs(shift))
+
+
+@pytest.mark.parametrize("transform", [math.log, None])
+def test_num_log_equals_log_of_sums_of_exp_where_exp_is_representable(transform):
+    lnum, den, valid, groupings, g_num, g_den = _log_inputs()
+    ref = _log_metric(lnum, den, valid, groupings, g_num, g_den, as_log=False, transform=math.log)
+    got = _log_metric(lnum, den, valid, groupings, g_num, g_den, as_log=True, transform=transform)
+    _assert_metrics_close(got, ref, rel=1e-12)
+    # the group with one finite log among four: replicates that draw none of it are NaN
+    reps = got.replicates["colour"]["c3"]
+    assert np.isnan(reps).any() and np.isfinite(reps).any()
+    assert got.values("colour")["c3"] == pytest.approx(-3.0 - math.log(8.0), rel=1e-12)
+
+
+def test_num_log_without_bootstrap_and_without_groupings():
+    lnum, den, valid, _, _, _ = _log_inputs(seed=1)
+    for n_boot in (0, 100):
+        kw = dict(den=den, valid=valid, groupings=[], higher_is_better=False, n_boot=n_boot)
+        ref = group_metric_from_samples("m", num=np.exp(lnum), transform=math.log, **kw)
+        got = group_metric_from_samples("m", num=lnum, num_log=True, **kw)
+        _assert_metrics_close(got, ref, rel=1e-12)
+
+
+def test_num_log_works_where_exp_underflows():
+    # logs around -1e5: every exp() is 0 in float64, the plain path has no value
+    lnum, den, valid, groupings, g_num, g_den = _log_inputs(offset=-1e5)
+    plain = _log_metric(lnum, den, valid, groupings, g_num, g_den, as_log=False, transform=math.log)
+    assert plain.overall.value is None and not plain.values("colour")
+    got = _log_metric(lnum, den, valid, groupings, g_num, g_den, as_log=True)
+    # log(Σ exp(l - 1e5) / Σ den) = log(Σ exp(l) / Σ den) - 1e5: the same draws, shifted
+    s_lnum, _, _, _, s_g_num, _ = _log_inputs(offset=0.0)
+    ref = _log_metric(
+        s_lnum, den, valid, groupings, s_g_num, g_den, as_log=False, transform=math.log
+    )
+    _assert_metrics_close(got, ref, rel=1e-12, shift=-1e5)
+    assert got.overall.value == pytest.approx(-1e5 - 3.0, abs=3.0)
+    # against an explicit reference: a log-sum-exp with math.fsum over a group's valid samples
+    codes = groupings[0].codes
+    for code, name in enumerate(groupings[0].names):
+        idx = [i for i in range(len(lnum)) if codes[i] == code and valid[i] and den[i] > 0]
+        finite = [lnum[i] for i in idx if np.isfinite(lnum[i])]
+        top = max(finite)
+        want = top + math.log(
+            math.fsum(math.exp(lnum[i] - top) for i in idx) / math.fsum(den[i] for i in idx)
+        )
+        assert got.values("colour")[name] == pytest.approx(want, rel=1e-12)
+
+
+def test_num_log_group_of_only_minus_inf_has_no_value():
+    lnum = np.array([-np.inf, -np.inf, -1.0, -2.0])
+    m = _build(lnum, codes=[0, 0, 1, 1], num_log=True, n_boot=20, na_reason=NA)
+    assert m.by_group["attr"]["g0"].value is None
+    assert np.isnan(m.replicates["attr"]["g0"]).all()
+    assert m.values() == pytest.approx({"g1": math.log((math.exp(-1) + math.exp(-2)) / 2)})
+
+
+@pytest.mark.parametrize("transform", [math.sqrt, np.log])
+def test_num_log_refuses_another_transform(transform):
+    with pytest.raises(ValueError, match="num_log"):
+        _build(np.zeros(4), codes=[0, 0, 1, 1], num_log=True, transform=transform)

@@ -1,5 +1,8 @@
 """Uniformity (METHODS.md §1, Wang & Isola): ``log mean exp(-t·squared distance)`` over pairs
-inside each group, from all pairs in small groups and seeded partner samples in large ones."""
+inside each group, from all pairs in small groups and seeded partner samples in large ones.
+
+Computed in the log domain (per-sample log-sum-exps, summed by the report with a shift), so it
+has a value at any scale whose squared distances float64 holds."""
 
 from __future__ import annotations
 
@@ -12,6 +15,27 @@ from fairmetric.audit.metrics.base import AuditContext, AuditMetric, Job, regist
 __all__ = ["UniformityMetric", "uniformity_by_grouping", "uniformity_contributions"]
 
 
+#: a sum of shifted weights below this is recomputed with its own shift: float64 carries sums of
+#: at most a few thousand terms above it to ~1e-26 relative (terms below ~1e-308 are lost)
+_TINY = 1e-280
+
+
+def _needs_float64(top: float, width: int) -> bool:
+    """Whether squared distances between rows with values up to ``top`` in ``width`` dimensions
+    could overflow float32 (at most ``4·width·top²``; float32 ends near ``3.4e38``)."""
+    return top > math.sqrt(1e37 / (4 * max(1, width)))
+
+
+def _row_logsumexp(a: np.ndarray) -> np.ndarray:
+    """``log Σ_j exp(a_ij)`` per row, shifted by the row's max (``-inf`` for a row of ``-inf``)."""
+    if a.shape[1] == 0:
+        return np.full(a.shape[0], -np.inf)
+    top = a.max(axis=1)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(a - top[:, None]).sum(axis=1)) + top
+
+
 def uniformity_contributions(
     x: np.ndarray,
     cells: np.ndarray | None = None,
@@ -22,20 +46,24 @@ def uniformity_contributions(
     seed: int = 0,
     chunk: int = 65536,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample sums of ``exp(-t ||x_i - x_j||²)`` over partners ``j`` in the same cell.
+    """Per-sample logs of the sums of ``exp(-t ||x_i - x_j||²)`` over partners ``j`` in the same
+    cell.
 
     Cells with at most ``exact_max`` samples use all pairs; larger cells use ``partners``
     uniformly drawn partners per sample (seeded, with replacement, never ``i`` itself), an
-    unbiased estimate of the mean over pairs. Uniformity of a set of samples is
-    ``log(Σ num / Σ den)``.
+    unbiased estimate of the mean over pairs. Each sum is kept as its log, computed as a
+    log-sum-exp shifted by the row's largest term, so it has a value even where every
+    ``exp(-t d²)`` underflows in float64 (embeddings far apart). Uniformity of a set of samples is
+    ``log(Σ exp(lnum) / Σ den)`` (``group_metric_from_samples(..., num_log=True)``).
 
     Returns:
-        ``(num, den)``: per-sample sums and partner counts (0 for a sample alone in its cell).
+        ``(lnum, den)``: per-sample ``log Σ_j exp(-t d²_ij)`` (``-inf`` for a sample alone in
+        its cell) and partner counts (0 for a sample alone in its cell).
     """
     x = np.asarray(x)
     n = len(x)
     cells = np.zeros(n, dtype=np.int64) if cells is None else np.asarray(cells, dtype=np.int64)
-    num = np.zeros(n)
+    lnum = np.full(n, -np.inf)
     den = np.zeros(n)
     rng = np.random.default_rng(seed)
     order = np.argsort(cells, kind="stable")
@@ -48,15 +76,15 @@ def uniformity_contributions(
         x64 = x[members].astype(np.float64)
         xm = x64 - x64.mean(axis=0)
         # float32 for speed, unless squared distances would overflow it (rows far apart, e.g.
-        # scaled by 1e30): float64 holds them and exp(-t d^2) is then an exact 0, no warning
-        if not np.abs(xm).max(initial=0.0) > 1e18:
+        # scaled by 1e30): float64 holds them, and the log-sum-exp keeps their (tiny) weights
+        if not _needs_float64(float(np.abs(xm).max(initial=0.0)), xm.shape[1]):
             xm = xm.astype(np.float32)
         if m <= exact_max:
             sq = np.einsum("ij,ij->i", xm, xm)
             d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (xm @ xm.T), 0.0)
-            e = np.exp(-t * d2.astype(np.float64))
-            np.fill_diagonal(e, 0.0)
-            num[members] = e.sum(axis=1)
+            a = -t * d2.astype(np.float64)
+            np.fill_diagonal(a, -np.inf)
+            lnum[members] = _row_logsumexp(a)
             den[members] = m - 1
             continue
         step = max(1, min(chunk, (64 << 20) // max(1, 4 * partners * xm.shape[1])))
@@ -67,9 +95,17 @@ def uniformity_contributions(
             j = j + (j >= rows[:, None])
             diff = xm[rows][:, None, :] - xm[j]
             d2 = np.einsum("ijk,ijk->ij", diff, diff).astype(np.float64)
-            num[members[rows]] = np.exp(-t * d2).sum(axis=1)
+            lnum[members[rows]] = _row_logsumexp(-t * d2)
             den[members[rows]] = partners
-    return num, den
+    return lnum, den
+
+
+def _abs_max(x: np.ndarray, rows: int) -> float:
+    """``max |x|`` read in chunks of ``rows`` rows (no full-size temporary)."""
+    top = 0.0
+    for a in range(0, len(x), rows):
+        top = max(top, float(np.abs(x[a : a + rows]).max(initial=0.0)))
+    return top
 
 
 def uniformity_by_grouping(
@@ -85,15 +121,20 @@ def uniformity_by_grouping(
 
     One sample of partners serves every grouping: the samples are put in a random order ``P``
     and the partners of ``P[r]`` are ``P[r + s]`` for shifts ``s = 1..partners`` (mod N), so each
-    partner is uniform over the other samples and never the sample itself; rows are processed in
-    chunks of about 64 MB, so memory stays O(N·partners) beyond ``x``. Conditioned on falling inside ``i``'s group a
-    partner is uniform over the group, so the pairs that do are an unbiased sample of the group's
-    pairs. Groups of at most ``exact_max`` samples use all their pairs instead, and groups too
-    small to receive about one such partner per sample (``n_g · partners / N < 1``) get partners
-    drawn inside the group (:func:`uniformity_contributions`).
+    partner is uniform over the other samples and never the sample itself. Rows are processed in
+    chunks (about 16 MB of rows, and a ``rows × partners`` matrix of ``-t·d²``), so memory stays
+    O(N·partners) beyond ``x``; each chunk's matrix is reduced by a per-row log-sum-exp, overall
+    and, for each grouping, over the partners inside the row's group (``-inf`` where none is).
+    Squared distances are computed in float32 unless they could overflow it (rows far apart, e.g.
+    scaled by ``1e30``), then in float64. Conditioned on falling inside ``i``'s group a partner is uniform
+    over the group, so the pairs that do are an unbiased sample of the group's pairs. Groups of
+    at most ``exact_max`` samples use all their pairs instead, and groups too small to receive
+    about one such partner per sample (``n_g · partners / N < 1``) get partners drawn inside the
+    group (:func:`uniformity_contributions`).
 
     Returns:
-        ``((num, den), {grouping: (num, den)})`` as in :func:`uniformity_contributions`.
+        ``((lnum, den), {grouping: (lnum, den)})`` as in :func:`uniformity_contributions`: the
+        logs of the per-sample sums, and the partner counts.
     """
     x = np.asarray(x)
     n = len(x)
@@ -107,49 +148,71 @@ def uniformity_by_grouping(
     partners = min(partners, n - 1)
     order = rng.permutation(n)
     codes_p = {name: np.asarray(c, dtype=np.int64)[order] for name, c in groupings.items()}
-    num_p = np.zeros(n)
-    g_num = {name: np.zeros(n) for name in groupings}
+    lnum_p = np.empty(n)
+    g_num = {name: np.empty(n) for name in groupings}
     g_den = {name: np.zeros(n) for name in groupings}
-    # rows of the permuted order in chunks (~64 MB of float32 at a time, never a full copy)
-    chunk = max(1, (16 << 20) // max(1, 4 * x.shape[1]))  # 16 MB of float32 rows per chunk
+    width = max(1, x.shape[1] if x.ndim > 1 else 1)
+    top = _abs_max(x, max(1, (16 << 20) // (8 * width)))
+    dtype = np.float64 if _needs_float64(top, width) else np.float32
+    itemsize = np.dtype(dtype).itemsize
+    chunk = max(1, (16 << 20) // (itemsize * width))  # 16 MB of rows per chunk, never a full copy
+    shifts = np.arange(1, partners + 1)
     for a in range(0, n, chunk):
         rows = np.arange(a, min(a + chunk, n))
-        xa = np.asarray(x[order[rows]], dtype=np.float32)
-        for shift in range(1, partners + 1):
-            other_rows = (rows + shift) % n  # row r is paired with P[r + shift]
-            diff = xa - np.asarray(x[order[other_rows]], dtype=np.float32)
-            w = np.exp(-t * np.einsum("ij,ij->i", diff, diff)).astype(np.float64)
-            num_p[rows] += w
+        xa = np.asarray(x[order[rows]], dtype=dtype)
+        other_rows = (rows[:, None] + shifts) % n  # row r is paired with P[r + shift]
+        d2 = np.empty((len(rows), partners))
+        for k in range(partners):
+            diff = xa - np.asarray(x[order[other_rows[:, k]]], dtype=dtype)
+            d2[:, k] = np.einsum("ij,ij->i", diff, diff)
+        logw = -t * d2
+        # log-sum-exp per row, shifted by the row's largest term; each grouping reuses the
+        # shifted weights masked to the partners inside the row's group, and takes its own shift
+        # (the largest term among them) where their sum is too small for float64 to carry
+        top = logw.max(axis=1)
+        top[~np.isfinite(top)] = 0.0
+        w = np.exp(logw - top[:, None])
+        with np.errstate(divide="ignore"):
+            lnum_p[rows] = np.log(w.sum(axis=1)) + top
             for name, c in codes_p.items():
-                same = c[rows] == c[other_rows]
-                g_num[name][rows] += np.where(same, w, 0.0)
-                g_den[name][rows] += same
+                same = c[rows][:, None] == c[other_rows]
+                s = np.where(same, w, 0.0).sum(axis=1)
+                lg = np.log(s) + top
+                low = (s < _TINY) & same.any(axis=1)
+                if low.any():
+                    lg[low] = _row_logsumexp(np.where(same[low], logw[low], -np.inf))
+                g_num[name][rows] = lg
+                g_den[name][rows] = same.sum(axis=1)
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
-    overall = (num_p[inverse], np.full(n, float(partners)))
+    overall = (lnum_p[inverse], np.full(n, float(partners)))
     out = {}
     for name, codes in groupings.items():
         codes = np.asarray(codes, dtype=np.int64)
-        num, den = g_num[name][inverse], g_den[name][inverse]
+        lnum, den = g_num[name][inverse], g_den[name][inverse]
         sizes = np.bincount(codes)
         for code in np.flatnonzero(sizes):
             size = sizes[code]
             if size <= exact_max or size * partners < n:
                 members = np.flatnonzero(codes == code)
-                num[members], den[members] = uniformity_contributions(
+                lnum[members], den[members] = uniformity_contributions(
                     x[members],
                     t=t,
                     partners=partners,
                     exact_max=exact_max,
                     seed=int(rng.integers(2**31)),
                 )
-        out[name] = (num, den)
+        out[name] = (lnum, den)
     return overall, out
 
 
 @register_audit_metric("uniformity")
 class UniformityMetric(AuditMetric):
-    """``uniformity`` per group of every grouping (``uniformity_t``, ``pair_partners``)."""
+    """``uniformity`` per group of every grouping (``uniformity_t``, ``pair_partners``).
+
+    The per-sample sums are passed as logs (``num_log=True``), so embeddings far apart (every
+    ``exp(-t·d²)`` 0 in float64) still get a finite value, about ``-t·d²`` of the closest pairs.
+    """
 
     def jobs(self, ctx: AuditContext) -> list[Job]:
         t = ctx.settings["uniformity_t"]
@@ -160,15 +223,6 @@ class UniformityMetric(AuditMetric):
             partners=ctx.settings["pair_partners"],
             seed=ctx.settings["seed"],
         )
-        na_reason = "fewer than two samples in this group"
-        sums = [u_num, *(v[0] for v in u_group.values())]
-        dens = [u_den, *(v[1] for v in u_group.values())]
-        if any(((d > 0) & ~(num > 0)).any() for num, d in zip(sums, dens)):
-            # exp(-t·d²) underflows (or d² overflows float32) when the embeddings are far apart
-            na_reason += (
-                f", or exp(-{t:g}·squared distance) is 0 in float64 for its pairs (embeddings "
-                "too far apart for this uniformity_t: audit with metric='cosine' or scale them)"
-            )
         return [
             (
                 "uniformity",
@@ -178,8 +232,9 @@ class UniformityMetric(AuditMetric):
                     group_num={g: v[0] for g, v in u_group.items()},
                     group_den={g: v[1] for g, v in u_group.items()},
                     transform=math.log,
+                    num_log=True,
                     higher_is_better=False,
-                    na_reason=na_reason,
+                    na_reason="fewer than two samples in this group",
                     description=f"log mean exp(-{t:g}·squared distance) over pairs inside the "
                     "group (lower: spread more uniformly)",
                 ),
