@@ -1,0 +1,94 @@
+"""`fairmetric audit --verification`: per-group FMR / FNMR in the reports and in --fail-if."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fairmetric.audit.verification import verification_audit
+from fairmetric.cli import main
+from fairmetric.embeddings import EmbeddingSet
+
+
+def _crowded(ids: int = 60, per: int = 3, seed: int = 0) -> EmbeddingSet:
+    """Identities of group b sit closer together (centres scaled down): more false matches."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(ids, 8))
+    centres[ids // 2 :] *= 0.5
+    x = np.repeat(centres, per, axis=0) + 0.4 * rng.normal(size=(ids * per, 8))
+    group = np.repeat(np.array(["a"] * (ids // 2) + ["b"] * (ids - ids // 2)), per)
+    return EmbeddingSet(
+        embeddings=x.astype(np.float32),
+        labels=np.repeat(np.arange(ids), per),
+        attributes={"g": group},
+    )
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ver") / "emb.npz"
+    _crowded().save(path)
+    return path
+
+
+def _run(npz, tmp_path, *extra: str) -> int:
+    argv = ["audit", str(npz), "--verification", "--bootstrap", "20", "--no-progress"]
+    return main([*argv, "--no-linear-probe", "--out", str(tmp_path / "out"), *extra])
+
+
+def test_verification_metrics_reach_every_report(npz, tmp_path, capsys):
+    assert _run(npz, tmp_path, "--fmr", "1e-2,1e-3") == 0
+    out = capsys.readouterr().out
+    assert "fmr@1e-2" in out and "fnmr@1e-3" in out and "threshold@1e-2" in out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    meta = report["metadata"]["verification"]
+    assert set(meta["targets"]) == {"1e-2", "1e-3"}
+    assert meta["pairs"]["genuine_all"] and meta["pairs"]["impostor_all"]
+    assert meta["pairs"]["genuine"] == 60 * 3  # 3 pairs per identity of 3 samples
+    fmr = report["metrics"]["fmr@1e-2"]
+    assert set(fmr["summaries"]) == {"max_over_min", "max_geomean", "gini", "garbe", "fdr", "ir"}
+    # the same numbers as the Python function on the same data and settings
+    direct = verification_audit(
+        EmbeddingSet.load(npz), fmr=[1e-2, 1e-3], bootstrap=20, seed=0
+    ).to_dict()["metrics"]["fmr@1e-2"]
+    assert fmr["by_group"] == direct["by_group"] and fmr["summaries"] == direct["summaries"]
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "## Verification (NIST FRVT / ISO/IEC 19795-10)" in markdown
+    assert "| max_geomean |" in markdown and "Cross-group FMR" in markdown
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<h2>Verification (NIST FRVT / ISO/IEC 19795-10)</h2>" in html
+
+
+def test_gate_on_a_disparity_summary(npz, tmp_path, capsys):
+    assert _run(npz, tmp_path, "--fmr", "1e-2", "--fail-if", "fmr@1e-2.max_geomean>1000") == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    value = report["metrics"]["fmr@1e-2"]["summaries"]["max_geomean"]["g"]["value"]
+    assert value > 1  # group b's crowded identities are falsely matched more often
+    capsys.readouterr()
+    assert _run(npz, tmp_path, "--fmr", "1e-2", "--fail-if", "fmr@1e-2.max_geomean>1") == 1
+    err = capsys.readouterr().err
+    assert f"fmr@1e-2 max_geomean for g is {value:.4f}" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--metric", "ip"], "use --metric cosine or --metric l2"),
+        (["--fail-if", "fmr@1e-3.gini>0.1"], "unknown metric 'fmr@1e-3'"),
+        (["--fail-if", "recall@1.gini>0.1"], "unknown statistic 'gini' for recall@1"),
+    ],
+)
+def test_bad_verification_input_exits_2(npz, tmp_path, capsys, extra, message):
+    assert _run(npz, tmp_path, "--fmr", "1e-2", *extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0.5,2", "abc", "0"])
+def test_bad_fmr_list_is_a_usage_error(npz, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as info:  # argparse: usage line and exit status 2
+        _run(npz, tmp_path, "--fmr", value)
+    assert info.value.code == 2
+    assert "--fmr takes comma-separated numbers in (0, 1)" in capsys.readouterr().err
