@@ -543,7 +543,62 @@ def render_html(report: AuditReport) -> str:
 def verification_plots_html(report: AuditReport) -> list[str]:
     """DET curves, score distributions and the cross-group FMR heat map of a verification
     audit (``report.verification`` holds the scores; absent after reading report.json)."""
-    return []
+    from fairmetric.report.verification_plots import (
+        det_plot,
+        fmr_heatmap,
+        roc_det_curves,
+        score_distribution_plot,
+    )
+
+    plots = report.verification
+    meta = report.metadata.get("verification") or {}
+    if not plots or not meta:
+        return []
+    targets = meta["targets"]
+    first = next(iter(targets))
+    tau = targets[first]["threshold"]
+    body = []
+    for a, by_group in plots["scores"].items():
+        body.append(f"<h3>Curves by {_e(a)}</h3>")
+        curves = {g: roc_det_curves(gen, imp) for g, (gen, imp) in by_group.items()}
+        body.append(
+            f'<p class="note">Per group: genuine pairs against its same-group impostors; dotted '
+            f"lines at the target FMRs, markers at the global threshold for FMR {_e(first)}.</p>"
+        )
+        body.append(
+            _img(
+                det_plot(
+                    curves,
+                    title=f"DET by {a}",
+                    target_fmrs=[v["fmr"] for v in targets.values()],
+                    threshold=tau,
+                ),
+                f"DET curves by {a}",
+            )
+        )
+        body.append(
+            _img(
+                score_distribution_plot(by_group, threshold=tau, title=f"Scores by {a}"),
+                f"genuine and impostor score distributions by {a}",
+            )
+        )
+        matrix = meta.get("fmr_matrix", {}).get(first, {}).get(a)
+        if matrix and len(matrix["groups"]) > 1:
+            values = np.array(
+                [[np.nan if v is None else v for v in row] for row in matrix["fmr"]], dtype=float
+            )
+            body.append(
+                _img(
+                    fmr_heatmap(
+                        values,
+                        matrix["groups"],
+                        matrix["groups"],
+                        title=f"cross-group FMR at {first} ({a})",
+                    ),
+                    f"cross-group FMR by {a}",
+                )
+            )
+    return body
 
 
 # ----------------------------------------------------------------------------- files
