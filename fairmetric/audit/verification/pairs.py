@@ -52,10 +52,23 @@ def _empty(available: int = 0) -> PairSample:
 
 
 def _all_pairs(members: np.ndarray, labels: np.ndarray, same: bool) -> PairSample:
-    a, b = np.triu_indices(len(members), 1)
-    i, j = members[a], members[b]
-    keep = (labels[i] == labels[j]) if same else (labels[i] != labels[j])
-    return PairSample(i[keep], j[keep], True, int(keep.sum()))
+    """Every pair of its kind, in ``np.triu_indices`` order, built in blocks of rows (the pairs
+    of the other kind, which may be far more, are never held all at once)."""
+    m = len(members)
+    lab = labels[members]
+    parts_i, parts_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    step = max(1, (1 << 22) // max(m, 1))
+    for s in range(0, m, step):
+        rows = np.arange(s, min(s + step, m))
+        per = m - 1 - rows  # partners after each row
+        a = np.repeat(rows, per)
+        first = np.repeat(np.cumsum(per) - per, per)  # where each row's run starts
+        b = a + 1 + (np.arange(len(a)) - first)
+        keep = (lab[a] == lab[b]) if same else (lab[a] != lab[b])
+        parts_i.append(members[a[keep]])
+        parts_j.append(members[b[keep]])
+    i, j = np.concatenate(parts_i), np.concatenate(parts_j)
+    return PairSample(i, j, True, len(i))
 
 
 def _impostor_sample(
@@ -95,7 +108,7 @@ def _impostors(
     available = total - genuine
     if available == 0:
         return _empty()
-    if total <= budget:
+    if available <= budget:  # all impostor pairs fit (even when the genuine pairs would not)
         return _all_pairs(members, labels, same=False)
     i, j = _impostor_sample(members, labels, budget, rng)
     return PairSample(i, j, False, available)

@@ -1,8 +1,9 @@
 """The global threshold at a target false match rate, and match counts at a threshold.
 
 Convention (METHODS.md §6): a pair *matches* when its score ``s >= τ``. For ``n`` impostor scores
-and a target ``FMR*``, let ``k = floor(FMR*·n)``. ``τ`` is the lowest threshold whose realised
-FMR is at most the target: the ``k``-th largest score ``v`` when at most ``k`` scores reach it,
+and a target ``FMR*``, let ``k`` be the largest count with ``k / n <= FMR*`` (``floor(FMR*·n)``).
+``τ`` gives the largest realised FMR that is at most the target, and sits on a score where it
+can: the ``k``-th largest score ``v`` when at most ``k`` scores reach it,
 otherwise the next float above ``v`` (ties at ``v`` all fall below); with ``k = 0``, the next
 float above the largest score. The realised FMR never exceeds the target, and with ties it is
 what it is, reported next to the target.
@@ -38,7 +39,9 @@ def threshold_at_fmr(impostor_scores: np.ndarray, target_fmr: float) -> float:
     if not np.isfinite(s).all():
         raise ValueError("impostor scores contain NaN or Inf")
     n = s.size
-    k = math.floor(target * n + 1e-9)
+    k = math.floor(target * n + 1e-9)  # the slack absorbs rounding: 0.29 * 100 = 28.99...6
+    if k / n > target:  # but never past the target (0.0999999999999 of 10 is k = 0, not 1)
+        k -= 1
     if k == 0:
         return float(np.nextafter(s.max(), np.inf))
     v = float(np.partition(s, n - k)[n - k])  # the k-th largest
