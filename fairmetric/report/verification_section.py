@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fairmetric.report.formatting import DASH, format_interval, format_number
+
 if TYPE_CHECKING:
     from fairmetric.report.result import AuditReport
 
@@ -27,19 +29,15 @@ SUMMARY_TEXT = {
 
 
 def _fmt(value: Any) -> str:
-    from fairmetric.report.writers import format_number
-
     return format_number(value)
 
 
 def _cell(est: Any) -> str:
-    from fairmetric.report.writers import format_interval
-
     if est is None or est.value is None:
         reason = f" ({est.na_reason})" if est is not None and est.na_reason else ""
         return f"n/a{reason}"
     interval = format_interval(est.ci_low, est.ci_high)
-    return _fmt(est.value) + ("" if interval == "—" else f" {interval}")
+    return _fmt(est.value) + ("" if interval == DASH else f" {interval}")
 
 
 def verification_blocks(report: AuditReport) -> list[tuple]:

@@ -11,7 +11,6 @@ Plots come from :mod:`fairmetric.report.plots`.
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from matplotlib.figure import Figure
 
+from fairmetric.report.formatting import format_interval, format_number
 from fairmetric.report.frame import Estimate, GroupMetric
 from fairmetric.report.plots import (
     direction,
@@ -80,30 +80,6 @@ _NOT_COMPARED = "below min_group_size: not in the gaps"
 
 
 # ----------------------------------------------------------------------------- formatting
-
-
-def format_number(value: float | None) -> str:
-    """A value for a table: 3 decimals in ``[0.1, 1000)``, else 3 significant digits.
-
-    ``None`` (not defined) is ``"n/a"``.
-    """
-    if value is None:
-        return "n/a"
-    v = float(value)
-    if not math.isfinite(v):
-        return "n/a"
-    if v == 0:
-        return "0.000"
-    if 0.1 <= abs(v) < 1000:
-        return f"{v:.3f}"
-    return f"{v:#.3g}"  # "#" keeps trailing zeros: 0.0110, not 0.011
-
-
-def format_interval(low: float | None, high: float | None) -> str:
-    """``"[low, high]"``, or a dash when there is no interval (no bootstrap)."""
-    if low is None or high is None:
-        return _DASH
-    return f"[{format_number(low)}, {format_number(high)}]"
 
 
 def _format_meta(value: Any) -> str:

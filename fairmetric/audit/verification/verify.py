@@ -178,8 +178,8 @@ def verification_audit(
         level: interval coverage.
         seed: seeds the pair samples and the bootstrap.
         min_group_size: groups with fewer identities are reported but not compared.
-        score_transform: a fitted post-hoc fix (``fairmetric.audit.posthoc``) applied to every
-            pair's score before thresholds are set.
+        score_transform: a :class:`~fairmetric.audit.verification.fixes.ScoreTransform` (a
+            fitted post-hoc fix) applied to every pair's score before thresholds are set.
 
     Returns:
         An :class:`AuditReport` with ``fmr@T``, ``fnmr@T`` (:class:`VerificationMetric`, with
@@ -235,7 +235,7 @@ def verification_audit(
     def score(p: PairSample) -> np.ndarray:
         s = pair_scores(x, p.i, p.j, metric)
         if score_transform is not None:
-            s = np.asarray(score_transform.transform(x=x, i=p.i, j=p.j, scores=s), np.float64)
+            s = np.asarray(score_transform.transform(data, x, p.i, p.j, s), np.float64)
         return s
 
     gen_s = score(pairs.genuine)
