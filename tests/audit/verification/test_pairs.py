@@ -164,3 +164,14 @@ def test_both_orders_of_a_pair_appear_when_sampling(kind):
     big = [sample_pairs(labels, {}, genuine=2, impostor=3, same_group=1, seed=s) for s in range(50)]
     firsts = {int(x) for q in big for x in getattr(q, kind).i}
     assert firsts == set(range(6)) and len(getattr(p, kind)) in (2, 3)
+
+
+def test_few_impostors_among_many_genuine_pairs_are_all_taken():
+    # one identity with 3000 samples and one with a single sample: 3000 impostor pairs among
+    # 4.5M pairs; the rejection sampler (drawing 200k pairs at 0.07% acceptance) used to give up
+    # with RuntimeError after ~30 s, although all 3000 impostor pairs fit the budget
+    labels = np.concatenate([np.zeros(3000, dtype=int), [1]])
+    p = sample_pairs(labels, {"g": np.zeros(3001)}, genuine=10, impostor=10**6, same_group=200_000)
+    for s in (p.impostor, p.same_group["g"][0]):
+        assert s.exhaustive and len(s) == s.available == 3000
+        assert (s.j == 3000).all() and sorted(s.i.tolist()) == list(range(3000))
