@@ -427,6 +427,13 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         help="most same-group impostor pairs per group (FMR at 1e-4 wants >= 100000)",
     )
     v.add_argument(
+        "--score-transform",
+        type=Path,
+        metavar="FILE",
+        help="apply a post-hoc fix saved by 'fairmetric posthoc' (fix.json) to every pair's "
+        "score before the thresholds are set",
+    )
+    v.add_argument(
         "--alpha",
         type=float,
         default=0.5,
@@ -511,6 +518,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         source=str(args.source),
         min_group_size=args.min_group_size,
     )
+    if args.score_transform is not None and not args.verification:
+        raise ValueError("--score-transform applies to pair scores: add --verification")
     if args.verification:
         from fairmetric.audit.verification import add_verification, verification_audit
 
@@ -520,6 +529,11 @@ def _run_audit(args: argparse.Namespace) -> int:
                 "cosine or --metric l2"
             )
         kept = data.drop_invalid()[0] if args.drop_invalid else data
+        transform = None
+        if args.score_transform is not None:
+            from fairmetric.audit.verification.fixes import load_score_transform
+
+            transform = load_score_transform(args.score_transform)
         add_verification(
             report,
             verification_audit(
@@ -534,6 +548,7 @@ def _run_audit(args: argparse.Namespace) -> int:
                 bootstrap=args.bootstrap,
                 seed=args.seed,
                 min_group_size=args.min_group_size,
+                score_transform=transform,
             ),
         )
     print(render_summary(report))
@@ -549,6 +564,44 @@ def _run_audit(args: argparse.Namespace) -> int:
     for v in violations:
         print(f"FAIL {v}", file=sys.stderr)
     return 1 if violations else 0
+
+
+# -- posthoc -----------------------------------------------------------------------------------
+
+
+def _add_posthoc(sub: argparse._SubParsersAction) -> None:
+    from fairmetric.audit.verification import cli as posthoc_cli
+
+    p = sub.add_parser(
+        "posthoc",
+        help="fit a post-hoc score fix for a released model and judge it on held-out identities",
+        formatter_class=_Formatter,
+        description=(
+            "Fix a model that cannot be retrained, at the score level: split SOURCE's "
+            "identities into a calibration part and a held-out part, fit the fix on the first "
+            "and run the verification audit on the second before and after it (same pairs, "
+            "same thresholds rule), with ECE / KS / Brier of P(genuine) per group. OUT gets "
+            "fix.json (JSON, no pickle; ship it beside the model and apply it with 'fairmetric "
+            "audit SOURCE --verification --score-transform fix.json'), comparison.json and the "
+            "before/ and after/ reports.\n\n"
+            "fixes: per_group_threshold and score_normalisation use the attribute; fsn "
+            "(Terhörst et al. 2020) and faircal (Salvador et al. 2022) use k-means clusters "
+            "of the embeddings instead. Formulas: docs/posthoc.md.\n\n"
+            + _EXIT_STATUS
+            + "\n\nexample:\n"
+            "  fairmetric posthoc runs/demo/baseline/test_embeddings.npz --fix faircal --out runs/faircal"
+        ),
+    )
+    posthoc_cli.add_arguments(p, _fmr_list, _positive_int)
+    p.set_defaults(run=_run_posthoc)
+
+
+def _run_posthoc(args: argparse.Namespace) -> int:
+    from fairmetric.audit.verification import cli as posthoc_cli
+    from fairmetric.sources import load_source
+
+    _check_output(args.out)
+    return posthoc_cli.run_from_args(args, lambda source: load_source(source, progress=False))
 
 
 # -- finetune ----------------------------------------------------------------------------------
@@ -785,6 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_embed,
         _add_audit,
+        _add_posthoc,
         _add_finetune,
         _add_bench,
         _add_demo,

@@ -144,7 +144,12 @@ def _pairs(
     p = sample_pairs(
         labels, groupings, genuine=genuine, impostor=impostor, same_group=impostor, seed=seed
     )
-    sets = [p.genuine, p.impostor, *(s for per in p.same_group.values() for s in per.values())]
+    # the same-group samples add impostors inside small groups; when the global set already
+    # holds every impostor pair they are subsets of it, and adding them would count pairs twice
+    same = (
+        [] if p.impostor.exhaustive else [s for per in p.same_group.values() for s in per.values()]
+    )
+    sets = [p.genuine, p.impostor, *same]
     i = np.concatenate([s.i for s in sets])
     j = np.concatenate([s.j for s in sets])
     return i, j, labels[i] == labels[j]
@@ -178,9 +183,10 @@ def fit_score_transform(
             )
         attribute = data.attribute_names[0]
     if attribute is not None:
-        data.attribute_index(attribute)  # a clear error for an unknown name
+        data.attribute(attribute)  # a clear error for an unknown name
     x = np.asarray(data.embeddings)
-    i, j, genuine = _pairs(data, attribute, genuine_pairs, impostor_pairs, seed)
+    grouped = attribute if fixer.needs_groups else None  # fsn / faircal: the same pairs always
+    i, j, genuine = _pairs(data, grouped, genuine_pairs, impostor_pairs, seed)
     scores = pair_scores(x, i, j, metric)
     groups = None if attribute is None else np.asarray(data.attribute(attribute), np.int64)
     names = None if attribute is None else list(data.attribute_value_names[attribute])

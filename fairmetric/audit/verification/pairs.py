@@ -92,7 +92,11 @@ def _impostor_sample(
         out_j.append(j)
         got += len(i)
     if got < size:  # nearly every pair is genuine: the caller checked that impostors exist
-        raise RuntimeError("could not draw enough impostor pairs")
+        raise ValueError(
+            f"could not draw {size} impostor pairs: nearly every pair of these {m} samples is "
+            "genuine (one identity dominates); lower the impostor budget below the "
+            "impostor pairs available, so that all of them are taken"
+        )
     return np.concatenate(out_i), np.concatenate(out_j)
 
 

@@ -2,10 +2,11 @@
 group's own threshold, disparity summaries, cross-group FMR, with intervals by bootstrap over
 identities, as an :class:`~fairmetric.report.result.AuditReport`.
 
-Rates are counts over pairs; a pair belongs to the identity of its first sample, and the
-bootstrap resamples those identities within each group (stratified), keeping the threshold
-fixed at its value on the full sample. A group's ``count`` is its number of identities, so
-``min_group_size`` counts identities here.
+Rates are counts over pairs. A person's pairs are not independent, so the intervals come from a
+bootstrap over identities, stratified by group, with the thresholds held at their full-sample
+values: a genuine pair counts as often as its identity is drawn; an impostor pair depends on two
+identities and is weighed by the product of their multiplicities (a two-way cluster bootstrap).
+A group's ``count`` is its number of identities, so ``min_group_size`` counts identities here.
 """
 
 from __future__ import annotations
@@ -130,15 +131,57 @@ def _boot(c: _Counts, group: int, n_boot: int, rng: np.random.Generator) -> np.n
         return h / n[:, None]
 
 
+def _pair_boot(
+    u: np.ndarray, v: np.ndarray, hits: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``(n_boot, T)`` rates of impostor pairs over identity resamples (NaN: no pair drawn).
+
+    An impostor pair depends on *two* identities, so each replicate draws every identity's
+    multiplicity ``w`` (resampling the identities with replacement) and weighs the pair of
+    identities ``(u, v)`` by ``w_u · w_v`` (a two-way cluster bootstrap): the rate is
+    ``Σ w_u w_v hits / Σ w_u w_v pairs``.
+    """
+    t = hits.shape[1]
+    out = np.full((n_boot, t), np.nan)
+    if len(u) == 0 or n_boot == 0:
+        return out
+    ids, inverse = np.unique(np.concatenate([u, v]), return_inverse=True)
+    uu, vv = inverse[: len(u)], inverse[len(u) :]
+    key = np.minimum(uu, vv) * len(ids) + np.maximum(uu, vv)  # one entry per identity pair
+    cells, inv = np.unique(key, return_inverse=True)
+    n = np.bincount(inv, minlength=len(cells)).astype(np.float64)
+    h = np.stack([np.bincount(inv, weights=hits[:, k], minlength=len(cells)) for k in range(t)], 1)
+    a, b = cells // len(ids), cells % len(ids)
+    w = np.stack(
+        [
+            np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids))
+            for _ in range(n_boot)
+        ]
+    ).astype(np.float64)  # (n_boot, identities)
+    num = np.zeros((n_boot, t))
+    den = np.zeros(n_boot)
+    step = max(1, (16 << 20) // (8 * n_boot))  # identity pairs per block: ~16 MB of weights
+    for s in range(0, len(cells), step):
+        ww = w[:, a[s : s + step]] * w[:, b[s : s + step]]
+        num += ww @ h[s : s + step]
+        den += ww @ n[s : s + step]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den[:, None]
+    out[den == 0] = np.nan
+    return out
+
+
 def _check_args(fmr: Sequence[float], alpha: float, bootstrap: int, level: float) -> list[float]:
-    if isinstance(fmr, (int, float)):
+    if isinstance(fmr, (int, float, np.number)):
         fmr = [fmr]
     targets = [_check_target(t) for t in fmr]
     if not targets:
         raise ValueError("give at least one target FMR (e.g. fmr=[1e-3, 1e-4])")
     if len(set(targets)) != len(targets):
         raise ValueError(f"target FMRs repeat: {targets}")
-    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
+    if isinstance(alpha, bool) or not (
+        isinstance(alpha, (int, float, np.number)) and 0 <= alpha <= 1
+    ):
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise ValueError(f"bootstrap must be an integer >= 0, got {bootstrap!r}")
@@ -206,6 +249,8 @@ def verification_audit(
                 f"{zero.size} embedding rows are all zero (first: {zero[:5].tolist()}): they have "
                 "no cosine similarity; drop them or use metric='l2'"
             )
+    if isinstance(attributes, str):
+        attributes = [attributes]
     names = list(data.attribute_names if attributes is None else attributes)
     codes = {a: np.asarray(data.attribute(a), dtype=np.int64) for a in names}
     labels = np.asarray(data.labels, dtype=np.int64)
@@ -214,14 +259,14 @@ def verification_audit(
         ("impostor_pairs", impostor_pairs),
         ("same_group_pairs", same_group_pairs),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     pairs = sample_pairs(
         labels,
         codes,
-        genuine=genuine_pairs,
-        impostor=impostor_pairs,
-        same_group=same_group_pairs,
+        genuine=int(genuine_pairs),
+        impostor=int(impostor_pairs),
+        same_group=int(same_group_pairs),
         seed=seed,
     )
     if len(pairs.genuine) == 0:
@@ -258,17 +303,19 @@ def verification_audit(
     # overall intervals: resample identities over the whole set
     one = np.zeros(len(labels), dtype=np.int64)
     g_all = _unit_counts(labels[pairs.genuine.i], one[pairs.genuine.i], gen_miss, 1)
-    i_all = _unit_counts(labels[pairs.impostor.i], one[pairs.impostor.i], imp_hit, 1)
     fnmr_all_reps = _boot(g_all, 0, bootstrap, rng)
-    fmr_all_reps = _boot(i_all, 0, bootstrap, rng)
+    fmr_all_reps = _pair_boot(
+        labels[pairs.impostor.i], labels[pairs.impostor.j], imp_hit, bootstrap, rng
+    )
+    n_identities = int(len(np.unique(labels)))
     for k, t in enumerate(labels_t):
         fmr_metrics[t].overall_reps = fmr_all_reps[:, k]
         fnmr_metrics[t].overall_reps = fnmr_all_reps[:, k]
         fmr_metrics[t].overall = Estimate(
-            float(overall_fmr[k]), int(len(i_all.n)), *_ci(fmr_all_reps[:, k], bootstrap, level)
+            float(overall_fmr[k]), n_identities, *_ci(fmr_all_reps[:, k], bootstrap, level)
         )
         fnmr_metrics[t].overall = Estimate(
-            float(overall_fnmr[k]), int(len(g_all.n)), *_ci(fnmr_all_reps[:, k], bootstrap, level)
+            float(overall_fnmr[k]), n_identities, *_ci(fnmr_all_reps[:, k], bootstrap, level)
         )
 
     for a in names:
@@ -286,11 +333,11 @@ def verification_audit(
             p = pairs.same_group[a][g]
             s = same_scores[g]
             hit = (s[:, None] >= taus[None, :]).astype(np.float64)
-            units = _unit_counts(labels[p.i], np.zeros(len(p), np.int64), hit, 1)
             gsel = gen_units.units == g
             n_gen = int(gen_units.n[gsel].sum())
-            gen_ids = int(gsel.sum())
-            imp_ids = len(units.n)
+            # a group's count: its identities (min_group_size counts identities)
+            ids_in_group = int(len(np.unique(labels[c == g])))
+            gen_ids = imp_ids = ids_in_group
             group_pairs[a][name] = {
                 "genuine": n_gen,
                 "same_group_impostor": len(p),
@@ -299,7 +346,7 @@ def verification_audit(
             }
             gen_mask = c[pairs.genuine.i] == g
             scores_for_plots[a][name] = (gen_s[gen_mask], s)
-            fmr_reps[name] = _boot(units, 0, bootstrap, rng)
+            fmr_reps[name] = _pair_boot(labels[p.i], labels[p.j], hit, bootstrap, rng)
             fnmr_reps[name] = _boot(gen_units, g, bootstrap, rng)
             for k, t in enumerate(labels_t):
                 fmr_v = float(hit[:, k].mean()) if len(p) else None
@@ -397,7 +444,7 @@ def verification_audit(
         "metric": metric,
         "seed": seed,
         "bootstrap": bootstrap,
-        "bootstrap_unit": "identity (stratified by group; thresholds fixed)",
+        "bootstrap_unit": "identity (stratified by group; impostor pairs weighed by both identities; thresholds fixed)",
         "level": level,
         "alpha": alpha,
         "min_group_size": min_group_size,

@@ -178,13 +178,6 @@ def test_against_sklearn_roc_curve(tiny, report):
         assert tmr == pytest.approx(tpr[idx], abs=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.py: an FMR group's count (and the overall FMR count, and threshold@'s) is the "
-    "number of identities that *own* a same-group impostor pair (the identity of the first "
-    "sample i < j), not the number of identities: the identity whose rows come last never owns "
-    "a pair, so the count is one short (5 of 6 here)",
-)
 def test_group_counts_are_identities(tiny, report):
     _, ref = tiny
     for t in LABELS_T:
@@ -306,11 +299,6 @@ def test_min_group_size_keeps_a_small_group_out(three):
     _check_summaries(full, ["a", "b", "c"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.py: FMR group counts are identities owning a pair (one short), so with "
-    "min_group_size equal to the groups' 6 identities their FMR is wrongly left out",
-)
 def test_min_group_size_counts_identities(three):
     data, _ = three
     r = verification_audit(data, fmr=TARGETS, bootstrap=0, min_group_size=6)
@@ -428,14 +416,6 @@ def test_point_values_do_not_depend_on_row_order(tiny, report):
         np.testing.assert_allclose(np.array(a["fmr"], float), np.array(b["fmr"], float))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.py: the FMR bootstrap resamples the *owner* identity of each impostor pair "
-    "(the first sample's) only, so the dependence of a pair on its second identity is lost: "
-    "the replicate SD of a group FMR is ~0.55 of an identity bootstrap that reweights both "
-    "identities of each pair, and intervals are too narrow (with two identical groups the 95% "
-    "interval of the FMR difference excluded 0 in 11 of 60 data sets)",
-)
 def test_fmr_bootstrap_resamples_both_identities_of_a_pair():
     ratios = []
     for seed in range(3):

@@ -128,21 +128,11 @@ def test_a_group_without_genuine_pairs_gets_na_fnmr():
     json.loads(r.to_json())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.py _check_args wraps only Python int/float targets: a numpy scalar "
-    "(fmr=np.float32(0.1)) is iterated and raises TypeError instead of auditing FMR 0.1",
-)
 def test_numpy_scalar_fmr_is_one_target():
     r = verification_audit(_set(GOOD), fmr=np.float32(0.1), bootstrap=0)
     assert set(r.metrics) == {"fmr@1e-1", "fnmr@1e-1", "threshold@1e-1"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.py: attributes='gh' (a string, not a list) is read character by character "
-    "and audits attributes 'g' and 'h' instead of naming the unknown attribute 'gh'",
-)
 def test_attributes_as_a_string_is_one_name():
     x = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
     data = EmbeddingSet(
@@ -154,21 +144,11 @@ def test_attributes_as_a_string_is_one_name():
         verification_audit(data, attributes="gh", bootstrap=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.py _check_args accepts alpha=True (bool passes isinstance int) as alpha=1, "
-    "while bool targets, budgets and bootstrap are rejected",
-)
 def test_bool_alpha_is_rejected():
     with pytest.raises(ValueError, match="alpha"):
         verification_audit(_set(GOOD), alpha=True, bootstrap=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.py rejects numpy integer pair budgets (genuine_pairs=np.int64(5): 'must be an "
-    "integer >= 1') although min_group_size accepts np.integer",
-)
 def test_numpy_integer_budgets_are_accepted():
     r = verification_audit(_set(GOOD), genuine_pairs=np.int64(5), fmr=[0.1], bootstrap=0)
     assert r.metadata["verification"]["pairs"]["genuine"] == 5
