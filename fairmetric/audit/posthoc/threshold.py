@@ -1,4 +1,5 @@
-"""The verification threshold at a target false-match rate (the convention every fix shares).
+"""The verification threshold at a target false-match rate: the one implementation, shared by
+the post-hoc fixes and the verification audit (:mod:`fairmetric.audit.verification.threshold`).
 
 With ``n`` impostor scores and ``k = floor(target · n)``: if ``k = 0`` the threshold is just above
 the largest score (nothing matches); otherwise, with ``v`` the ``k``-th largest score, ``τ = v``
@@ -46,7 +47,9 @@ def threshold_at_fmr(impostor_scores: np.ndarray, target_fmr: float) -> float:
         bad = int(np.flatnonzero(~np.isfinite(s))[0])
         raise ValueError(f"impostor_scores must be finite, got {float(s[bad])} at index {bad}")
     n = s.size
-    k = math.floor(target * n + 1e-9)
+    k = math.floor(target * n + 1e-9)  # the slack absorbs rounding: 0.29 * 100 = 28.99...6
+    if k / n > target:  # but never past the target (0.0999999999999 of 10 is k = 0, not 1)
+        k -= 1
     if k == 0:
         return float(np.nextafter(s.max(), np.inf))
     # the k-th largest score: index n - k of the ascending order

@@ -112,9 +112,9 @@ def test_order_and_dtype_do_not_matter():
 @pytest.mark.parametrize(
     ("scores", "target", "message"),
     [
-        (np.array([]), 0.1, "no impostor pairs"),
-        (np.array([0.1, np.nan]), 0.1, "NaN"),
-        (np.array([0.1, np.inf]), 0.1, "NaN or Inf"),
+        (np.array([]), 0.1, "needs at least one impostor pair"),
+        (np.array([0.1, np.nan]), 0.1, "must be finite, got nan at index 1"),
+        (np.array([0.1, np.inf]), 0.1, "must be finite, got inf at index 1"),
         (np.array([0.1, 0.2]), 0, r"\(0, 1\)"),
         (np.array([0.1, 0.2]), 1, r"\(0, 1\)"),
         (np.array([0.1, 0.2]), -1, r"\(0, 1\)"),
