@@ -172,6 +172,33 @@ def verification_blocks(report: AuditReport) -> list[tuple]:
                         ],
                     )
                 )
+    for a, res in (meta.get("identification") or {}).items():
+        if len(res["groups"]) < 1:
+            continue
+        blocks.append(("h3", f"Rank-1 identification errors by {a}"))
+        blocks.append(
+            (
+                "note",
+                "Share of each group's queries (samples whose identity has another sample) whose "
+                "nearest other sample is a wrong identity, split by that identity's group; a row "
+                "sums to the group's rank-1 error rate.",
+            )
+        )
+        blocks.append(
+            (
+                "table",
+                [f"query {a}", "queries", "rank-1 error", *(f"wrong: {g}" for g in res["groups"])],
+                [
+                    [
+                        g,
+                        str(res["queries"][g]),
+                        _fmt(res["rank1_error"][g]),
+                        *(_fmt(v) for v in res["matrix"][r]),
+                    ]
+                    for r, g in enumerate(res["groups"])
+                ],
+            )
+        )
     for w in meta.get("warnings", []):
         blocks.append(("note", "Warning: " + w))
     return blocks

@@ -522,6 +522,7 @@ def verification_plots_html(report: AuditReport) -> list[str]:
     from fairmetric.report.verification_plots import (
         det_plot,
         fmr_heatmap,
+        identification_error_heatmap,
         roc_det_curves,
         score_distribution_plot,
     )
@@ -572,6 +573,22 @@ def verification_plots_html(report: AuditReport) -> list[str]:
                         title=f"cross-group FMR at {first} ({a})",
                     ),
                     f"cross-group FMR by {a}",
+                )
+            )
+    for a, res in (meta.get("identification") or {}).items():
+        if len(res["groups"]) > 1:
+            values = np.array(
+                [[np.nan if v is None else v for v in row] for row in res["matrix"]], dtype=float
+            )
+            body.append(
+                _img(
+                    identification_error_heatmap(
+                        values,
+                        res["groups"],
+                        res["groups"],
+                        title=f"rank-1 identification errors ({a})",
+                    ),
+                    f"rank-1 identification errors by {a}",
                 )
             )
     return body

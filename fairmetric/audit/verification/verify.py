@@ -205,6 +205,7 @@ def verification_audit(
     seed: int = 0,
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     score_transform: Any = None,
+    identification: bool = True,
 ) -> AuditReport:
     """Verification error rates per group at one global threshold (FRVT / ISO 19795-10).
 
@@ -223,6 +224,8 @@ def verification_audit(
         min_group_size: groups with fewer identities are reported but not compared.
         score_transform: a :class:`~fairmetric.audit.verification.fixes.ScoreTransform` (a
             fitted post-hoc fix) applied to every pair's score before thresholds are set.
+        identification: also measure the rank-1 identification errors by group (one exact
+            neighbour search; ``metadata["verification"]["identification"]``).
 
     Returns:
         An :class:`AuditReport` with ``fmr@T``, ``fnmr@T`` (:class:`VerificationMetric`, with
@@ -437,6 +440,20 @@ def verification_audit(
                     f"than 10/FMR = {need} for FMR {fmr_label(min(targets))}: its FMR there is "
                     "coarse (raise same_group_pairs, or the group has too few identities)"
                 )
+    ident: dict[str, Any] = {}
+    if identification:
+        from fairmetric.audit.verification.identification import identification_errors
+
+        for a, res in identification_errors(x, labels, codes, metric).items():
+            value_names = list(data.attribute_value_names[a])
+            keep = [int(g) for g in np.unique(codes[a])]
+            m = res["matrix"]
+            ident[a] = {
+                "groups": [value_names[g] for g in keep],
+                "queries": {value_names[g]: int(res["queries"][g]) for g in keep},
+                "rank1_error": {value_names[g]: _clean(float(np.nansum(m[g, keep]))) for g in keep},
+                "matrix": [[_clean(m[r, q]) for q in keep] for r in keep],
+            }
     meta: dict[str, Any] = {
         "n": len(labels),
         "dim": int(x.shape[1]),
@@ -471,6 +488,7 @@ def verification_audit(
                 "by_group": group_pairs,
             },
             "fmr_matrix": matrices,
+            "identification": ident,
             "warnings": warnings,
             "score_transform": None if score_transform is None else score_transform.name,
         },
