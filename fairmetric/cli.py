@@ -427,6 +427,13 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         help="most same-group impostor pairs per group (FMR at 1e-4 wants >= 100000)",
     )
     v.add_argument(
+        "--pairs",
+        type=Path,
+        metavar="FILE",
+        help="audit the pairs of a published protocol as given: a CSV with header a,b[,same] "
+        "(0-based row indices; same: 1/0), instead of sampling pairs",
+    )
+    v.add_argument(
         "--score-transform",
         type=Path,
         metavar="FILE",
@@ -518,8 +525,9 @@ def _run_audit(args: argparse.Namespace) -> int:
         source=str(args.source),
         min_group_size=args.min_group_size,
     )
-    if args.score_transform is not None and not args.verification:
-        raise ValueError("--score-transform applies to pair scores: add --verification")
+    for flag, value in (("--score-transform", args.score_transform), ("--pairs", args.pairs)):
+        if value is not None and not args.verification:
+            raise ValueError(f"{flag} applies to verification pairs: add --verification")
     if args.verification:
         from fairmetric.audit.verification import add_verification, verification_audit
 
@@ -549,6 +557,7 @@ def _run_audit(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 min_group_size=args.min_group_size,
                 score_transform=transform,
+                pairs_file=args.pairs,
             ),
         )
     print(render_summary(report))

@@ -58,8 +58,13 @@ def verification_blocks(report: AuditReport) -> list[tuple]:
             "the share of its same-group impostor pairs at or above it and FNMR the share of its "
             "genuine pairs below it (TMR = 1 − FNMR). Intervals: bootstrap over identities "
             "within each group, the threshold held fixed. A group's n counts identities. "
-            f"Genuine pairs: {described(pairs['genuine'], pairs['genuine_available'], pairs['genuine_all'])}; "
-            f"impostor pairs: {described(pairs['impostor'], pairs['impostor_available'], pairs['impostor_all'])}.",
+            + (
+                f"Pairs as listed in {meta['pairs_file']}: {pairs['genuine']} genuine, "
+                f"{pairs['impostor']} impostor."
+                if meta.get("pairs_file")
+                else f"Genuine pairs: {described(pairs['genuine'], pairs['genuine_available'], pairs['genuine_all'])}; "
+                f"impostor pairs: {described(pairs['impostor'], pairs['impostor_available'], pairs['impostor_all'])}."
+            ),
         )
     )
     blocks.append(

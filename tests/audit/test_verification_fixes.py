@@ -168,4 +168,6 @@ def test_score_transform_needs_verification(tmp_path, capsys):
     npz = tmp_path / "emb.npz"
     crowded(ids=40).save(npz)
     assert main(["audit", str(npz), "--score-transform", str(tmp_path / "f.json")]) == 2
-    assert "add --verification" in capsys.readouterr().err
+    assert "--score-transform applies to verification pairs: add --verification" in (
+        capsys.readouterr().err
+    )

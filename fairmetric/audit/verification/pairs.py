@@ -18,10 +18,11 @@ Pairs are ``(i, j)`` row indices with ``i != j``; a pair's *owner* is the identi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PairSample", "Pairs", "sample_pairs"]
+__all__ = ["PairSample", "Pairs", "read_pair_file", "sample_pairs"]
 
 
 @dataclass
@@ -174,4 +175,83 @@ def sample_pairs(
             int(g): _impostors(np.flatnonzero(codes == g), labels, same_group, rng)
             for g in np.unique(codes)
         }
+    return pairs
+
+
+_SAME = {"1": True, "true": True, "same": True, "0": False, "false": False, "different": False}
+
+
+def read_pair_file(path: str | Path, labels: np.ndarray, groupings: dict[str, np.ndarray]) -> Pairs:
+    """The pairs of a published protocol (LFW / BFW / RFW-style pair lists), audited as given.
+
+    The CSV has the header ``a,b[,same]``: two 0-based row indices of the audited set and,
+    optionally, whether the pair is genuine (``1``/``0``, ``true``/``false``, ``same``/
+    ``different``). A ``same`` column must agree with the labels (identities); without it, the
+    labels decide. Same-group impostor sets are the listed impostor pairs with both rows in one
+    group.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: a bad header, an index that is not an integer or outside the set, a pair of
+            a row with itself, a ``same`` value that is unknown or contradicts the labels, or no
+            genuine or no impostor pair (the message names the file and line).
+    """
+    from fairmetric.data.csv_table import read_csv_table
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pair file not found: {path}")
+    table = read_csv_table(path, required=("a", "b"), expected="'a,b[,same]'", prefix="pairs: ")
+    has_same = len(table.header) > 2 and table.header[2] == "same"
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    i_list, j_list = [], []
+    for row, line in zip(table.rows, table.lines):
+        where = f"pairs: {path} line {line}"
+        if len(row) < (3 if has_same else 2):
+            raise ValueError(f"{where}: expected {'a,b,same' if has_same else 'a,b'}, got {row}")
+        try:
+            a, b = int(row[0]), int(row[1])
+        except ValueError:
+            raise ValueError(
+                f"{where}: a and b must be 0-based row indices (integers), got {row[:2]}"
+            ) from None
+        if not (0 <= a < n and 0 <= b < n):
+            raise ValueError(f"{where}: row index out of range 0..{n - 1}: {a}, {b}")
+        if a == b:
+            raise ValueError(f"{where}: a pair of row {a} with itself")
+        if has_same:
+            same = _SAME.get(row[2].lower())
+            if same is None:
+                raise ValueError(
+                    f"{where}: same must be 1/0, true/false or same/different, got {row[2]!r}"
+                )
+            if same != bool(labels[a] == labels[b]):
+                raise ValueError(
+                    f"{where}: the file says rows {a} and {b} are "
+                    f"{'the same' if same else 'different'} identities, the labels say "
+                    f"{'the same' if labels[a] == labels[b] else 'different'}; fix the file or "
+                    "the labels"
+                )
+        i_list.append(a)
+        j_list.append(b)
+    i = np.asarray(i_list, dtype=np.int64)
+    j = np.asarray(j_list, dtype=np.int64)
+    genuine = labels[i] == labels[j]
+    if not genuine.any() or genuine.all():
+        raise ValueError(
+            f"pairs: {path} lists {int(genuine.sum())} genuine and {int((~genuine).sum())} "
+            "impostor pairs; a verification audit needs both"
+        )
+    gi, gj, ii, ij = i[genuine], j[genuine], i[~genuine], j[~genuine]
+    pairs = Pairs(
+        genuine=PairSample(gi, gj, True, len(gi)),
+        impostor=PairSample(ii, ij, True, len(ii)),
+    )
+    for name, codes in groupings.items():
+        codes = np.asarray(codes, dtype=np.int64)
+        pairs.same_group[name] = {}
+        for g in np.unique(codes):
+            both = (codes[ii] == g) & (codes[ij] == g)
+            pairs.same_group[name][int(g)] = PairSample(ii[both], ij[both], True, int(both.sum()))
     return pairs

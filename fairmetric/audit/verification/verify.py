@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fairmetric import __version__
-from fairmetric.audit.verification.pairs import PairSample, sample_pairs
+from fairmetric.audit.verification.pairs import PairSample, read_pair_file, sample_pairs
 from fairmetric.audit.verification.scores import pair_scores
 from fairmetric.audit.verification.summaries import (
     PAIR_SUMMARIES,
@@ -206,6 +207,7 @@ def verification_audit(
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     score_transform: Any = None,
     identification: bool = True,
+    pairs_file: str | Path | None = None,
 ) -> AuditReport:
     """Verification error rates per group at one global threshold (FRVT / ISO 19795-10).
 
@@ -224,6 +226,8 @@ def verification_audit(
         min_group_size: groups with fewer identities are reported but not compared.
         score_transform: a :class:`~fairmetric.audit.verification.fixes.ScoreTransform` (a
             fitted post-hoc fix) applied to every pair's score before thresholds are set.
+        pairs_file: audit the pairs listed in this CSV (``a,b[,same]``: row indices; see
+            :func:`~fairmetric.audit.verification.pairs.read_pair_file`) instead of sampling.
         identification: also measure the rank-1 identification errors by group (one exact
             neighbour search; ``metadata["verification"]["identification"]``).
 
@@ -264,14 +268,17 @@ def verification_audit(
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    pairs = sample_pairs(
-        labels,
-        codes,
-        genuine=int(genuine_pairs),
-        impostor=int(impostor_pairs),
-        same_group=int(same_group_pairs),
-        seed=seed,
-    )
+    if pairs_file is not None:
+        pairs = read_pair_file(pairs_file, labels, codes)
+    else:
+        pairs = sample_pairs(
+            labels,
+            codes,
+            genuine=int(genuine_pairs),
+            impostor=int(impostor_pairs),
+            same_group=int(same_group_pairs),
+            seed=seed,
+        )
     if len(pairs.genuine) == 0:
         raise ValueError(
             "no genuine pairs: every identity has a single sample; a verification audit needs "
@@ -491,6 +498,7 @@ def verification_audit(
             "identification": ident,
             "warnings": warnings,
             "score_transform": None if score_transform is None else score_transform.name,
+            "pairs_file": None if pairs_file is None else str(pairs_file),
         },
         "fairmetric_version": __version__,
     }
