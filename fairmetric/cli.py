@@ -434,6 +434,14 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         "(0-based row indices; same: 1/0), instead of sampling pairs",
     )
     v.add_argument(
+        "--hard-impostors",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also report hard_fmr@T: each group's FMR among its hard impostor pairs, every "
+        "sample with its K most similar other identities of its group (the RFW protocol)",
+    )
+    v.add_argument(
         "--score-transform",
         type=Path,
         metavar="FILE",
@@ -558,6 +566,7 @@ def _run_audit(args: argparse.Namespace) -> int:
                 min_group_size=args.min_group_size,
                 score_transform=transform,
                 pairs_file=args.pairs,
+                hard_impostors=args.hard_impostors,
             ),
         )
     print(render_summary(report))

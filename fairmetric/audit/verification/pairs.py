@@ -255,3 +255,40 @@ def read_pair_file(path: str | Path, labels: np.ndarray, groupings: dict[str, np
             both = (codes[ii] == g) & (codes[ij] == g)
             pairs.same_group[name][int(g)] = PairSample(ii[both], ij[both], True, int(both.sum()))
     return pairs
+
+
+def hard_impostor_pairs(
+    x: np.ndarray, labels: np.ndarray, members: np.ndarray, k: int, metric: str
+) -> PairSample:
+    """The RFW protocol's hard impostors inside one group: each member paired with its ``k``
+    most similar members of *other* identities (exact search ranked in float64; candidates tied
+    with the ``k``-th are all kept, so the set does not depend on the CPU or the row order;
+    pairs listed once). Such pairs are where a group's false matches concentrate."""
+    from fairmetric.neighbors.index import NeighborIndex
+    from fairmetric.neighbors.search import iter_neighbours
+
+    labels = np.asarray(labels, dtype=np.int64)
+    members = np.asarray(members, dtype=np.int64)
+    sub = labels[members]
+    if len(np.unique(sub)) < 2:
+        return _empty()
+    largest = int(np.bincount(sub).max())
+    depth = min(len(members) - 1, k + largest - 1)
+    index = NeighborIndex(np.asarray(x)[members], metric=metric, index="exact", use_gpu=False)
+    nearer_first = -1.0 if metric == "l2" else 1.0  # scores: squared distance, or similarity
+    a_parts, b_parts = [], []
+    for nb in iter_neighbours(index, depth):
+        for q, row in enumerate(np.asarray(nb.rows)):
+            ids = nb.ids[q]
+            keep = (ids >= 0) & (sub[np.where(ids >= 0, ids, 0)] != sub[row])
+            cand, score = ids[keep], nb.scores[q][keep] * nearer_first
+            if len(cand) > k:  # the k best, and every candidate tied with the k-th
+                cand = cand[score >= np.sort(score)[::-1][k - 1]]
+            a_parts.append(np.full(len(cand), row))
+            b_parts.append(cand)
+    rows = np.concatenate(a_parts) if a_parts else np.zeros(0, np.int64)
+    cols = np.concatenate(b_parts) if b_parts else np.zeros(0, np.int64)
+    a, b = np.minimum(rows, cols), np.maximum(rows, cols)
+    key = np.unique(a * len(members) + b)
+    a, b = key // len(members), key % len(members)
+    return PairSample(members[a], members[b], True, len(key))
