@@ -97,3 +97,15 @@ def test_scale_out_example_trains_on_two_processes_and_resumes_on_one(tmp_path):
     rows = out.stdout.split("epoch  processes")[1].splitlines()[1:3]
     assert [row.split()[:2] for row in rows] == [["1", "2"], ["2", "1"]]
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_verification_example_runs(tmp_path):
+    out = run_example(
+        "verification.py", "--identities", "120", "--bootstrap", "10", "--out", str(tmp_path)
+    )
+    assert "global threshold at FMR 1e-3" in out.stdout
+    assert "gate fmr@1e-3.max_geomean>1.5: FAIL" in out.stdout  # the crowded group trips it
+    line = next(s for s in out.stdout.splitlines() if s.startswith("FairCal on held-out"))
+    before, after = (float(v) for v in line.split(":")[1].split("FMR max/geomean")[1].split("->"))
+    assert after < before
+    assert (tmp_path / "audit" / "report.html").is_file() and (tmp_path / "faircal.json").is_file()
