@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 DEFAULT_FMRS = (1e-3, 1e-4)
+#: the largest set whose rank-1 identification errors are measured unless asked (an exact search)
+IDENTIFICATION_AUTO_MAX = 200_000
 
 
 def fmr_label(target: float) -> str:
@@ -206,7 +208,7 @@ def verification_audit(
     seed: int = 0,
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     score_transform: Any = None,
-    identification: bool = True,
+    identification: bool | None = None,
     pairs_file: str | Path | None = None,
     hard_impostors: int = 0,
 ) -> AuditReport:
@@ -233,7 +235,9 @@ def verification_audit(
             threshold among its *hard* impostor pairs, every member paired with its ``k`` most
             similar members of other identities (the RFW protocol).
         identification: also measure the rank-1 identification errors by group (one exact
-            neighbour search; ``metadata["verification"]["identification"]``).
+            neighbour search; ``metadata["verification"]["identification"]``); ``None``: when
+            the set has at most :data:`IDENTIFICATION_AUTO_MAX` rows (an exact search of
+            millions of rows takes long; the audit's own Recall@1 has the error rates).
 
     Returns:
         An :class:`AuditReport` with ``fmr@T``, ``fnmr@T`` (:class:`VerificationMetric`, with
@@ -474,6 +478,8 @@ def verification_audit(
                     "coarse (raise same_group_pairs, or the group has too few identities)"
                 )
     ident: dict[str, Any] = {}
+    if identification is None:
+        identification = len(labels) <= IDENTIFICATION_AUTO_MAX
     if identification:
         from fairmetric.audit.verification.identification import identification_errors
 
@@ -522,6 +528,7 @@ def verification_audit(
             },
             "fmr_matrix": matrices,
             "identification": ident,
+            "identification_measured": bool(identification),
             "warnings": warnings,
             "score_transform": None if score_transform is None else score_transform.name,
             "pairs_file": None if pairs_file is None else str(pairs_file),

@@ -73,3 +73,20 @@ def test_rank1_error_is_one_minus_the_audits_recall():
         ]["identification"]
         == {}
     )
+
+
+def test_identification_is_automatic_below_the_limit(monkeypatch):
+    import fairmetric.audit.verification.verify as verify
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    data = EmbeddingSet(
+        embeddings=x, labels=np.repeat(np.arange(20), 3), attributes={"g": np.tile([0, 1], 30)}
+    )
+    meta = verification_audit(data, fmr=[1e-2], bootstrap=0).metadata["verification"]
+    assert meta["identification_measured"] and meta["identification"]
+    monkeypatch.setattr(verify, "IDENTIFICATION_AUTO_MAX", 59)
+    meta = verification_audit(data, fmr=[1e-2], bootstrap=0).metadata["verification"]
+    assert not meta["identification_measured"] and meta["identification"] == {}
+    forced = verification_audit(data, fmr=[1e-2], bootstrap=0, identification=True)
+    assert forced.metadata["verification"]["identification"]
