@@ -13,25 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fairmetric import __version__
+from fairmetric.audit.verification.bootstrap import boot, interval, pair_boot, unit_counts
+from fairmetric.audit.verification.hard import hard_fmr
+from fairmetric.audit.verification.metric import RateBuilder, VerificationMetric
 from fairmetric.audit.verification.pairs import PairSample, read_pair_file, sample_pairs
 from fairmetric.audit.verification.scores import pair_scores
-from fairmetric.audit.verification.summaries import (
-    PAIR_SUMMARIES,
-    RATE_SUMMARIES,
-    fdr,
-    garbe,
-    gini,
-    inequity_rate,
-    max_geomean,
-    max_over_min,
-)
 from fairmetric.audit.verification.threshold import _check_target, threshold_at_fmr
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.report.frame import (
@@ -60,118 +52,6 @@ def fmr_label(target: float) -> str:
     mantissa, exponent = f"{target:e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exponent)}"
-
-
-@dataclass
-class VerificationMetric(GroupMetric):
-    """A :class:`GroupMetric` with disparity summaries across groups (``--fail-if`` can name
-    them: ``fmr@1e-3.max_geomean>2``).
-
-    Attributes:
-        summaries: ``{summary: {attribute: Estimate}}``; ``Estimate.count`` is the number of
-            groups compared.
-    """
-
-    summaries: dict[str, dict[str, Estimate]] = field(default_factory=dict)
-
-    def summary(self, name: str, attribute: str | None = None) -> float | None:
-        a = self._attribute(attribute)
-        if name not in self.summaries:
-            raise ValueError(
-                f"{self.name} has no summary {name!r}; it has: {', '.join(self.summaries)}"
-            )
-        return self.summaries[name][a].value
-
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d["summaries"] = {
-            s: {a: e.to_dict() for a, e in per.items()} for s, per in self.summaries.items()
-        }
-        return d
-
-
-def _interval(values: np.ndarray, level: float) -> tuple[float | None, float | None]:
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return None, None
-    q = (1 - level) / 2
-    return float(np.quantile(values, q)), float(np.quantile(values, 1 - q))
-
-
-@dataclass
-class _Counts:
-    """Per-unit (identity within a group) pair counts at every threshold."""
-
-    units: np.ndarray  # (U,) group code of each unit
-    n: np.ndarray  # (U,) pairs
-    hits: np.ndarray  # (U, T) matches (impostors) or non-matches (genuine)
-
-
-def _unit_counts(owners: np.ndarray, codes: np.ndarray, hits: np.ndarray, n_groups: int) -> _Counts:
-    """Sum pair counts per (owner identity, group) unit."""
-    if len(owners) == 0:
-        return _Counts(np.zeros(0, np.int64), np.zeros(0), np.zeros((0, hits.shape[1])))
-    key = owners.astype(np.int64) * n_groups + codes
-    uniq, inv = np.unique(key, return_inverse=True)
-    n = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
-    h = np.stack(
-        [np.bincount(inv, weights=hits[:, t], minlength=len(uniq)) for t in range(hits.shape[1])],
-        axis=1,
-    )
-    return _Counts(uniq % n_groups, n, h)
-
-
-def _boot(c: _Counts, group: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """``(n_boot, T)`` rates of ``group`` over identity resamples (NaN: no pairs drawn)."""
-    sel = np.flatnonzero(c.units == group)
-    out = np.full((n_boot, c.hits.shape[1]), np.nan)
-    if sel.size == 0 or n_boot == 0:
-        return out
-    draws = rng.integers(0, sel.size, size=(n_boot, sel.size))
-    n = c.n[sel][draws].sum(axis=1)
-    h = c.hits[sel][draws].sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return h / n[:, None]
-
-
-def _pair_boot(
-    u: np.ndarray, v: np.ndarray, hits: np.ndarray, n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``(n_boot, T)`` rates of impostor pairs over identity resamples (NaN: no pair drawn).
-
-    An impostor pair depends on *two* identities, so each replicate draws every identity's
-    multiplicity ``w`` (resampling the identities with replacement) and weighs the pair of
-    identities ``(u, v)`` by ``w_u · w_v`` (a two-way cluster bootstrap): the rate is
-    ``Σ w_u w_v hits / Σ w_u w_v pairs``.
-    """
-    t = hits.shape[1]
-    out = np.full((n_boot, t), np.nan)
-    if len(u) == 0 or n_boot == 0:
-        return out
-    ids, inverse = np.unique(np.concatenate([u, v]), return_inverse=True)
-    uu, vv = inverse[: len(u)], inverse[len(u) :]
-    key = np.minimum(uu, vv) * len(ids) + np.maximum(uu, vv)  # one entry per identity pair
-    cells, inv = np.unique(key, return_inverse=True)
-    n = np.bincount(inv, minlength=len(cells)).astype(np.float64)
-    h = np.stack([np.bincount(inv, weights=hits[:, k], minlength=len(cells)) for k in range(t)], 1)
-    a, b = cells // len(ids), cells % len(ids)
-    w = np.stack(
-        [
-            np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids))
-            for _ in range(n_boot)
-        ]
-    ).astype(np.float64)  # (n_boot, identities)
-    num = np.zeros((n_boot, t))
-    den = np.zeros(n_boot)
-    step = max(1, (16 << 20) // (8 * n_boot))  # identity pairs per block: ~16 MB of weights
-    for s in range(0, len(cells), step):
-        ww = w[:, a[s : s + step]] * w[:, b[s : s + step]]
-        num += ww @ h[s : s + step]
-        den += ww @ n[s : s + step]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den[:, None]
-    out[den == 0] = np.nan
-    return out
 
 
 def _check_args(fmr: Sequence[float], alpha: float, bootstrap: int, level: float) -> list[float]:
@@ -309,8 +189,8 @@ def verification_audit(
     rng = np.random.default_rng([seed, 1])
 
     labels_t = [fmr_label(t) for t in targets]
-    fmr_metrics = {t: _Builder(f"fmr@{t}", False, level) for t in labels_t}
-    fnmr_metrics = {t: _Builder(f"fnmr@{t}", False, level) for t in labels_t}
+    fmr_metrics = {t: RateBuilder(f"fmr@{t}", False, level) for t in labels_t}
+    fnmr_metrics = {t: RateBuilder(f"fnmr@{t}", False, level) for t in labels_t}
     own_thresholds: dict[str, dict[str, dict[str, Estimate]]] = {t: {} for t in labels_t}
     matrices: dict[str, dict[str, Any]] = {t: {} for t in labels_t}
     group_pairs: dict[str, dict[str, dict[str, int]]] = {}
@@ -320,9 +200,9 @@ def verification_audit(
     overall_fnmr = gen_miss.mean(axis=0)
     # overall intervals: resample identities over the whole set
     one = np.zeros(len(labels), dtype=np.int64)
-    g_all = _unit_counts(labels[pairs.genuine.i], one[pairs.genuine.i], gen_miss, 1)
-    fnmr_all_reps = _boot(g_all, 0, bootstrap, rng)
-    fmr_all_reps = _pair_boot(
+    g_all = unit_counts(labels[pairs.genuine.i], one[pairs.genuine.i], gen_miss, 1)
+    fnmr_all_reps = boot(g_all, 0, bootstrap, rng)
+    fmr_all_reps = pair_boot(
         labels[pairs.impostor.i], labels[pairs.impostor.j], imp_hit, bootstrap, rng
     )
     n_identities = int(len(np.unique(labels)))
@@ -341,7 +221,7 @@ def verification_audit(
         value_names = list(data.attribute_value_names[a])
         n_groups = len(value_names)
         present = [int(g) for g in np.unique(c)]
-        gen_units = _unit_counts(labels[pairs.genuine.i], c[pairs.genuine.i], gen_miss, n_groups)
+        gen_units = unit_counts(labels[pairs.genuine.i], c[pairs.genuine.i], gen_miss, n_groups)
         group_pairs[a] = {}
         scores_for_plots[a] = {}
         same_scores = {g: score(pairs.same_group[a][g]) for g in present}
@@ -364,8 +244,8 @@ def verification_audit(
             }
             gen_mask = c[pairs.genuine.i] == g
             scores_for_plots[a][name] = (gen_s[gen_mask], s)
-            fmr_reps[name] = _pair_boot(labels[p.i], labels[p.j], hit, bootstrap, rng)
-            fnmr_reps[name] = _boot(gen_units, g, bootstrap, rng)
+            fmr_reps[name] = pair_boot(labels[p.i], labels[p.j], hit, bootstrap, rng)
+            fnmr_reps[name] = boot(gen_units, g, bootstrap, rng)
             for k, t in enumerate(labels_t):
                 fmr_v = float(hit[:, k].mean()) if len(p) else None
                 fnmr_v = float(gen_miss[gen_mask, k].mean()) if n_gen else None
@@ -425,7 +305,7 @@ def verification_audit(
             fmr_metrics[t].summarise(a, fnmr_metrics[t], k, alpha, min_group_size, bootstrap)
 
     hard_metrics = (
-        _hard_fmr(
+        hard_fmr(
             x,
             labels,
             codes,
@@ -546,195 +426,12 @@ def verification_audit(
     return report
 
 
-def _hard_fmr(
-    x,
-    labels,
-    codes,
-    data,
-    names,
-    k,
-    metric,
-    taus,
-    labels_t,
-    bootstrap,
-    rng,
-    level,
-    min_group_size,
-    score,
-    _pair_sample,
-) -> dict[str, GroupMetric]:
-    """``hard_fmr@T`` per group: FMR at the global threshold among hard same-group impostors."""
-    from fairmetric.audit.verification.pairs import hard_impostor_pairs
-
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"hard_impostors must be an integer >= 0, got {k!r}")
-    by_group: dict[str, dict[str, dict[str, Estimate]]] = {t: {} for t in labels_t}
-    replicates: dict[str, dict[str, dict[str, np.ndarray]]] = {t: {} for t in labels_t}
-    overall: dict[str, list[np.ndarray]] = {t: [] for t in labels_t}
-    for a in names:
-        c = codes[a]
-        value_names = list(data.attribute_value_names[a])
-        for g in np.unique(c):
-            p = hard_impostor_pairs(x, labels, np.flatnonzero(c == g), int(k), metric)
-            s = score(p)
-            hit = (s[:, None] >= taus[None, :]).astype(np.float64)
-            reps = _pair_boot(labels[p.i], labels[p.j], hit, bootstrap, rng)
-            ids = int(len(np.unique(labels[c == g])))
-            for q, t in enumerate(labels_t):
-                if len(p) == 0:
-                    est = Estimate(None, ids, na_reason="a single identity: no impostor pairs")
-                else:
-                    lo, hi = _interval(reps[:, q], level) if bootstrap else (None, None)
-                    est = Estimate(float(hit[:, q].mean()), ids, lo, hi)
-                by_group[t].setdefault(a, {})[value_names[int(g)]] = est
-                if bootstrap:
-                    per = replicates[t].setdefault(a, {"__overall__": np.full(bootstrap, np.nan)})
-                    per[value_names[int(g)]] = reps[:, q]
-                if a == names[0]:
-                    overall[t].append(hit[:, q])
-    out = {}
-    for t in labels_t:
-        pooled = np.concatenate(overall[t]) if overall[t] else np.zeros(0)
-        out[f"hard_fmr@{t}"] = GroupMetric(
-            name=f"hard_fmr@{t}",
-            description=f"false match rate of hard same-group impostor pairs (each sample with "
-            f"its {k} most similar other identities of its group, the RFW protocol) at the "
-            f"global threshold for FMR {t} (lower is better; overall: pooled over the groups "
-            f"of {names[0] if names else 'none'})",
-            higher_is_better=False,
-            overall=Estimate(float(pooled.mean()) if pooled.size else None, int(pooled.size)),
-            by_group=by_group[t],
-            replicates=replicates[t],
-            min_group_size=min_group_size,
-        )
-    return out
-
-
 def _clean(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
 
 
 def _ci(reps: np.ndarray, bootstrap: int, level: float) -> tuple[float | None, float | None]:
-    return _interval(reps, level) if bootstrap else (None, None)
-
-
-class _Builder:
-    """Collects one rate's group estimates, replicates and error counts, then its summaries."""
-
-    def __init__(self, name: str, higher_is_better: bool, level: float) -> None:
-        self.name = name
-        self.higher_is_better = higher_is_better
-        self.level = level
-        self.overall = Estimate(None, 0)
-        self.overall_reps = np.zeros(0)
-        self.by_group: dict[str, dict[str, Estimate]] = {}
-        self.reps: dict[str, dict[str, np.ndarray]] = {}
-        self.errors: dict[str, dict[str, tuple[int, int]]] = {}
-        self.summaries: dict[str, dict[str, Estimate]] = {}
-
-    def add(
-        self,
-        attribute: str,
-        group: str,
-        value: float | None,
-        count: int,
-        reps: np.ndarray,
-        *,
-        errors: int,
-        pairs: int,
-        na: str,
-    ) -> None:
-        if value is None:
-            est = Estimate(None, count, na_reason=na)
-        else:
-            lo, hi = _interval(reps, self.level) if len(reps) else (None, None)
-            est = Estimate(value, count, lo, hi)
-        self.by_group.setdefault(attribute, {})[group] = est
-        self.reps.setdefault(attribute, {})[group] = reps
-        self.errors.setdefault(attribute, {})[group] = (errors, pairs)
-
-    def _compared(self, attribute: str, min_group_size: int) -> list[str]:
-        return [
-            g
-            for g, e in self.by_group[attribute].items()
-            if e.value is not None and e.count >= min_group_size
-        ]
-
-    def summarise(
-        self,
-        attribute: str,
-        other: _Builder,
-        k: int,
-        alpha: float,
-        min_group_size: int,
-        bootstrap: int,
-    ) -> None:
-        """Disparity summaries of this rate (FMR) and ``other`` (FNMR) over compared groups."""
-        for b in (self, other):
-            groups = b._compared(attribute, min_group_size)
-            vals = [b.by_group[attribute][g].value for g in groups]
-            errs = [b.errors[attribute][g] for g in groups]
-            point = {
-                "max_over_min": max_over_min(vals),
-                "max_geomean": max_geomean(vals, [e for e, _ in errs], [n for _, n in errs]),
-                "gini": gini(vals),
-            }
-            reps = {s: np.full(bootstrap, np.nan) for s in RATE_SUMMARIES}
-            for r in range(bootstrap):
-                rv = [float(b.reps[attribute][g][r]) for g in groups]
-                rv_ok = [v if np.isfinite(v) else None for v in rv]
-                for s, fn in (("max_over_min", max_over_min), ("gini", gini)):
-                    v = fn(rv_ok)
-                    reps[s][r] = np.nan if v is None else v
-                # a replicate's zero rate counts as zero errors of the group's pairs
-                v = max_geomean(
-                    rv_ok,
-                    [0 if x == 0 else 1 for x in rv],
-                    [n for _, n in errs],
-                )
-                reps["max_geomean"][r] = np.nan if v is None else v
-            for s in RATE_SUMMARIES:
-                lo, hi = _interval(reps[s], b.level) if bootstrap else (None, None)
-                b.summaries.setdefault(s, {})[attribute] = Estimate(point[s], len(groups), lo, hi)
-        groups_f = self._compared(attribute, min_group_size)
-        groups_n = other._compared(attribute, min_group_size)
-        fm = [self.by_group[attribute][g].value for g in groups_f]
-        fn = [other.by_group[attribute][g].value for g in groups_n]
-        point = {"garbe": garbe(fm, fn, alpha), "fdr": fdr(fm, fn, alpha)}
-        point["ir"] = inequity_rate(fm, fn, alpha)
-        reps = {s: np.full(bootstrap, np.nan) for s in PAIR_SUMMARIES}
-        funcs = {"garbe": garbe, "fdr": fdr, "ir": inequity_rate}
-        for r in range(bootstrap):
-            rf = [_fin(self.reps[attribute][g][r]) for g in groups_f]
-            rn = [_fin(other.reps[attribute][g][r]) for g in groups_n]
-            for s, fn_ in funcs.items():
-                v = fn_(rf, rn, alpha)
-                reps[s][r] = np.nan if v is None else v
-        for s in PAIR_SUMMARIES:
-            lo, hi = _interval(reps[s], self.level) if bootstrap else (None, None)
-            est = Estimate(point[s], min(len(groups_f), len(groups_n)), lo, hi)
-            self.summaries.setdefault(s, {})[attribute] = est
-            other.summaries.setdefault(s, {})[attribute] = est
-
-    def build(self, description: str, min_group_size: int) -> VerificationMetric:
-        replicates = {}
-        for a, per in self.reps.items():
-            if per and all(len(v) for v in per.values()):
-                replicates[a] = {**per, "__overall__": self.overall_reps}
-        return VerificationMetric(
-            name=self.name,
-            description=description,
-            higher_is_better=self.higher_is_better,
-            overall=self.overall,
-            by_group=self.by_group,
-            replicates=replicates,
-            min_group_size=min_group_size,
-            summaries=self.summaries,
-        )
-
-
-def _fin(v: float) -> float | None:
-    return float(v) if np.isfinite(v) else None
+    return interval(reps, level) if bootstrap else (None, None)
 
 
 def add_verification(report: AuditReport, verification: AuditReport) -> AuditReport:
