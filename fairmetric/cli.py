@@ -482,6 +482,12 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         help="override a config key, e.g. data.root=/data/celeba; repeatable",
     )
     p.add_argument("--split", default="test", help="data split to embed (model sources)")
+    p.add_argument(
+        "--gallery",
+        help="a separate gallery (an EmbeddingSet file or run folder): every sample of SOURCE "
+        "ranks the gallery for the neighbour metrics (query/gallery retrieval); labels and "
+        "attribute values are matched by name",
+    )
     p.add_argument("--labels", type=Path, help="CSV of labels/attributes for a .npy source")
     p.add_argument("--weights", type=Path, help="local weights file for a timm model source")
     p.add_argument("--batch-size", type=_positive_int, default=256, help="inference batch size")
@@ -532,6 +538,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         progress=progress,
         source=str(args.source),
         min_group_size=args.min_group_size,
+        gallery=None if args.gallery is None else load_source(args.gallery, progress=progress),
     )
     for flag, value in (("--score-transform", args.score_transform), ("--pairs", args.pairs)):
         if value is not None and not args.verification:

@@ -71,6 +71,61 @@ def _check_inputs(
     return data.subset(np.flatnonzero(~bad)), idx.tolist()
 
 
+def _align_gallery(
+    data: EmbeddingSet, gallery: EmbeddingSet, attributes: Sequence[str], metric: str
+) -> tuple[EmbeddingSet, np.ndarray, dict[str, np.ndarray]]:
+    """The gallery checked, and its labels and attribute values in the queries' codes (matched
+    by name; names only the gallery has get codes after the queries')."""
+    if not isinstance(gallery, EmbeddingSet):
+        raise ValueError(f"gallery must be an EmbeddingSet, got {type(gallery).__name__}")
+    if gallery.dim != data.dim:
+        raise ValueError(
+            f"the gallery's embeddings have dimension {gallery.dim}, the queries' {data.dim}: "
+            "embed both with the same model"
+        )
+    gallery, dropped = _check_inputs(gallery, metric, False)
+
+    def mapped(names_q: Sequence[str], names_g: Sequence[str], codes: np.ndarray) -> np.ndarray:
+        index = {str(n): i for i, n in enumerate(names_q)}
+        extra = [n for n in names_g if str(n) not in index]
+        for n in extra:
+            index[str(n)] = len(index)
+        lookup = np.array([index[str(n)] for n in names_g], dtype=np.int64)
+        return lookup[np.asarray(codes, dtype=np.int64)]
+
+    labels = mapped(data.label_names, gallery.label_names, gallery.labels)
+    shared = set(np.asarray(data.labels).tolist()) & set(labels.tolist())
+    if not shared:
+        raise ValueError(
+            "no label of the queries appears in the gallery (labels are matched by name): "
+            "every query would miss; check that both sets name the classes the same way"
+        )
+    attrs = {}
+    for a in attributes:
+        if a not in gallery.attribute_names:
+            raise ValueError(
+                f"the gallery has no attribute {a!r} (it has: "
+                f"{', '.join(gallery.attribute_names) or 'none'})"
+            )
+        attrs[a] = mapped(
+            data.attribute_value_names[a], gallery.attribute_value_names[a], gallery.attribute(a)
+        )
+    return gallery, labels, attrs
+
+
+def _gallery_chunks(index: NeighborIndex, queries: np.ndarray, k: int, progress: bool):
+    """Neighbours in the gallery of every query row, in chunks (``.query_rows`` set)."""
+    from fairmetric.neighbors.search import search_vectors
+
+    step = 4096
+    for start in tqdm(
+        range(0, len(queries), step), desc="gallery search", disable=None if progress else True
+    ):
+        nb = search_vectors(index, queries[start : start + step], k)
+        nb.query_rows = np.arange(start, start + len(nb.ids), dtype=np.int64)
+        yield nb
+
+
 def _projection(
     x: np.ndarray, data: EmbeddingSet, attributes: Sequence[str], points: int, seed: int
 ) -> dict[str, Any] | None:
@@ -127,6 +182,7 @@ def audit(
     source: str | None = None,
     index_options: dict[str, Any] | None = None,
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
+    gallery: EmbeddingSet | None = None,
 ) -> AuditReport:
     """Audit an embedding set for subgroup gaps (METHODS.md §1).
 
@@ -167,6 +223,11 @@ def audit(
         progress: progress bars for the search and the bootstrap.
         source: where the embeddings came from (recorded in the metadata).
         index_options: extra :class:`NeighborIndex` options (``nlist``, ``nprobe``, ...).
+        gallery: a separate gallery (PML's reference set, OML's gallery): the neighbour
+            metrics (Recall@k, MAP@R, homophily, k-NN leakage) then rank the gallery for each
+            sample of ``data`` (the queries; none excluded), with labels and attribute values
+            matched by name; R of MAP@R and the homophily base rates count the gallery. The
+            other metrics describe ``data``.
         min_group_size: a group whose value rests on fewer samples (its ``count``) is still
             reported per group, but kept out of the gap summaries (difference, ratio, worst
             group, min, max) and so out of ``--fail-if`` gates; each metric lists such groups
@@ -197,6 +258,7 @@ def audit(
     n = len(data)
     labels = data.labels
     counts = np.bincount(labels)
+    map_k_given = map_k is not None
     if map_k is None:
         map_k = int(min(max(counts.max() - 1, 1), 1000))
     settings = {
@@ -219,16 +281,29 @@ def audit(
         settings=settings,
     )
     plugins = [cls() for _, cls in AUDIT_METRICS.items()]
+    g_labels = g_attributes = None
+    if gallery is not None:
+        gallery, g_labels, g_attributes = _align_gallery(data, gallery, attributes, metric)
+        if not map_k_given:  # R of MAP@R counts the gallery's samples of the class
+            map_k = int(min(max(np.bincount(g_labels).max(), 1), 1000, len(gallery)))
+            settings["map_k"] = map_k
     stats = NeighbourStats(
         labels,
         {a: data.attribute(a) for a in attributes},
         ks=ks,
         homophily_k=homophily_k,
         leakage_k=leakage_k,
+        gallery_labels=g_labels,
+        gallery_attributes=g_attributes,
     )
     ctx.stats = stats
     k_search = max([1, *(m.k_needed(ctx) for m in plugins)])
-    if k_search >= n:
+    if gallery is not None and k_search > len(gallery):
+        raise ValueError(
+            f"the audit needs {k_search} neighbours per query but the gallery holds "
+            f"{len(gallery)} embeddings; lower --k / --homophily-k / --leakage-k"
+        )
+    if gallery is None and k_search >= n:
         asked = {"ks": max(ks), "map_k": map_k, "homophily_k": homophily_k, "leakage_k": leakage_k}
         too_big = [f"{name}={value}" for name, value in asked.items() if value >= n]
         raise ValueError(
@@ -241,7 +316,7 @@ def audit(
 
     # -- one neighbour search serves every neighbour metric and every group ----------------
     nn_index = NeighborIndex(
-        data.embeddings,
+        data.embeddings if gallery is None else gallery.embeddings,
         metric=metric,
         index=index,
         threads=threads,
@@ -251,8 +326,12 @@ def audit(
     )
     t_search = time.perf_counter()
     reranked = expanded = 0
-    for nb in iter_neighbours(nn_index, k_search, progress=progress):
-        stats.add(nb)
+    if gallery is None:
+        chunks = iter_neighbours(nn_index, k_search, progress=progress)
+    else:
+        chunks = _gallery_chunks(nn_index, data.embeddings, k_search, progress)
+    for nb in chunks:
+        stats.add(nb, rows=getattr(nb, "query_rows", None))
         for m in plugins:
             m.update(ctx, nb)
         reranked += int(nb.reranked.sum())
@@ -261,7 +340,12 @@ def audit(
 
     # the rows the index searched: unit-norm under cosine (alignment and uniformity are then
     # measured on the hypersphere, as Wang & Isola define them), the embeddings otherwise
-    x = nn_index.vectors
+    if gallery is None:
+        x = nn_index.vectors
+    else:  # the queries' rows, prepared as the index prepares its own
+        nn_index.release()
+        nn_index = NeighborIndex(data.embeddings, metric=metric, index="exact", use_gpu=False)
+        x = nn_index.vectors
     ctx.x = x
     nn_index.release()  # the index is not needed for the metrics: do not hold both at once
     # After faiss's OpenMP search, multi-threaded OpenBLAS calls spin against idle OpenMP threads
@@ -333,6 +417,7 @@ def audit(
             "dropped_invalid": {"count": len(dropped), "first_indices": dropped[:20]},
             "min_group_size": min_group_size,
             "small_groups": _small_groups(groupings, min_group_size),
+            "gallery": None if gallery is None else {"n": len(gallery)},
             "source": source or data.metadata.get("source") or data.metadata.get("dataset"),
             "fairmetric_version": __version__,
             **ctx.metadata,

@@ -869,14 +869,14 @@ def test_neighbour_stats_with_ties_match_the_enumeration_reference(metric):
         assert s.vote["c"][i] == ref.vote(x, colour, i, 3, metric, nearest_first=True)
 
 
-def test_neighbour_stats_add_needs_indexed_rows():
+def test_neighbour_stats_add_needs_the_query_rows_of_outside_vectors():
     from fairmetric.neighbors.index import NeighborIndex
     from fairmetric.neighbors.search import search_vectors
 
     x = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
     nb = search_vectors(NeighborIndex(x, index="exact"), x[:2], 1)
     s = NeighbourStats(np.zeros(6, dtype=int), {}, ks=(1,), homophily_k=1, leakage_k=1)
-    with pytest.raises(ValueError, match="neighbours of indexed rows"):
+    with pytest.raises(ValueError, match="the query rows of outside-vector neighbours"):
         s.add(nb)
 
 

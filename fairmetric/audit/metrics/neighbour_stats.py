@@ -57,6 +57,8 @@ class NeighbourStats:
         ks: Sequence[int],
         homophily_k: int,
         leakage_k: int,
+        gallery_labels: np.ndarray | None = None,
+        gallery_attributes: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.labels = np.asarray(labels, dtype=np.int64)
         n = len(self.labels)
@@ -64,15 +66,27 @@ class NeighbourStats:
         self.ks = sorted({int(k) for k in ks})
         self.homophily_k = int(homophily_k)
         self.leakage_k = int(leakage_k)
-        counts = np.bincount(self.labels)
-        self.r = counts[self.labels] - 1  # other samples of the same class
+        # the neighbours' labels and attributes: the queries' own, or a separate gallery's
+        # (codes in the queries' code space); R_i and the base rates then count the gallery
+        self.gallery = gallery_labels is not None
+        self.nb_labels = self.labels if gallery_labels is None else np.asarray(gallery_labels)
+        self.nb_attributes = (
+            self.attributes
+            if gallery_attributes is None
+            else {a: np.asarray(c, dtype=np.int64) for a, c in gallery_attributes.items()}
+        )
+        size = int(max(self.labels.max(initial=-1), self.nb_labels.max(initial=-1))) + 1
+        counts = np.bincount(self.nb_labels, minlength=size)
+        # other samples of the same class (a sample is not its own gallery entry)
+        self.r = counts[self.labels] - (0 if self.gallery else 1)
         self.valid = self.r > 0
         self.hits = {k: np.zeros(n) for k in self.ks}
         self.ap = np.zeros(n)
-        self.base_rate = {
-            a: np.bincount(c, minlength=c.max() + 1 if c.size else 0) / max(n, 1)
-            for a, c in self.attributes.items()
-        }
+        self.base_rate = {}
+        for a, c in self.attributes.items():
+            g = self.nb_attributes[a]
+            top = int(max(c.max(initial=-1), g.max(initial=-1))) + 1
+            self.base_rate[a] = np.bincount(g, minlength=top) / max(len(g), 1)
         self.homophily = {a: np.full(n, np.nan) for a in self.attributes}
         self.vote = {a: np.zeros(n, dtype=np.int64) for a in self.attributes}
         #: queries whose neighbour list holds a real (float64) tie, so the tie rule decided
@@ -87,22 +101,24 @@ class NeighbourStats:
         """Consume tie-free neighbour ids ``(q, K)`` of queries ``start .. start+q-1``."""
         self._plain(np.arange(start, start + len(ids)), np.asarray(ids))
 
-    def add(self, nb: Neighbours) -> None:
-        """Consume a chunk of :class:`~fairmetric.neighbors.search.Neighbours` (with ties)."""
-        if nb.rows is None:
-            raise ValueError("NeighbourStats needs neighbours of indexed rows (nb.rows is None)")
-        self._plain(nb.rows, nb.ids[:, : nb.k])
+    def add(self, nb: Neighbours, rows: np.ndarray | None = None) -> None:
+        """Consume a chunk of :class:`~fairmetric.neighbors.search.Neighbours` (with ties);
+        ``rows``: the query rows of outside-vector neighbours (a gallery search)."""
+        rows = nb.rows if rows is None else np.asarray(rows, dtype=np.int64)
+        if rows is None:
+            raise ValueError("NeighbourStats needs the query rows of outside-vector neighbours")
+        self._plain(rows, nb.ids[:, : nb.k])
         tied = nb.tied
         if tied.any():
             self.tied_queries += int(tied.sum())
-            self._tied(nb.rows[tied], nb.ids[tied], nb.start[tied], nb.end[tied], nb.k)
+            self._tied(rows[tied], nb.ids[tied], nb.start[tied], nb.end[tied], nb.k)
 
     def _plain(self, rows: np.ndarray, ids: np.ndarray) -> None:
         q, kk = ids.shape
         missing = ids < 0
         safe = np.where(missing, 0, ids)
         y = self.labels[rows]
-        same = (self.labels[safe] == y[:, None]) & ~missing
+        same = (self.nb_labels[safe] == y[:, None]) & ~missing
         for k in self.ks:
             self.hits[k][rows] = same[:, : min(k, kk)].any(axis=1)
 
@@ -122,7 +138,7 @@ class NeighbourStats:
         present = ~missing[:, :lk].ravel()
         for a, codes in self.attributes.items():
             mine = codes[rows]
-            nb = codes[safe]
+            nb = self.nb_attributes[a][safe]
             # homophily among different-class neighbours
             o = other[:, :hk]
             shared = ((nb[:, :hk] == mine[:, None]) & o).sum(axis=1)
@@ -158,7 +174,7 @@ class NeighbourStats:
         """Recompute the queries ``rows`` whose lists hold ties, with the tie rule."""
         present = ids >= 0
         safe = np.where(present, ids, 0)
-        same = (self.labels[safe] == self.labels[rows][:, None]) & present
+        same = (self.nb_labels[safe] == self.labels[rows][:, None]) & present
         for k in self.ks:
             self.hits[k][rows] = ties.hit_probability(same, start, end, min(k, kk))
         self.ap[rows] = ties.expected_average_precision(same, start, end, self.r[rows], kk)
@@ -168,7 +184,7 @@ class NeighbourStats:
         n_other = ties.expected_count(other, start, end, hk)
         for a, codes in self.attributes.items():
             mine = codes[rows]
-            nb = codes[safe]
+            nb = self.nb_attributes[a][safe]
             shared = ties.expected_count((nb == mine[:, None]) & other, start, end, hk)
             with np.errstate(divide="ignore", invalid="ignore"):
                 self.homophily[a][rows] = np.where(
