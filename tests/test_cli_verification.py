@@ -59,7 +59,11 @@ def test_verification_metrics_reach_every_report(npz, tmp_path, capsys):
     assert "| max_geomean |" in markdown and "Cross-group FMR" in markdown
     html = (tmp_path / "out" / "report.html").read_text()
     assert "<h2>Verification (NIST FRVT / ISO/IEC 19795-10)</h2>" in html
-    for alt in ("DET curves by g", "genuine and impostor score distributions by g"):
+    for alt in (
+        "DET curves by g",
+        "ROC curves by g",
+        "genuine and impostor score distributions by g",
+    ):
         assert f'<img alt="{alt}" src="data:image/png;base64,' in html
     assert '<img alt="cross-group FMR by g" src="data:image/png;base64,' in html
 

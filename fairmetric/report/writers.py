@@ -524,6 +524,7 @@ def verification_plots_html(report: AuditReport) -> list[str]:
         fmr_heatmap,
         identification_error_heatmap,
         roc_det_curves,
+        roc_plot,
         score_distribution_plot,
     )
 
@@ -551,6 +552,17 @@ def verification_plots_html(report: AuditReport) -> list[str]:
                     threshold=tau,
                 ),
                 f"DET curves by {a}",
+            )
+        )
+        body.append(
+            _img(
+                roc_plot(
+                    curves,
+                    title=f"ROC by {a}",
+                    target_fmrs=[v["fmr"] for v in targets.values()],
+                    threshold=tau,
+                ),
+                f"ROC curves by {a}",
             )
         )
         body.append(
