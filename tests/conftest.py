@@ -74,3 +74,23 @@ def image_run(tmp_path_factory):
     save_embedder(model.eval(), run / "model")
     save_config(load_config(None, DIGITS), run / "config.yaml")
     return run
+
+
+def crowded_identities(ids: int = 120, per: int = 4, seed: int = 0):
+    """An EmbeddingSet of ``ids`` identities x ``per`` samples in 8-d whose group "b" identities
+    are crowded around one direction: under cosine its impostors look alike, so its false
+    match rate at a global threshold is far above group "a"'s (verification tests)."""
+    import numpy as np
+
+    from fairmetric.embeddings import EmbeddingSet
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(ids, 8))
+    centres[ids // 2 :] = rng.normal(size=8) + 0.6 * centres[ids // 2 :]
+    x = np.repeat(centres, per, axis=0) + 0.3 * rng.normal(size=(ids * per, 8))
+    group = np.repeat(np.array(["a"] * (ids // 2) + ["b"] * (ids - ids // 2)), per)
+    return EmbeddingSet(
+        embeddings=x.astype(np.float32),
+        labels=np.repeat(np.arange(ids), per),
+        attributes={"g": group},
+    )

@@ -1,4 +1,4 @@
-"""Smoke test of the training-throughput benchmark: its quick mode runs both loops and reports."""
+"""Smoke tests of the benchmarks: their quick modes run both contenders and report.
 
 from __future__ import annotations
 
@@ -26,3 +26,15 @@ def test_train_throughput_quick_runs_both_loops_and_prints_the_ratio():
     assert set(rows) == {"plain", "fairmetric"} and min(rows.values()) > 0
     ratio = re.search(r"fairmetric / plain = ([0-9.]+)", out.stdout)
     assert ratio is not None and float(ratio.group(1)) > 0
+
+
+def test_verification_speed_quick_runs_both_paths_and_agrees():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "verification_speed.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ratio fairmetric / numpy" in done.stdout
+    assert "rates agree within sampling noise" in done.stdout

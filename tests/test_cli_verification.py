@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from fairmetric.audit.verification import verification_audit
 from fairmetric.cli import main
 from fairmetric.embeddings import EmbeddingSet
-
-
-def _crowded(ids: int = 60, per: int = 3, seed: int = 0) -> EmbeddingSet:
-    """Identities of group b are crowded around one direction: more false matches."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(ids, 8))
-    centres[ids // 2 :] = rng.normal(size=8) + 0.6 * centres[ids // 2 :]
-    x = np.repeat(centres, per, axis=0) + 0.3 * rng.normal(size=(ids * per, 8))
-    group = np.repeat(np.array(["a"] * (ids // 2) + ["b"] * (ids - ids // 2)), per)
-    return EmbeddingSet(
-        embeddings=x.astype(np.float32),
-        labels=np.repeat(np.arange(ids), per),
-        attributes={"g": group},
-    )
+from tests.conftest import crowded_identities
 
 
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
     path = tmp_path_factory.mktemp("ver") / "emb.npz"
-    _crowded().save(path)
+    crowded_identities(ids=60, per=3).save(path)
     return path
 
 

@@ -543,28 +543,10 @@ def verification_plots_html(report: AuditReport) -> list[str]:
             f'<p class="note">Per group: genuine pairs against its same-group impostors; dotted '
             f"lines at the target FMRs, markers at the global threshold for FMR {_e(first)}.</p>"
         )
-        body.append(
-            _img(
-                det_plot(
-                    curves,
-                    title=f"DET by {a}",
-                    target_fmrs=[v["fmr"] for v in targets.values()],
-                    threshold=tau,
-                ),
-                f"DET curves by {a}",
-            )
-        )
-        body.append(
-            _img(
-                roc_plot(
-                    curves,
-                    title=f"ROC by {a}",
-                    target_fmrs=[v["fmr"] for v in targets.values()],
-                    threshold=tau,
-                ),
-                f"ROC curves by {a}",
-            )
-        )
+        fmrs = [v["fmr"] for v in targets.values()]
+        for plot, kind in ((det_plot, "DET"), (roc_plot, "ROC")):
+            figure = plot(curves, title=f"{kind} by {a}", target_fmrs=fmrs, threshold=tau)
+            body.append(_img(figure, f"{kind} curves by {a}"))
         body.append(
             _img(
                 score_distribution_plot(by_group, threshold=tau, title=f"Scores by {a}"),

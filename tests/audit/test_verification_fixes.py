@@ -18,25 +18,11 @@ from fairmetric.audit.verification.fixes import (
 )
 from fairmetric.cli import main
 from fairmetric.embeddings import EmbeddingSet
-
-
-def crowded(ids: int = 120, per: int = 4, seed: int = 0) -> EmbeddingSet:
-    """Group b's identities are crowded around one direction: under cosine, its impostors look
-    alike and are falsely matched far more often than group a's."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(ids, 8))
-    centres[ids // 2 :] = rng.normal(size=8) + 0.6 * centres[ids // 2 :]
-    x = np.repeat(centres, per, axis=0) + 0.3 * rng.normal(size=(ids * per, 8))
-    group = np.repeat(np.array(["a"] * (ids // 2) + ["b"] * (ids - ids // 2)), per)
-    return EmbeddingSet(
-        embeddings=x.astype(np.float32),
-        labels=np.repeat(np.arange(ids), per),
-        attributes={"g": group},
-    )
+from tests.conftest import crowded_identities
 
 
 def test_split_is_identity_disjoint_stratified_and_seeded():
-    data = crowded()
+    data = crowded_identities()
     cal, held = split_identities(data, 0.5, seed=3)
     assert not set(cal.labels) & set(held.labels)
     assert len(cal) + len(held) == len(data)
@@ -59,7 +45,7 @@ def test_split_is_identity_disjoint_stratified_and_seeded():
     ],
 )
 def test_every_fix_lowers_the_held_out_fmr_disparity(fix, params):
-    comparison = compare_fix(crowded(), fix, fmr=[1e-2], bootstrap=0, **params)
+    comparison = compare_fix(crowded_identities(), fix, fmr=[1e-2], bootstrap=0, **params)
     before = comparison.before["fmr@1e-2"]
     after = comparison.after["fmr@1e-2"]
     assert before.values("g")["b"] > 3 * before.values("g")["a"]  # a real disparity
@@ -67,7 +53,7 @@ def test_every_fix_lowers_the_held_out_fmr_disparity(fix, params):
     assert after.difference("g") < before.difference("g")
     # the global threshold is set on the fixed scores: the overall FMR stays at the target
     assert after.overall.value <= 1e-2 and before.overall.value <= 1e-2
-    assert comparison.n_calibration + comparison.n_held_out == len(crowded())
+    assert comparison.n_calibration + comparison.n_held_out == len(crowded_identities())
     for key in ("before", "after"):
         cal = getattr(comparison, f"calibration_{key}")
         assert set(cal["by_group"]) == {"a", "b"}
@@ -75,7 +61,7 @@ def test_every_fix_lowers_the_held_out_fmr_disparity(fix, params):
 
 
 def test_saved_transform_gives_the_same_audit(tmp_path):
-    data = crowded()
+    data = crowded_identities()
     cal, held = split_identities(data, 0.5)
     transform = fit_score_transform(cal, "per_group_threshold", target_fmr=1e-2)
     assert transform.attribute == "g"  # the only attribute
@@ -89,7 +75,7 @@ def test_saved_transform_gives_the_same_audit(tmp_path):
 
 
 def test_groups_are_matched_by_name_not_by_code():
-    data = crowded()
+    data = crowded_identities()
     cal, held = split_identities(data, 0.5)
     transform = fit_score_transform(cal, "score_normalisation")
     # the same held-out rows with the groups' codes swapped (names listed in another order)
@@ -106,7 +92,7 @@ def test_groups_are_matched_by_name_not_by_code():
 
 
 def test_transform_errors_name_the_problem(tmp_path):
-    data = crowded()
+    data = crowded_identities()
     transform = fit_score_transform(data, "per_group_threshold", target_fmr=1e-2)
     other = EmbeddingSet(
         embeddings=data.embeddings, labels=data.labels, attributes={"h": data.attribute("g")}
@@ -131,7 +117,7 @@ def test_transform_errors_name_the_problem(tmp_path):
 
 def test_cli_posthoc_then_audit_with_the_saved_fix(tmp_path, capsys):
     npz = tmp_path / "emb.npz"
-    crowded().save(npz)
+    crowded_identities().save(npz)
     out = tmp_path / "fix"
     argv = ["posthoc", str(npz), "--fix", "faircal", "--clusters", "4", "--fmr", "1e-2"]
     assert main([*argv, "--bootstrap", "0", "--out", str(out)]) == 0
@@ -158,7 +144,7 @@ def test_cli_posthoc_then_audit_with_the_saved_fix(tmp_path, capsys):
 )
 def test_cli_posthoc_bad_input_exits_2(tmp_path, capsys, extra, message):
     npz = tmp_path / "emb.npz"
-    crowded(ids=40).save(npz)
+    crowded_identities(ids=40).save(npz)
     assert main(["posthoc", str(npz), *extra, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -166,7 +152,7 @@ def test_cli_posthoc_bad_input_exits_2(tmp_path, capsys, extra, message):
 
 def test_score_transform_needs_verification(tmp_path, capsys):
     npz = tmp_path / "emb.npz"
-    crowded(ids=40).save(npz)
+    crowded_identities(ids=40).save(npz)
     assert main(["audit", str(npz), "--score-transform", str(tmp_path / "f.json")]) == 2
     assert "--score-transform applies to verification pairs: add --verification" in (
         capsys.readouterr().err

@@ -3,40 +3,42 @@ RFW protocol; :func:`~fairmetric.audit.verification.pairs.hard_impostor_pairs`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from fairmetric.audit.verification.bootstrap import interval as _interval
 from fairmetric.audit.verification.bootstrap import pair_boot as _pair_boot
+from fairmetric.audit.verification.pairs import PairSample, hard_impostor_pairs
+from fairmetric.embeddings import EmbeddingSet
 from fairmetric.report.frame import Estimate, GroupMetric
 
 __all__ = ["hard_fmr"]
 
 
 def hard_fmr(
-    x,
-    labels,
-    codes,
-    data,
-    names,
-    k,
-    metric,
-    taus,
-    labels_t,
-    bootstrap,
-    rng,
-    level,
-    min_group_size,
-    score,
-    _pair_sample,
+    data: EmbeddingSet,
+    x: np.ndarray,
+    codes: dict[str, np.ndarray],
+    *,
+    k: int,
+    metric: str,
+    taus: np.ndarray,
+    labels_t: list[str],
+    score: Callable[[PairSample], np.ndarray],
+    bootstrap: int,
+    rng: np.random.Generator,
+    level: float,
+    min_group_size: int,
 ) -> dict[str, GroupMetric]:
     """``hard_fmr@T`` per group: FMR at the global threshold among hard same-group impostors."""
-    from fairmetric.audit.verification.pairs import hard_impostor_pairs
-
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise ValueError(f"hard_impostors must be an integer >= 0, got {k!r}")
     by_group: dict[str, dict[str, dict[str, Estimate]]] = {t: {} for t in labels_t}
     replicates: dict[str, dict[str, dict[str, np.ndarray]]] = {t: {} for t in labels_t}
     overall: dict[str, list[np.ndarray]] = {t: [] for t in labels_t}
+    labels = np.asarray(data.labels, dtype=np.int64)
+    names = list(codes)
     for a in names:
         c = codes[a]
         value_names = list(data.attribute_value_names[a])
@@ -68,7 +70,9 @@ def hard_fmr(
             f"global threshold for FMR {t} (lower is better; overall: pooled over the groups "
             f"of {names[0] if names else 'none'})",
             higher_is_better=False,
-            overall=Estimate(float(pooled.mean()) if pooled.size else None, int(pooled.size)),
+            overall=Estimate(
+                float(pooled.mean()) if pooled.size else None, int(len(np.unique(labels)))
+            ),
             by_group=by_group[t],
             replicates=replicates[t],
             min_group_size=min_group_size,

@@ -1,5 +1,5 @@
 """The global threshold at a target false match rate (the rule and its one implementation:
-:mod:`fairmetric.audit.posthoc.threshold`), and match counts at a threshold.
+:mod:`fairmetric.audit.posthoc.threshold`).
 
 Convention (METHODS.md §6): a pair *matches* when its score ``s >= τ``. For ``n`` impostor scores
 and a target ``FMR*``, let ``k`` be the largest count with ``k / n <= FMR*``. ``τ`` is the
@@ -10,17 +10,10 @@ realised FMR never exceeds the target, and with ties it is what it is, reported 
 
 from __future__ import annotations
 
-import numpy as np
-
 from fairmetric.audit.posthoc.threshold import check_target_fmr, threshold_at_fmr
 
-__all__ = ["count_at_least", "threshold_at_fmr"]
+__all__ = ["threshold_at_fmr"]
 
 
 def _check_target(target_fmr: float) -> float:
     return check_target_fmr(target_fmr, key="target FMR")
-
-
-def count_at_least(sorted_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """How many of ``sorted_scores`` (ascending) are ``>= τ`` for each threshold."""
-    return len(sorted_scores) - np.searchsorted(sorted_scores, thresholds, side="left")

@@ -306,21 +306,18 @@ def verification_audit(
 
     hard_metrics = (
         hard_fmr(
-            x,
-            labels,
-            codes,
             data,
-            names,
-            hard_impostors,
-            metric,
-            taus,
-            labels_t,
-            bootstrap,
-            rng,
-            level,
-            min_group_size,
-            score,
-            PairSample,
+            x,
+            codes,
+            k=hard_impostors,
+            metric=metric,
+            taus=taus,
+            labels_t=labels_t,
+            score=score,
+            bootstrap=bootstrap,
+            rng=rng,
+            level=level,
+            min_group_size=min_group_size,
         )
         if hard_impostors
         else {}
