@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmarks: their quick modes run both contenders and report.
+"""Smoke tests of the benchmarks: their quick modes run both contenders and report."""
 
 from __future__ import annotations
 
