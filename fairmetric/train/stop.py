@@ -111,9 +111,13 @@ class StopSignals:
             return flag
         box = torch.tensor([self.signum or 0], dtype=torch.int64, device=ctx.device)
         dist.all_reduce(box, op=dist.ReduceOp.MAX, group=ctx.group)
-        if self.signum is None and int(box.item()):
-            self.signum = int(box.item())
-        return self.signum is not None
+        # The answer is the reduced value only: a signal that arrives on this rank during the
+        # collective is not in the other ranks' answer, so acting on it here would leave them
+        # training while this rank stops; the next call carries it to every rank.
+        agreed = int(box.item())
+        if agreed and self.signum is None:
+            self.signum = agreed
+        return bool(agreed)
 
     def interrupted(self, where: str, out: Any) -> RunInterrupted:
         """The exception that ends the run after its checkpoint at ``where`` was written."""

@@ -319,6 +319,37 @@ def test_ranks_agree_to_stop_when_one_gets_sigterm(tmp_path):
     assert len(saved["ranks"]) == 2 and not (out / LOCK_FILE).exists()
 
 
+def test_a_signal_during_the_stop_vote_waits_for_the_next_vote(monkeypatch):
+    """A signal that lands on this rank while the ranks exchange their stop flags is not in
+    the other ranks' answer; acting on it at once would stop this rank alone (the others go on
+    into the next collective and fail). The answer is the reduced value; the next vote carries it."""
+    from types import SimpleNamespace
+
+    import fairmetric.train.stop as stop_module
+
+    stop = stop_module.StopSignals(log=lambda _: None)
+    ctx = SimpleNamespace(enabled=True, device="cpu", group=None)
+    others = [0]  # what the other ranks send
+
+    def all_reduce(box, op=None, group=None):
+        if stop.signum is None:  # the signal arrives during the first vote
+            stop.signum = int(signal.SIGTERM)
+        box.copy_(torch.maximum(box, torch.tensor([others[0]], dtype=box.dtype)))
+
+    monkeypatch.setattr(stop_module.dist, "all_reduce", all_reduce)
+    assert stop.requested(ctx) is False  # nobody, this rank included, had a flag when voting
+    assert stop.signum == int(signal.SIGTERM)
+    assert stop.requested(ctx) is True  # the next vote stops every rank
+
+    def all_reduce_quiet(box, op=None, group=None):
+        box.copy_(torch.maximum(box, torch.tensor([others[0]], dtype=box.dtype)))
+
+    monkeypatch.setattr(stop_module.dist, "all_reduce", all_reduce_quiet)
+    stop = stop_module.StopSignals(log=lambda _: None)
+    others[0] = int(signal.SIGINT)  # another rank got one: this rank learns it from the vote
+    assert stop.requested(ctx) is True and stop.signum == int(signal.SIGINT)
+
+
 def test_sigterm_to_the_nproc_launcher_stops_torchrun_with_a_checkpoint(tmp_path):
     """``fairmetric train --nproc 2``: a scheduler's (or ``kill``'s) SIGTERM to the launcher alone
     reaches torchrun and its workers, which checkpoint and stop; nothing keeps training unseen
