@@ -486,7 +486,8 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
         "--gallery",
         help="a separate gallery (an EmbeddingSet file or run folder): every sample of SOURCE "
         "ranks the gallery for the neighbour metrics (query/gallery retrieval); labels and "
-        "attribute values are matched by name",
+        "attribute values are matched by name; with --verification every pair is a sample of "
+        "SOURCE (a probe) and a gallery sample, and identification searches the gallery",
     )
     p.add_argument("--labels", type=Path, help="CSV of labels/attributes for a .npy source")
     p.add_argument("--weights", type=Path, help="local weights file for a timm model source")
@@ -521,6 +522,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         progress=progress,
         **_inference_kwargs(args, None),  # unset ones: from a run folder's config
     )
+    gallery = None if args.gallery is None else load_source(args.gallery, progress=progress)
     report = audit(
         data,
         attributes=args.attributes,
@@ -538,7 +540,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         progress=progress,
         source=str(args.source),
         min_group_size=args.min_group_size,
-        gallery=None if args.gallery is None else load_source(args.gallery, progress=progress),
+        gallery=gallery,
     )
     for flag, value in (("--score-transform", args.score_transform), ("--pairs", args.pairs)):
         if value is not None and not args.verification:
@@ -552,6 +554,8 @@ def _run_audit(args: argparse.Namespace) -> int:
                 "cosine or --metric l2"
             )
         kept = data.drop_invalid()[0] if args.drop_invalid else data
+        if gallery is not None and args.drop_invalid:
+            gallery = gallery.drop_invalid()[0]
         transform = None
         if args.score_transform is not None:
             from fairmetric.audit.verification.fixes import load_score_transform
@@ -574,6 +578,7 @@ def _run_audit(args: argparse.Namespace) -> int:
                 score_transform=transform,
                 pairs_file=args.pairs,
                 hard_impostors=args.hard_impostors,
+                gallery=gallery,
             ),
         )
     print(render_summary(report))

@@ -71,6 +71,19 @@ def _check_inputs(
     return data.subset(np.flatnonzero(~bad)), idx.tolist()
 
 
+def recode_by_name(
+    names_q: Sequence[str], names_g: Sequence[str], codes: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """The gallery's ``codes`` (indices into ``names_g``) in the queries' code space (indices
+    into ``names_q``), matched by name; names only the gallery has get codes after the
+    queries'. Returns the codes and the names of the joint code space."""
+    index = {str(n): i for i, n in enumerate(names_q)}
+    for n in names_g:
+        index.setdefault(str(n), len(index))
+    lookup = np.array([index[str(n)] for n in names_g], dtype=np.int64)
+    return lookup[np.asarray(codes, dtype=np.int64)], list(index)
+
+
 def _align_gallery(
     data: EmbeddingSet, gallery: EmbeddingSet, attributes: Sequence[str], metric: str
 ) -> tuple[EmbeddingSet, np.ndarray, dict[str, np.ndarray]]:
@@ -86,12 +99,7 @@ def _align_gallery(
     gallery, dropped = _check_inputs(gallery, metric, False)
 
     def mapped(names_q: Sequence[str], names_g: Sequence[str], codes: np.ndarray) -> np.ndarray:
-        index = {str(n): i for i, n in enumerate(names_q)}
-        extra = [n for n in names_g if str(n) not in index]
-        for n in extra:
-            index[str(n)] = len(index)
-        lookup = np.array([index[str(n)] for n in names_g], dtype=np.int64)
-        return lookup[np.asarray(codes, dtype=np.int64)]
+        return recode_by_name(names_q, names_g, codes)[0]
 
     labels = mapped(data.label_names, gallery.label_names, gallery.labels)
     shared = set(np.asarray(data.labels).tolist()) & set(labels.tolist())

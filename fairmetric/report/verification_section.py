@@ -64,6 +64,12 @@ def verification_blocks(report: AuditReport) -> list[tuple]:
                 if meta.get("pairs_file")
                 else f"Genuine pairs: {described(pairs['genuine'], pairs['genuine_available'], pairs['genuine_all'])}; "
                 f"impostor pairs: {described(pairs['impostor'], pairs['impostor_available'], pairs['impostor_all'])}."
+            )
+            + (
+                f" Every pair is one of the {meta['gallery']['probes']} probes and one of the "
+                f"{meta['gallery']['n']} gallery samples; identification searches the gallery."
+                if meta.get("gallery")
+                else ""
             ),
         )
     )

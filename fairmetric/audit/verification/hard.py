@@ -9,6 +9,7 @@ import numpy as np
 
 from fairmetric.audit.verification.bootstrap import interval as _interval
 from fairmetric.audit.verification.bootstrap import pair_boot as _pair_boot
+from fairmetric.audit.verification.gallery import hard_cross_pairs
 from fairmetric.audit.verification.pairs import PairSample, hard_impostor_pairs
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.report.frame import Estimate, GroupMetric
@@ -30,8 +31,11 @@ def hard_fmr(
     rng: np.random.Generator,
     level: float,
     min_group_size: int,
+    n_probes: int | None = None,
 ) -> dict[str, GroupMetric]:
-    """``hard_fmr@T`` per group: FMR at the global threshold among hard same-group impostors."""
+    """``hard_fmr@T`` per group: FMR at the global threshold among hard same-group impostors
+    (with ``n_probes``: each probe's hardest same-group impostors in the gallery, the rows from
+    ``n_probes`` on)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise ValueError(f"hard_impostors must be an integer >= 0, got {k!r}")
     by_group: dict[str, dict[str, dict[str, Estimate]]] = {t: {} for t in labels_t}
@@ -39,18 +43,28 @@ def hard_fmr(
     overall: dict[str, list[np.ndarray]] = {t: [] for t in labels_t}
     labels = np.asarray(data.labels, dtype=np.int64)
     names = list(codes)
+    empty = (
+        "no impostor pairs (a single identity in this group)"
+        if n_probes is None
+        else "no impostor pairs (no probe, or no gallery sample of another identity, in this group)"
+    )
     for a in names:
         c = codes[a]
         value_names = list(data.attribute_value_names[a])
         for g in np.unique(c):
-            p = hard_impostor_pairs(x, labels, np.flatnonzero(c == g), int(k), metric)
+            members = np.flatnonzero(c == g)
+            if n_probes is None:
+                p = hard_impostor_pairs(x, labels, members, int(k), metric)
+            else:
+                probes, gallery = members[members < n_probes], members[members >= n_probes]
+                p = hard_cross_pairs(x, labels, probes, gallery, int(k), metric)
             s = score(p)
             hit = (s[:, None] >= taus[None, :]).astype(np.float64)
             reps = _pair_boot(labels[p.i], labels[p.j], hit, bootstrap, rng)
             ids = int(len(np.unique(labels[c == g])))
             for q, t in enumerate(labels_t):
                 if len(p) == 0:
-                    est = Estimate(None, ids, na_reason="a single identity: no impostor pairs")
+                    est = Estimate(None, ids, na_reason=empty)
                 else:
                     lo, hi = _interval(reps[:, q], level) if bootstrap else (None, None)
                     est = Estimate(float(hit[:, q].mean()), ids, lo, hi)

@@ -20,6 +20,7 @@ import numpy as np
 
 from fairmetric import __version__
 from fairmetric.audit.verification.bootstrap import boot, interval, pair_boot, unit_counts
+from fairmetric.audit.verification.gallery import sample_cross_pairs, stack_probes_and_gallery
 from fairmetric.audit.verification.hard import hard_fmr
 from fairmetric.audit.verification.metric import RateBuilder, VerificationMetric
 from fairmetric.audit.verification.pairs import PairSample, read_pair_file, sample_pairs
@@ -91,6 +92,7 @@ def verification_audit(
     identification: bool | None = None,
     pairs_file: str | Path | None = None,
     hard_impostors: int = 0,
+    gallery: EmbeddingSet | None = None,
 ) -> AuditReport:
     """Verification error rates per group at one global threshold (FRVT / ISO 19795-10).
 
@@ -118,6 +120,11 @@ def verification_audit(
             neighbour search; ``metadata["verification"]["identification"]``); ``None``: when
             the set has at most :data:`IDENTIFICATION_AUTO_MAX` rows (an exact search of
             millions of rows takes long; the audit's own Recall@1 has the error rates).
+        gallery: a separate gallery (enrolment set): every pair is then a sample of ``data``
+            (a probe) and a gallery sample, identities and attribute values matched by name
+            (:mod:`~fairmetric.audit.verification.gallery`); the rank-1 identification errors
+            search the gallery for each probe whose identity is enrolled, and hard impostors
+            are each probe's most similar gallery samples. Not with ``pairs_file``.
 
     Returns:
         An :class:`AuditReport` with ``fmr@T``, ``fnmr@T`` (:class:`VerificationMetric`, with
@@ -130,23 +137,25 @@ def verification_audit(
         raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
     if not isinstance(data, EmbeddingSet):
         raise ValueError(f"data must be an EmbeddingSet, got {type(data).__name__}")
-    bad = data.invalid_mask
-    if bad.any():
-        raise ValueError(
-            f"{int(bad.sum())} embedding rows contain NaN/Inf (first: "
-            f"{np.flatnonzero(bad)[:5].tolist()}); drop them first (EmbeddingSet.drop_invalid)"
-        )
-    x = np.asarray(data.embeddings)
-    if metric == "cosine":
-        zero = np.flatnonzero(~np.any(x != 0, axis=1))
-        if zero.size:
-            raise ValueError(
-                f"{zero.size} embedding rows are all zero (first: {zero[:5].tolist()}): they have "
-                "no cosine similarity; drop them or use metric='l2'"
-            )
+    _check_rows(data, metric, "embedding")
     if isinstance(attributes, str):
         attributes = [attributes]
     names = list(data.attribute_names if attributes is None else attributes)
+    for a in names:
+        data.attribute(a)  # an unknown name fails here, naming the attributes
+    n_probes = None
+    if gallery is not None:
+        if pairs_file is not None:
+            raise ValueError(
+                "a pair file lists pairs of one set's rows: audit it without a gallery, or "
+                "drop the pair file to pair every probe with the gallery"
+            )
+        if not isinstance(gallery, EmbeddingSet):
+            raise ValueError(f"gallery must be an EmbeddingSet, got {type(gallery).__name__}")
+        _check_rows(gallery, metric, "gallery")
+        n_probes = len(data)
+        data = stack_probes_and_gallery(data, gallery, names)
+    x = np.asarray(data.embeddings)
     codes = {a: np.asarray(data.attribute(a), dtype=np.int64) for a in names}
     labels = np.asarray(data.labels, dtype=np.int64)
     for name, value in (
@@ -158,6 +167,16 @@ def verification_audit(
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if pairs_file is not None:
         pairs = read_pair_file(pairs_file, labels, codes)
+    elif n_probes is not None:
+        pairs = sample_cross_pairs(
+            labels,
+            codes,
+            n_probes,
+            genuine=int(genuine_pairs),
+            impostor=int(impostor_pairs),
+            same_group=int(same_group_pairs),
+            seed=seed,
+        )
     else:
         pairs = sample_pairs(
             labels,
@@ -167,6 +186,8 @@ def verification_audit(
             same_group=int(same_group_pairs),
             seed=seed,
         )
+    if len(pairs.genuine) == 0 and n_probes is not None:  # pragma: no cover - checked above
+        raise ValueError("no identity has a sample in both the probes and the gallery")
     if len(pairs.genuine) == 0:
         raise ValueError(
             "no genuine pairs: every identity has a single sample; a verification audit needs "
@@ -318,6 +339,7 @@ def verification_audit(
             rng=rng,
             level=level,
             min_group_size=min_group_size,
+            n_probes=n_probes,
         )
         if hard_impostors
         else {}
@@ -360,7 +382,7 @@ def verification_audit(
     if identification:
         from fairmetric.audit.verification.identification import identification_errors
 
-        for a, res in identification_errors(x, labels, codes, metric).items():
+        for a, res in identification_errors(x, labels, codes, metric, n_probes).items():
             value_names = list(data.attribute_value_names[a])
             keep = [int(g) for g in np.unique(codes[a])]
             m = res["matrix"]
@@ -410,6 +432,9 @@ def verification_audit(
             "score_transform": None if score_transform is None else score_transform.name,
             "pairs_file": None if pairs_file is None else str(pairs_file),
             "hard_impostors": int(hard_impostors),
+            "gallery": None
+            if n_probes is None
+            else {"probes": n_probes, "n": len(labels) - n_probes},
         },
         "fairmetric_version": __version__,
     }
@@ -421,6 +446,23 @@ def verification_audit(
         "thresholds": dict(zip(labels_t, taus.tolist())),
     }
     return report
+
+
+def _check_rows(data: EmbeddingSet, metric: str, what: str) -> None:
+    """Refuse rows with NaN/Inf, and all-zero rows under cosine (no direction)."""
+    bad = data.invalid_mask
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} {what} rows contain NaN/Inf (first: "
+            f"{np.flatnonzero(bad)[:5].tolist()}); drop them first (EmbeddingSet.drop_invalid)"
+        )
+    if metric == "cosine":
+        zero = np.flatnonzero(~np.any(data.embeddings != 0, axis=1))
+        if zero.size:
+            raise ValueError(
+                f"{zero.size} {what} rows are all zero (first: {zero[:5].tolist()}): they have "
+                "no cosine similarity; drop them or use metric='l2'"
+            )
 
 
 def _clean(v: float) -> float | None:
