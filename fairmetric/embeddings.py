@@ -4,6 +4,10 @@ Training writes one, released models are turned into one, audits and downstream 
 ``EmbeddingSet`` is validated when it is built (shapes, lengths, finite values), so everything that
 reads it can trust it, and it saves to and loads from ``.npz`` (read with ``allow_pickle=False``) or
 ``.safetensors`` without loss.
+
+Rows may carry unique string ids (typically an image's path relative to its dataset folder), so
+that files naming samples, such as published verification pair lists, can be matched to rows
+(:meth:`EmbeddingSet.rows_of`) however the set was subset or filtered.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import numpy as np
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.utils import atomic_write
 
-__all__ = ["EmbeddingSet", "FORMAT_VERSION", "SUPPORTED_SUFFIXES"]
+__all__ = ["EmbeddingSet", "FORMAT_VERSION", "SUPPORTED_SUFFIXES", "find_ids"]
 
 FORMAT_VERSION = 1
 """Version of the on-disk layout written by :meth:`EmbeddingSet.save`; files from newer versions
-are refused with a hint to upgrade."""
+are refused with a hint to upgrade. Optional additions that older readers can ignore (the ``ids``
+of a set) do not change it, so files with and without ids are both version 1."""
 
 SUPPORTED_SUFFIXES = (".npz", ".safetensors")
 
@@ -47,6 +52,16 @@ class EmbeddingSet:
     :meth:`drop_invalid` removes them and says which they were. Float32 input that is already
     C-contiguous is stored without a copy.
 
+    Rows may be named by ``ids``: one unique, non-empty string per row, e.g. the image's path
+    relative to the dataset folder (what :func:`~fairmetric.models.embed.embed_dataset` stores
+    for an image folder). They stay with their rows through :meth:`subset`,
+    :meth:`drop_invalid`, :meth:`save` and :meth:`load`, and :meth:`rows_of` turns ids back into
+    row positions, so a file naming samples (a published pair list) does not depend on the row
+    order. Ids are kept as a numpy unicode array (``dtype=str``): one block that indexes, sorts
+    and saves to ``.npz`` without pickling, at 4 bytes per character of the longest id per row
+    (about 240 MB for a million 60-character paths). Numbers are refused rather than converted:
+    the number ``7`` could stand for the name ``"7"`` or ``"007"``.
+
     Args:
         embeddings: ``(N, D)`` numeric array (or a CPU/GPU tensor); stored as ``float32``.
         labels: ``N`` class labels (integer codes or any values).
@@ -58,10 +73,13 @@ class EmbeddingSet:
         metadata: JSON-serialisable facts about the set (source, model, split, ...). It is
             normalised through JSON (tuples become lists) so a saved set loads back equal.
         allow_invalid: keep rows with NaN/Inf values instead of raising.
+        ids: ``N`` unique, non-empty strings without NUL characters naming the rows, or ``None``
+            (stored in :attr:`ids` as a unicode array, or ``None``).
 
     Raises:
         ValueError: bad shapes, length mismatches, non-numeric or non-finite embeddings, names that
-            do not match the codes, or metadata that JSON cannot hold.
+            do not match the codes, metadata that JSON cannot hold, or ids that are not unique
+            non-empty strings.
     """
 
     embeddings: np.ndarray
@@ -71,6 +89,7 @@ class EmbeddingSet:
     label_names: list[str]
     attribute_value_names: dict[str, list[str]]
     metadata: dict[str, Any]
+    ids: np.ndarray | None
 
     def __init__(
         self,
@@ -83,9 +102,11 @@ class EmbeddingSet:
         attribute_value_names: dict[str, Sequence[str]] | None = None,
         metadata: dict[str, Any] | None = None,
         allow_invalid: bool = False,
+        ids: Sequence[str] | np.ndarray | None = None,
     ) -> None:
         emb = _as_embedding_matrix(embeddings)
         _check_lengths(emb.shape[0], labels, attributes)
+        self.ids = None if ids is None else _as_ids(ids, emb.shape[0])
         # AttributeDataset holds the one implementation of label/attribute encoding.
         columns = AttributeDataset(
             labels=labels,
@@ -143,6 +164,7 @@ class EmbeddingSet:
         out.label_names = list(source.label_names)
         out.attribute_value_names = {a: list(v) for a, v in source.attribute_value_names.items()}
         out.metadata = json.loads(json.dumps(source.metadata))
+        out.ids = None if source.ids is None else source.ids[rows]
         return out
 
     # -- views ------------------------------------------------------------------------------
@@ -187,11 +209,43 @@ class EmbeddingSet:
             )
         return self.attributes[:, self.attribute_names.index(name)]
 
+    def rows_of(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """The row positions of the samples named ``ids``, in the order given.
+
+        Returns:
+            An ``int64`` array with one position per id (an id asked for twice gets its row
+            twice), ready for :meth:`subset` or for indexing :attr:`embeddings`.
+
+        Raises:
+            ValueError: this set has no ids, ``ids`` holds a value that is not a string, or some
+                ids are not in this set (the message names up to five and says how many).
+        """
+        if self.ids is None:
+            raise ValueError(
+                "this EmbeddingSet has no ids: give them when building it "
+                "(EmbeddingSet(..., ids=[...])), or embed an image folder, whose image paths "
+                "relative to the folder become the ids"
+            )
+        if isinstance(ids, str):
+            raise ValueError(f"rows_of() takes a sequence of ids, got the single string {ids!r}")
+        wanted = list(ids)
+        rows = find_ids(self.ids, wanted)
+        missing = np.flatnonzero(rows < 0)
+        if missing.size:
+            unknown = list(dict.fromkeys(wanted[k] for k in missing))
+            shown = ", ".join(repr(s) for s in unknown[:_SHOW_INDICES])
+            raise ValueError(
+                f"{len(unknown)} id(s) are not in this set of {len(self)} rows: {shown}"
+                f"{', ...' if len(unknown) > _SHOW_INDICES else ''} (its ids look like "
+                f"{str(self.ids[0])!r})"
+            )
+        return rows
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> EmbeddingSet:
         """The rows at ``indices`` (integer positions, or a boolean mask of length ``N``).
 
-        Names and metadata are kept. Raises ``IndexError`` for positions out of range and
-        ``ValueError`` for an empty selection or a mask of the wrong length.
+        Names, metadata and the rows' ids are kept. Raises ``IndexError`` for positions out of
+        range and ``ValueError`` for an empty selection or a mask of the wrong length.
         """
         idx = np.asarray(indices)
         if idx.dtype == bool:
@@ -234,10 +288,16 @@ class EmbeddingSet:
 
         The file is written to a temporary name in the same directory and moved into place, so a
         crash never leaves a half-written file under ``path``. Missing parent directories are
-        created.
+        created. Ids, when the set has them, go into an ``ids`` unicode array (``.npz``) or a JSON
+        list under the header key ``ids`` (``.safetensors``); readers that predate ids ignore
+        both.
 
         Returns:
             The path written.
+
+        Raises:
+            ValueError: an unsupported suffix, or ids too many for a ``.safetensors`` header
+                (which safetensors caps at 100 MB; ``.npz`` has no such limit).
         """
         path = Path(path)
         suffix = _check_suffix(path)
@@ -257,6 +317,8 @@ class EmbeddingSet:
             arrays["label_names"] = np.array(self.label_names, dtype=str)
             arrays["attribute_names"] = np.array(self.attribute_names, dtype=str)
             arrays["header"] = np.array(json.dumps(header))
+            if self.ids is not None:
+                arrays["ids"] = self.ids
 
             def write(f: BinaryIO) -> None:
                 np.savez(f, **arrays)
@@ -266,11 +328,23 @@ class EmbeddingSet:
 
             header["label_names"] = self.label_names
             header["attribute_names"] = self.attribute_names
+            if self.ids is not None:
+                header["ids"] = self.ids.tolist()
             text = {k: json.dumps(v) for k, v in header.items()}
             tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+            try:
+                blob = save_safetensors(tensors, metadata=text)
+            except _safetensors_error() as err:
+                if self.ids is None:
+                    raise
+                # safetensors caps its JSON header (100 MB): a few million long ids exceed it
+                raise ValueError(
+                    f"cannot save {len(self)} ids in the header of {path} ({err}); save the set "
+                    "as .npz, which stores ids as an array"
+                ) from err
 
             def write(f: BinaryIO) -> None:
-                f.write(save_safetensors(tensors, metadata=text))
+                f.write(blob)
 
         atomic_write(path, write)
         return path
@@ -278,6 +352,8 @@ class EmbeddingSet:
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, allow_invalid: bool = False) -> EmbeddingSet:
         """Read a set written by :meth:`save`; the suffix picks the format.
+
+        Files without ids (all files written before sets had them) load with ``ids=None``.
 
         Args:
             path: an ``.npz`` or ``.safetensors`` file.
@@ -312,6 +388,7 @@ class EmbeddingSet:
                 attribute_value_names=header["attribute_value_names"],
                 metadata=header["metadata"],
                 allow_invalid=allow_invalid,
+                ids=header.get("ids"),
             )
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
@@ -363,6 +440,74 @@ def _check_lengths(n: int, labels: Any, attributes: np.ndarray | dict[str, Any] 
                 f"embeddings has {n} rows but {what} has {length} values; give one attribute value "
                 "per row"
             )
+
+
+def _as_ids(ids: Sequence[str] | np.ndarray, n: int) -> np.ndarray:
+    """``ids`` as a unicode array after checking they are ``n`` unique, non-empty strings."""
+    if isinstance(ids, str) or np.ndim(ids) != 1:
+        shape = "a single string" if isinstance(ids, str) else f"shape {np.shape(ids)}"
+        raise ValueError(f"ids must be a sequence of {n} strings (one per row), got {shape}")
+    if isinstance(ids, np.ndarray) and ids.dtype.kind not in "UO":
+        raise ValueError(
+            f"ids must be strings, got an array of dtype {ids.dtype}; ids name samples (e.g. image "
+            "paths): convert numbers yourself (e.g. ids.astype(str)) if they are meant as names"
+        )
+    values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+    if len(values) != n:
+        raise ValueError(
+            f"embeddings has {n} rows but ids has {len(values)} entries; give one id per row"
+        )
+    for k, value in enumerate(values):  # checked before numpy, which drops trailing NULs
+        if not isinstance(value, str):
+            raise ValueError(
+                f"ids must be strings, but ids[{k}] is {value!r} ({type(value).__name__}); "
+                "convert numbers yourself if they are meant as names"
+            )
+        if not value:
+            raise ValueError(f"ids[{k}] is an empty string; every row needs a non-empty id")
+        if "\x00" in value:
+            raise ValueError(f"ids[{k}] = {value!r} contains a NUL character ('\\x00')")
+    arr = np.array(values, dtype=str)
+    ordered = np.sort(arr)
+    if np.any(ordered[1:] == ordered[:-1]):
+        first: dict[str, int] = {}
+        for k, value in enumerate(values):
+            if value in first:
+                raise ValueError(
+                    f"ids must be unique, but {value!r} names rows {first[value]} and {k}"
+                )
+            first[value] = k
+    return arr
+
+
+def find_ids(ids: np.ndarray, wanted: Sequence[str]) -> np.ndarray:
+    """The row of each of ``wanted`` in ``ids`` (unique strings without NUL characters, as an
+    :class:`EmbeddingSet` holds them), ``-1`` where it is absent.
+
+    One sort of ``ids`` and a binary search per wanted id: ``O((N + M) log N)``.
+
+    Raises:
+        ValueError: a wanted value is not a string.
+    """
+    wanted = list(wanted)
+    for value in wanted:
+        if not isinstance(value, str):
+            raise ValueError(
+                f"ids to look up must be strings, got {value!r} ({type(value).__name__})"
+            )
+    rows = np.full(len(wanted), -1, dtype=np.int64)
+    ids = np.asarray(ids)
+    if not wanted or ids.size == 0:
+        return rows
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    query = np.array(wanted, dtype=str)
+    at = np.minimum(np.searchsorted(ordered, query), len(ordered) - 1)
+    # numpy drops trailing NULs ("a\x00" would become "a"); ids hold no NUL, so such a value
+    # is never an id
+    hit = (ordered[at] == query) & np.array(["\x00" not in v for v in wanted], dtype=bool)
+    rows[hit] = order[at[hit]]
+    return rows
 
 
 def _normalise_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
@@ -445,6 +590,11 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             if names.ndim != 1 or names.dtype.kind != "U":
                 raise _NotAnEmbeddingFile(f"{path}: {key!r} must be a 1-D unicode array")
             header[key] = [str(s) for s in names]
+        if "ids" in data.files:  # optional: files written before sets had ids lack it
+            ids = data["ids"]
+            if ids.ndim != 1 or ids.dtype.kind != "U":
+                raise _NotAnEmbeddingFile(f"{path}: 'ids' must be a 1-D unicode array")
+            header["ids"] = ids
     return arrays, header
 
 
@@ -492,6 +642,7 @@ def _check_header(path: Path, header: Any) -> None:
         "metadata": dict,
         "label_names": list,
         "attribute_names": list,
+        "ids": list,
     }
     for key, kind in expected.items():
         if key in header and not isinstance(header[key], kind):

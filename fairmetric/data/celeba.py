@@ -68,7 +68,8 @@ def load_celeba(
 
     Returns:
         An :class:`ImageFileDataset` named ``"celeba"`` in the order of ``list_attr_celeba.txt``,
-        with an extra ``partition`` array (``"train"``, ``"valid"`` or ``"test"`` per sample).
+        with an extra ``partition`` array (``"train"``, ``"valid"`` or ``"test"`` per sample);
+        its ``sample_ids`` are the file names the CelebA lists use (``"000001.jpg"``).
 
     Raises:
         FileNotFoundError: a file or folder of the layout is missing.
@@ -113,6 +114,7 @@ def load_celeba(
         attribute_value_names={a: ["no", "yes"] for a in attributes},
         name="celeba",
         unreadable_hint=SKIP_HINT,
+        root=image_dir,
     )
     dataset.partition = np.array(parts, dtype="<U5")
     return drop_unreadable(dataset, where=image_dir) if skip_unreadable else dataset

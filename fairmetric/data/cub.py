@@ -68,7 +68,8 @@ def load_cub(
 
     Returns:
         An :class:`ImageFileDataset` named ``"cub"`` in the order of ``images.txt``, with class
-        names from ``classes.txt`` and an extra ``partition`` array (``"train"`` or ``"test"``).
+        names from ``classes.txt`` and an extra ``partition`` array (``"train"`` or ``"test"``);
+        its ``sample_ids`` are the paths of ``images.txt``, relative to ``images/``.
 
     Raises:
         FileNotFoundError: a file or folder of the layout is missing (files only needed for
@@ -121,6 +122,7 @@ def load_cub(
         attribute_value_names=value_names,
         name="cub",
         unreadable_hint=SKIP_HINT,
+        root=image_dir,
     )
     dataset.partition = np.array(partition, dtype="<U5")
     return drop_unreadable(dataset, where=image_dir) if skip_unreadable else dataset

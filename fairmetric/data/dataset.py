@@ -7,6 +7,7 @@ the metadata alone.
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 import zlib
@@ -455,7 +456,17 @@ class ImageFileDataset(AttributeDataset):
         image_size: side of the square tensor the default transform produces.
         bboxes: optional ``(N, 4)`` crop boxes ``(x, y, width, height)`` in pixels.
         unreadable_hint: the fix a decode error suggests (e.g. how to skip unreadable files).
+        root: the folder the dataset's own files name images relative to; it sets
+            :attr:`sample_ids`.
         **kwargs: passed to :class:`AttributeDataset`.
+
+    Attributes:
+        sample_ids: one name per sample: its path relative to ``root`` as a POSIX string
+            (``"Aaron_Peirsol/Aaron_Peirsol_0001.jpg"``; a path outside ``root`` gets ``..``
+            steps), or ``str(path)`` without ``root``. They become the ids of the embeddings
+            (:class:`~fairmetric.embeddings.EmbeddingSet`), so files naming images, such as
+            verification pair lists, can be matched to rows; relative names make them
+            independent of where the dataset lies.
     """
 
     def __init__(
@@ -466,6 +477,7 @@ class ImageFileDataset(AttributeDataset):
         image_size: int = 64,
         bboxes: np.ndarray | None = None,
         unreadable_hint: str = UNREADABLE_HINT,
+        root: str | Path | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -475,6 +487,11 @@ class ImageFileDataset(AttributeDataset):
         if len(paths) != len(self.labels):
             raise ValueError(f"got {len(paths)} image paths but {len(self.labels)} labels")
         self.paths = [Path(p) for p in paths]
+        self.sample_ids: list[str] = (
+            [str(p) for p in self.paths]
+            if root is None
+            else [_relative_name(p, Path(root)) for p in self.paths]
+        )
         self.image_size = int(image_size)
         self.transform = transform or default_image_transform(self.image_size)
         self.bboxes = None if bboxes is None else np.asarray(bboxes, dtype=np.float64)
@@ -494,6 +511,19 @@ class ImageFileDataset(AttributeDataset):
             x, y, w, h = self.bboxes[index]
             img = img.crop((int(x), int(y), int(x + w), int(y + h)))
         return self.transform(img)
+
+
+def _relative_name(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` as a POSIX string, by the names alone (no file system
+    access, symbolic links not followed); ``..`` steps for a path outside ``root``."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:  # outside root, or one path absolute and the other relative
+        pass
+    try:
+        return Path(os.path.relpath(path, root)).as_posix()
+    except ValueError:  # on another drive (Windows)
+        return path.as_posix()
 
 
 def default_image_transform(image_size: int) -> Callable[[Any], torch.Tensor]:

@@ -61,7 +61,8 @@ def load_folder_csv(
         allow_outside_root: accept image paths that resolve outside ``root``.
 
     Returns:
-        An :class:`ImageFileDataset` in the order of the CSV rows (less the skipped ones).
+        An :class:`ImageFileDataset` in the order of the CSV rows (less the skipped ones); its
+        ``sample_ids`` are the CSV's paths relative to ``root`` (``images/a.png``).
 
     Raises:
         FileNotFoundError: ``root``, the CSV or a listed image is missing.
@@ -128,6 +129,7 @@ def load_folder_csv(
         attributes=dict(zip(header[2:], columns[2:])),
         name=name,
         unreadable_hint=SKIP_HINT,
+        root=root,
     )
     dataset.skipped = skipped
     return dataset

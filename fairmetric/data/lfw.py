@@ -60,7 +60,9 @@ def load_lfw(
 
     Returns:
         An :class:`ImageFileDataset` named ``"lfw"``, sorted by person then image number, with
-        person folder names (``"Aaron_Eckhart"``) as label names.
+        person folder names (``"Aaron_Eckhart"``) as label names; its ``sample_ids`` are paths
+        relative to the folder of people (``"Aaron_Eckhart/Aaron_Eckhart_0001.jpg"``), the same
+        for ``lfw/`` and ``lfw-deepfunneled/``.
 
     Raises:
         FileNotFoundError: the people folder or the attribute table is missing.
@@ -116,6 +118,7 @@ def load_lfw(
         attribute_value_names={a: ["no", "yes"] for a in attributes},
         name="lfw",
         unreadable_hint=SKIP_HINT,
+        root=people,
     )
     dataset.skipped = skipped
     return dataset

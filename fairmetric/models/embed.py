@@ -163,7 +163,15 @@ def dataset_embeddings(
     allow_invalid: bool = False,
 ) -> EmbeddingSet:
     """An :class:`EmbeddingSet` of ``embeddings`` (one row per sample of ``dataset``, in order)
-    with the dataset's labels, attributes and names."""
+    with the dataset's labels, attributes and names.
+
+    The dataset's ``sample_ids`` (an image dataset's paths relative to its folder) become the
+    set's ids when they are unique; a table listing one image twice gives a set without ids
+    rather than an error, since ids are needed only to match files that name samples.
+    """
+    ids = getattr(dataset, "sample_ids", None)
+    if ids is not None and len(set(ids)) != len(ids):
+        ids = None
     return EmbeddingSet(
         embeddings=embeddings,
         labels=dataset.labels,
@@ -173,4 +181,5 @@ def dataset_embeddings(
         attribute_value_names=dataset.attribute_value_names,
         metadata={"dataset": dataset.name, **(metadata or {})},
         allow_invalid=allow_invalid,
+        ids=ids,
     )

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fairmetric.data.csv_table import CsvTable
 
 __all__ = ["PairSample", "Pairs", "read_pair_file", "sample_pairs"]
 
@@ -179,65 +183,101 @@ def sample_pairs(
 
 
 _SAME = {"1": True, "true": True, "same": True, "0": False, "false": False, "different": False}
+_HEADERS = "'a,b[,same]' (row indices) or 'id_a,id_b[,same]' (sample ids)"
+_SHOW_IDS = 5
 
 
-def read_pair_file(path: str | Path, labels: np.ndarray, groupings: dict[str, np.ndarray]) -> Pairs:
+def read_pair_file(
+    path: str | Path,
+    labels: np.ndarray,
+    groupings: dict[str, np.ndarray],
+    *,
+    ids: np.ndarray | None = None,
+) -> Pairs:
     """The pairs of a published protocol (LFW / BFW / RFW-style pair lists), audited as given.
 
-    The CSV has the header ``a,b[,same]``: two 0-based row indices of the audited set and,
-    optionally, whether the pair is genuine (``1``/``0``, ``true``/``false``, ``same``/
-    ``different``). A ``same`` column must agree with the labels (identities); without it, the
-    labels decide. Same-group impostor sets are the listed impostor pairs with both rows in one
-    group.
+    The CSV names each pair's two samples under one of two headers:
+
+    - ``a,b[,same]``: 0-based row indices of the audited set;
+    - ``id_a,id_b[,same]``: sample ids of the audited set (``ids``, see
+      :attr:`~fairmetric.embeddings.EmbeddingSet.ids`; for an embedded image folder, the image
+      paths relative to the folder, e.g. ``Aaron_Peirsol/Aaron_Peirsol_0001.jpg``), looked up
+      as exact strings (``007`` and ``7`` are two ids), so the file does not depend on the row
+      order or on rows dropped before the audit.
+
+    The optional ``same`` column says whether the pair is genuine (``1``/``0``,
+    ``true``/``false``, ``same``/``different``); it must agree with the labels (identities);
+    without it, the labels decide. Same-group impostor sets are the listed impostor pairs with
+    both samples in one group.
+
+    Args:
+        path: the CSV file.
+        labels: ``(N,)`` identity codes of the audited set.
+        groupings: ``{attribute: (N,) group codes}``.
+        ids: the ``N`` sample ids of the audited set, needed for the ``id_a,id_b`` form.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: a bad header, an index that is not an integer or outside the set, a pair of
-            a row with itself, a ``same`` value that is unknown or contradicts the labels, or no
-            genuine or no impostor pair (the message names the file and line).
+        ValueError: a bad header; an index that is not an integer or outside the set; an id
+            form for a set without ids, or an id the set lacks (named with its line, and how
+            many ids are unknown); a pair of a sample with itself; a ``same`` value that is
+            unknown or contradicts the labels; or no genuine or no impostor pair (the message
+            names the file, and the line where one line is at fault).
     """
     from fairmetric.data.csv_table import read_csv_table
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pair file not found: {path}")
-    table = read_csv_table(path, required=("a", "b"), expected="'a,b[,same]'", prefix="pairs: ")
+    table = read_csv_table(path, required=(), expected=_HEADERS, prefix="pairs: ")
+    by_id = table.header[:2] == ["id_a", "id_b"]
+    if not by_id and table.header[:2] != ["a", "b"]:
+        raise ValueError(
+            f"pairs: {path} line 1: expected a header {_HEADERS}, got {','.join(table.header)!r}"
+        )
     has_same = len(table.header) > 2 and table.header[2] == "same"
+    columns = ",".join(table.header[: 3 if has_same else 2])
     labels = np.asarray(labels, dtype=np.int64)
-    n = len(labels)
-    i_list, j_list = [], []
+    same_list = []
     for row, line in zip(table.rows, table.lines):
-        where = f"pairs: {path} line {line}"
-        if len(row) < (3 if has_same else 2):
-            raise ValueError(f"{where}: expected {'a,b,same' if has_same else 'a,b'}, got {row}")
-        try:
-            a, b = int(row[0]), int(row[1])
-        except ValueError:
-            raise ValueError(
-                f"{where}: a and b must be 0-based row indices (integers), got {row[:2]}"
-            ) from None
-        if not (0 <= a < n and 0 <= b < n):
-            raise ValueError(f"{where}: row index out of range 0..{n - 1}: {a}, {b}")
-        if a == b:
-            raise ValueError(f"{where}: a pair of row {a} with itself")
+        if len(row) < (3 if has_same else 2) or (by_id and not (row[0] and row[1])):
+            raise ValueError(f"pairs: {path} line {line}: expected {columns}, got {row}")
         if has_same:
             same = _SAME.get(row[2].lower())
             if same is None:
                 raise ValueError(
-                    f"{where}: same must be 1/0, true/false or same/different, got {row[2]!r}"
+                    f"pairs: {path} line {line}: same must be 1/0, true/false or same/different, "
+                    f"got {row[2]!r}"
                 )
-            if same != bool(labels[a] == labels[b]):
-                raise ValueError(
-                    f"{where}: the file says rows {a} and {b} are "
-                    f"{'the same' if same else 'different'} identities, the labels say "
-                    f"{'the same' if labels[a] == labels[b] else 'different'}; fix the file or "
-                    "the labels"
-                )
-        i_list.append(a)
-        j_list.append(b)
-    i = np.asarray(i_list, dtype=np.int64)
-    j = np.asarray(j_list, dtype=np.int64)
+            same_list.append(same)
+    if by_id:
+        i, j = _rows_by_id(path, table, ids)
+    else:
+        i, j = _rows_by_index(path, table, len(labels))
+
+    def shown(k: int) -> tuple[str, str]:
+        """How pair ``k`` names one of its samples, and both, in messages."""
+        if by_id:
+            a, b = table.rows[k][:2]
+            return f"id {a!r}", f"ids {a!r} and {b!r}"
+        return f"row {i[k]}", f"rows {i[k]} and {j[k]}"
+
     genuine = labels[i] == labels[j]
+    itself = np.flatnonzero(i == j)
+    if itself.size:
+        k = int(itself[0])
+        raise ValueError(
+            f"pairs: {path} line {table.lines[k]}: a pair of {shown(k)[0]} with itself"
+        )
+    if has_same:
+        wrong = np.flatnonzero(np.asarray(same_list, dtype=bool) != genuine)
+        if wrong.size:
+            k = int(wrong[0])
+            raise ValueError(
+                f"pairs: {path} line {table.lines[k]}: the file says {shown(k)[1]} are "
+                f"{'the same' if same_list[k] else 'different'} identities, the labels say "
+                f"{'the same' if genuine[k] else 'different'}; fix the file or the labels"
+            )
     if not genuine.any() or genuine.all():
         raise ValueError(
             f"pairs: {path} lists {int(genuine.sum())} genuine and {int((~genuine).sum())} "
@@ -255,6 +295,60 @@ def read_pair_file(path: str | Path, labels: np.ndarray, groupings: dict[str, np
             both = (codes[ii] == g) & (codes[ij] == g)
             pairs.same_group[name][int(g)] = PairSample(ii[both], ij[both], True, int(both.sum()))
     return pairs
+
+
+def _rows_by_index(path: Path, table: CsvTable, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``a,b`` columns as row indices, each checked to be an integer in ``0..n-1``."""
+    rows = np.zeros((len(table.rows), 2), dtype=np.int64)
+    for k, (row, line) in enumerate(zip(table.rows, table.lines)):
+        try:
+            a, b = int(row[0]), int(row[1])
+        except ValueError:
+            raise ValueError(
+                f"pairs: {path} line {line}: a and b must be 0-based row indices (integers), got "
+                f"{row[:2]}"
+            ) from None
+        if not (0 <= a < n and 0 <= b < n):
+            raise ValueError(
+                f"pairs: {path} line {line}: row index out of range 0..{n - 1}: {a}, {b}"
+            )
+        rows[k] = a, b
+    return rows[:, 0], rows[:, 1]
+
+
+def _rows_by_id(
+    path: Path, table: CsvTable, ids: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the ``id_a,id_b`` columns; an id the set lacks is named with its line."""
+    from fairmetric.embeddings import find_ids
+
+    if ids is None:
+        raise ValueError(
+            f"pairs: {path} names samples by id (header 'id_a,id_b'), but the audited set has "
+            "no ids: give them when building it (EmbeddingSet(..., ids=[...])), or embed an "
+            "image folder, whose image paths relative to the folder become the ids; or list "
+            "row indices under the header 'a,b[,same]'"
+        )
+    names = [v for row in table.rows for v in row[:2]]  # a, b of line 1, a, b of line 2, ...
+    rows = find_ids(ids, names)
+    missing = np.flatnonzero(rows < 0)
+    if missing.size:
+        first = names[missing[0]]
+        unknown = list(dict.fromkeys(names[k] for k in missing))
+        more = ""
+        if len(unknown) > 1:
+            listed = ", ".join(repr(s) for s in unknown[:_SHOW_IDS])
+            more = (
+                f"; {len(unknown)} ids of the file are unknown: {listed}"
+                f"{', ...' if len(unknown) > _SHOW_IDS else ''}"
+            )
+        raise ValueError(
+            f"pairs: {path} line {table.lines[missing[0] // 2]}: unknown id {first!r}, no "
+            f"sample of the audited set has it{more} (the set's ids look like "
+            f"{str(np.asarray(ids)[0])!r})"
+        )
+    rows = rows.reshape(-1, 2)
+    return rows[:, 0], rows[:, 1]
 
 
 def hard_impostor_pairs(
