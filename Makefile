@@ -24,8 +24,8 @@ demo: $(VENV)/.installed
 	$(BIN)/fairmetric demo
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check fairmetric tests examples scripts benchmarks
-	$(BIN)/ruff format --check fairmetric tests examples scripts benchmarks
+	$(BIN)/ruff check fairmetric tests examples scripts benchmarks docs/figures
+	$(BIN)/ruff format --check fairmetric tests examples scripts benchmarks docs/figures
 
 test: lint
 	$(BIN)/python -m pytest

@@ -47,7 +47,7 @@ def readme_embeddings() -> EmbeddingSet:
     rng = np.random.default_rng(0)  # stand-ins for a face model's embeddings of 300 people
     centres = rng.normal(size=(300, 32))
     centres[150:] = 0.8 * rng.normal(size=32) + 0.9 * centres[150:]  # group B: look-alikes
-    X = np.repeat(centres, 4, axis=0) + 0.35 * rng.normal(size=(1200, 32))
+    X = np.repeat(centres, 4, axis=0) + 0.6 * rng.normal(size=(1200, 32))
     group = np.repeat(["A"] * 150 + ["B"] * 150, 4)
     emb = EmbeddingSet(
         embeddings=X, labels=np.repeat(np.arange(300), 4), attributes={"group": group}

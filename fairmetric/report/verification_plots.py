@@ -37,7 +37,7 @@ __all__ = [
 
 _GENUINE = "#4c72b0"
 _IMPOSTOR = "#dd8452"
-_FLOOR_NOTE = "rates of 0 drawn at 1/(n+1), n the group's pair count"
+_FLOOR_NOTE = "rates of 0 drawn at 0.1/n, a decade below one error in n pairs"
 
 
 # ----------------------------------------------------------------------------- curves
@@ -53,7 +53,10 @@ def _scores(values: Any, name: str) -> np.ndarray:
 
 
 def roc_det_curves(
-    genuine_scores: np.ndarray, impostor_scores: np.ndarray, max_points: int = 2000
+    genuine_scores: np.ndarray,
+    impostor_scores: np.ndarray,
+    max_points: int = 2000,
+    keep_thresholds: Sequence[float] = (),
 ) -> dict[str, Any]:
     r"""The exact ROC of one group, as false match and false non-match rates per threshold.
 
@@ -71,12 +74,15 @@ def roc_det_curves(
     Curves with more than ``max_points`` points are thinned to at most ``max_points`` of their
     own points, spread evenly along the curve's length in log-log (DET) coordinates: the first
     (highest threshold) and last (lowest threshold, FMR = 1, FNMR = 0) points are always kept,
-    and any subset of a monotone curve is monotone.
+    and any subset of a monotone curve is monotone. The operating point at each of
+    ``keep_thresholds`` (the point of the smallest curve threshold at or above it) is kept too,
+    so a plot marks it exactly.
 
     Args:
         genuine_scores: 1-D similarity scores of the group's genuine pairs.
         impostor_scores: 1-D similarity scores of the group's impostor pairs.
-        max_points: the most points returned (at least 2).
+        max_points: the most points returned (at least 2; plus one per kept threshold).
+        keep_thresholds: thresholds whose operating points survive the thinning.
 
     Returns:
         ``{"thresholds", "fmr", "fnmr"}`` float arrays sorted by threshold descending (FMR
@@ -100,6 +106,8 @@ def roc_det_curves(
     fnmr = np.searchsorted(genuine, thresholds, side="left") / n_g
     if thresholds.size > max_points:
         keep = _thin(fmr, fnmr, 1.0 / (n_i + 1), 1.0 / (n_g + 1), int(max_points))
+        marks = [np.flatnonzero(thresholds >= float(t)) for t in keep_thresholds]
+        keep = np.union1d(keep, [m[-1] for m in marks if m.size]).astype(np.int64)
         thresholds, fmr, fnmr = thresholds[keep], fmr[keep], fnmr[keep]
     return {"thresholds": thresholds, "fmr": fmr, "fnmr": fnmr, **out}
 
@@ -126,10 +134,19 @@ def _count(curve: Mapping[str, Any], key: str) -> int | None:
 
 
 def _floor(rates: np.ndarray, n: int | None) -> float:
+    """Where a rate of 0 is drawn on a log axis: a decade below the smallest non-zero rate
+    ``1/n`` (at ``1/(n+1)`` zero and one error would look the same)."""
     if n is not None and n > 0:
-        return 1.0 / (n + 1)
+        return 0.1 / n
     positive = rates[rates > 0]
-    return float(positive.min()) / 2 if positive.size else 1e-6
+    return float(positive.min()) / 10 if positive.size else 1e-6
+
+
+def _rate_label(t: float) -> str:
+    """``1e-3`` for 0.001, as the report's keys (``fmr@1e-3``) write it."""
+    mantissa, exponent = f"{t:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _curve_arrays(g: str, curve: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -194,7 +211,8 @@ def _rate_plot(
     handles: list[Line2D] = []
     labels: list[str] = []
     clipped = False
-    lows = [*targets, 0.1]
+    lows = [*targets, 0.1]  # the FMR axis's
+    y_lows = [0.1]  # the FNMR axis's (DET)
     for colour, (g, curve) in zip(palette, curves.items()):
         thr, fmr, fnmr = _curve_arrays(g, curve)
         reason = _skip_reason(curve, fmr.size)
@@ -209,7 +227,7 @@ def _rate_plot(
         y = 1.0 - fnmr if tmr else np.maximum(fnmr, fnmr_floor)
         lows.append(float(x.min()))
         if not tmr:
-            lows.append(float(y.min()))
+            y_lows.append(float(y.min()))
         marker = "o" if x.size == 1 else None
         (line,) = ax.plot(x, y, color=colour, linewidth=1.4, marker=marker, markersize=4)
         handles.append(line)
@@ -224,7 +242,7 @@ def _rate_plot(
     for t in targets:
         ax.axvline(t, color="0.4", linestyle=":", linewidth=1)
         ax.annotate(
-            f"FMR {t:g}",
+            f"FMR {_rate_label(t)}",
             (t, 1),
             xycoords=("data", "axes fraction"),
             xytext=(2, -2),
@@ -235,6 +253,7 @@ def _rate_plot(
             color="0.3",
         )
     low = 10 ** np.floor(np.log10(min(lows)) - 0.05)
+    y_low = 10 ** np.floor(np.log10(min(y_lows)) - 0.05)
     ax.set_xscale("log")
     ax.set_xlim(low, 1.0)
     ax.set_xlabel("false match rate (FMR)", fontsize=8)
@@ -243,7 +262,7 @@ def _rate_plot(
         ax.set_ylabel("true match rate (TMR = 1 − FNMR)", fontsize=8)
     else:
         ax.set_yscale("log")
-        ax.set_ylim(low, 1.0)
+        ax.set_ylim(y_low, 1.0)
         ax.set_ylabel("false non-match rate (FNMR)", fontsize=8)
     ax.grid(True, which="major", color="0.9", linewidth=0.6)
     ax.tick_params(labelsize=8)
@@ -280,7 +299,8 @@ def det_plot(
         title: the figure's title.
         target_fmrs: FMRs marked by dotted vertical lines, each in (0, 1].
         threshold: the global decision threshold; each group's operating point there is marked
-            (on the points of the curve: exact unless the curve was thinned).
+            (on the points of the curve: exact when the curve kept that threshold's point,
+            :func:`roc_det_curves`'s ``keep_thresholds``).
 
     Returns:
         The figure; :func:`~fairmetric.report.plots.figure_to_data_uri` renders it.

@@ -538,7 +538,9 @@ def verification_plots_html(report: AuditReport) -> list[str]:
     body = []
     for a, by_group in plots["scores"].items():
         body.append(f"<h3>Curves by {_e(a)}</h3>")
-        curves = {g: roc_det_curves(gen, imp) for g, (gen, imp) in by_group.items()}
+        curves = {
+            g: roc_det_curves(gen, imp, keep_thresholds=[tau]) for g, (gen, imp) in by_group.items()
+        }
         body.append(
             f'<p class="note">Per group: genuine pairs against its same-group impostors; dotted '
             f"lines at the target FMRs, markers at the global threshold for FMR {_e(first)}.</p>"

@@ -159,7 +159,7 @@ def test_rate_plots_edge_cases(plot, threshold):
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "no genuine: no genuine pairs, not drawn" in labels
     assert "no impostor: no impostor pairs, not drawn" in labels
-    assert "rates of 0 drawn at 1/(n+1)" in fig.get_supxlabel()
+    assert "rates of 0 drawn at 0.1/n" in fig.get_supxlabel()
     _png(fig)
 
 
@@ -175,9 +175,30 @@ def test_operating_point_is_the_rates_at_the_threshold():
     for threshold, fmr, fnmr in ((0.55, 1 / 4, 1 / 3), (0.95, 0.0, 1.0), (0.0, 1.0, 0.0)):
         fig = det_plot({"g": curve}, threshold=threshold)
         (dot,) = [ln for ln in fig.axes[0].lines if ln.get_markeredgecolor() == "black"]
-        # zero rates sit at the floor 1/(n+1)
-        expected = (max(fmr, 1 / 5), max(fnmr, 1 / 4))
+        # zero rates sit at the floor 0.1/n, a decade below one error in n pairs
+        expected = (max(fmr, 0.1 / 4), max(fnmr, 0.1 / 3))
         assert (dot.get_xdata()[0], dot.get_ydata()[0]) == pytest.approx(expected)
+
+
+def test_a_thinned_curve_keeps_the_operating_point_of_kept_thresholds():
+    rng = np.random.default_rng(3)
+    genuine, impostor = rng.normal(1, 1, 3000), rng.normal(-1, 1, 30000)
+    tau = float(np.quantile(impostor, 0.99))
+    full = roc_det_curves(genuine, impostor, max_points=10**9)
+    thin = roc_det_curves(genuine, impostor, max_points=50, keep_thresholds=[tau])
+    assert len(thin["fmr"]) <= 51
+    exact = (float((impostor >= tau).mean()), float((genuine < tau).mean()))
+    i = np.flatnonzero(thin["thresholds"] >= tau)[-1]
+    assert (thin["fmr"][i], thin["fnmr"][i]) == exact
+    j = np.flatnonzero(full["thresholds"] >= tau)[-1]
+    assert (full["fmr"][j], full["fnmr"][j]) == exact
+    fig = det_plot({"g": thin}, threshold=tau)
+    (dot,) = [ln for ln in fig.axes[0].lines if ln.get_markeredgecolor() == "black"]
+    assert (dot.get_xdata()[0], dot.get_ydata()[0]) == pytest.approx(exact, rel=0, abs=0)
+    # without it, the thinned curve's nearest point is off the exact rates
+    plain = roc_det_curves(genuine, impostor, max_points=50)
+    k = np.flatnonzero(plain["thresholds"] >= tau)[-1]
+    assert (plain["fmr"][k], plain["fnmr"][k]) != exact
 
 
 def test_rate_plot_inputs_are_validated(curves):

@@ -166,7 +166,7 @@ def verification_audit(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if pairs_file is not None:
-        pairs = read_pair_file(pairs_file, labels, codes)
+        pairs = read_pair_file(pairs_file, labels, codes, ids=data.ids)
     elif n_probes is not None:
         pairs = sample_cross_pairs(
             labels,

@@ -147,3 +147,35 @@ def test_ids_are_matched_after_csv_quoting_and_stripping(tmp_path):
     data = small(ids=["a, b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg", "g.jpg"])
     pairs = read(write(tmp_path, 'id_a,id_b\n"a, b.jpg", c.jpg\nc.jpg,e.jpg\n'), data)
     assert pairs.genuine.i.tolist() == [0] and pairs.genuine.j.tolist() == [1]
+
+
+def test_the_audit_and_the_cli_take_an_id_pair_file(tmp_path):
+    """An id pair file gives the audit of the equivalent index pair file, also after the rows
+    are shuffled (ids follow the samples, indices do not)."""
+    import json
+
+    from fairmetric.audit.verification import verification_audit
+    from fairmetric.cli import main
+
+    data = small()
+    by_index = write(tmp_path, "a,b,same\n0,1,1\n2,3,1\n0,2,0\n1,5,0\n4,0,0\n3,4,0\n", "i.csv")
+    lines = ["id_a,id_b,same"]
+    for line in by_index.read_text().splitlines()[1:]:
+        a, b, same = line.split(",")
+        lines.append(f"{IDS[int(a)]},{IDS[int(b)]},{same}")
+    by_id = write(tmp_path, "\n".join(lines) + "\n", "ids.csv")
+    want = verification_audit(data, fmr=[0.2], bootstrap=0, pairs_file=by_index)
+    order = np.array([5, 3, 1, 0, 4, 2])
+    shuffled = data.subset(order)
+    got = verification_audit(shuffled, fmr=[0.2], bootstrap=0, pairs_file=by_id)
+    for key in ("fmr@2e-1", "fnmr@2e-1", "threshold@2e-1"):
+        assert got[key].overall.value == want[key].overall.value
+        assert got[key].values("sex") == want[key].values("sex")
+    shuffled.save(tmp_path / "emb.npz")
+    argv = ["audit", str(tmp_path / "emb.npz"), "--verification", "--pairs", str(by_id)]
+    argv += ["--fmr", "0.2", "--k", "1", "--bootstrap", "0", "--no-linear-probe", "--no-progress"]
+    assert (
+        main([*argv, "--homophily-k", "1", "--leakage-k", "1", "--out", str(tmp_path / "o")]) == 0
+    )
+    meta = json.loads((tmp_path / "o" / "report.json").read_text())["metadata"]["verification"]
+    assert meta["pairs"]["genuine"] == 2 and meta["pairs"]["impostor"] == 4
