@@ -76,7 +76,7 @@ def test_internal_error_exits_3_with_traceback_and_report_hint(monkeypatch, caps
     def broken(args):
         return {}["missing"]  # a bug: KeyError
 
-    monkeypatch.setattr(cli, "_run_env", broken)
+    monkeypatch.setattr(cli.env, "_run_env", broken)
     assert main(["env"]) == EXIT_INTERNAL == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and "KeyError" in err
@@ -88,7 +88,7 @@ def test_interrupt_exits_130(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run_env", interrupted)
+    monkeypatch.setattr(cli.env, "_run_env", interrupted)
     assert main(["env"]) == EXIT_INTERRUPTED == 130
     assert "interrupted" in capsys.readouterr().err
 
@@ -97,7 +97,7 @@ def test_a_closed_output_pipe_exits_141_quietly(monkeypatch, capsys):
     def piped(args):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "_run_env", piped)
+    monkeypatch.setattr(cli.env, "_run_env", piped)
     assert main(["env"]) == 141
     assert "Traceback" not in capsys.readouterr().err
 
@@ -138,7 +138,7 @@ def test_out_of_memory_is_a_user_error_with_the_fix(monkeypatch, capsys):
     def huge(args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
 
-    monkeypatch.setattr(cli, "_run_env", huge)
+    monkeypatch.setattr(cli.env, "_run_env", huge)
     assert main(["env"]) == EXIT_USER
     _user_error(capsys, "out of memory (CUDA out of memory. Tried", "lower the batch size")
 
@@ -155,7 +155,7 @@ def test_permission_error_deep_inside_exits_2_with_the_path_and_a_fix(monkeypatc
     def denied(args):
         raise PermissionError(13, "Permission denied", "/data/celeba/img_align")
 
-    monkeypatch.setattr(cli, "_run_env", denied)
+    monkeypatch.setattr(cli.env, "_run_env", denied)
     assert main(["env"]) == EXIT_USER
     _user_error(capsys, "/data/celeba/img_align: Permission denied", "choose a location")
 
@@ -260,7 +260,9 @@ def test_bad_task_values_name_the_key(text, message, tmp_path, capsys):
 def test_the_help_lists_every_task_key():
     from fairmetric.downstream.task import TASK_KEYS
 
-    assert cli._TASK_KEYS == TASK_KEYS
+    from fairmetric.cli.finetune import TASK_KEYS as CLI_TASK_KEYS
+
+    assert CLI_TASK_KEYS == TASK_KEYS
 
 
 # -- config values are range-checked when the config is loaded -----------------------------------
