@@ -29,6 +29,7 @@ __all__ = [
     "GroupMetric",
     "GroupStatistic",
     "Grouping",
+    "RATIO_NA_REASON",
     "group_metric_from_samples",
     "group_metric_from_statistic",
 ]
@@ -163,6 +164,10 @@ def _difference(values: dict[str, float], overall: float | None, method: GapMeth
     raise ValueError(f"method must be 'between_groups' or 'to_overall', got {method!r}")
 
 
+#: why a metric whose values can be negative has no ratio gap
+RATIO_NA_REASON = "the metric's values can be negative, so a ratio of them has no meaning"
+
+
 def _ratio(values: dict[str, float], overall: float | None, method: GapMethod) -> float | None:
     present = list(values.values())
     if method == "between_groups":
@@ -211,6 +216,9 @@ class GroupMetric:
         min_group_size: groups with a value but fewer samples (``count``) are left out of
             :meth:`difference`, :meth:`ratio`, :meth:`worst_group`, :meth:`group_min`,
             :meth:`group_max` and :meth:`gap_interval` (1: every defined group takes part).
+        ratio_defined: ``False`` for a metric whose values can be negative (a logarithm, a
+            score threshold): a ratio of such values means nothing, so :meth:`ratio` and its
+            interval are NA (:data:`RATIO_NA_REASON`).
     """
 
     name: str
@@ -220,6 +228,7 @@ class GroupMetric:
     by_group: dict[str, dict[str, Estimate]]
     replicates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     min_group_size: int = 1
+    ratio_defined: bool = True
 
     def __post_init__(self) -> None:
         self.min_group_size = check_min_group_size(self.min_group_size)
@@ -276,7 +285,10 @@ class GroupMetric:
     def ratio(
         self, attribute: str | None = None, method: GapMethod = "between_groups"
     ) -> float | None:
-        """Smallest ratio between groups (or to overall), in ``[0, 1]`` for non-negative values."""
+        """Smallest ratio between groups (or to overall), in ``[0, 1]`` for non-negative values;
+        ``None`` for a metric whose values can be negative (``ratio_defined``)."""
+        if not self.ratio_defined:
+            return None
         return _ratio(self.compared_values(attribute), self.overall.value, method)
 
     def group_min(self, attribute: str | None = None) -> float | None:
@@ -310,7 +322,7 @@ class GroupMetric:
             raise ValueError(f"method must be 'between_groups' or 'to_overall', got {method!r}")
         a = self._attribute(attribute)
         reps = self.replicates.get(a)
-        if not reps:
+        if not reps or (kind == "ratio" and not self.ratio_defined):
             return None, None
         fn = _difference if kind == "difference" else _ratio
         groups = list(self.compared_values(a))
@@ -336,6 +348,8 @@ class GroupMetric:
             difference[a] = {"value": self.difference(a), "ci_low": lo, "ci_high": hi}
             lo, hi = self.gap_interval("ratio", a)
             ratio[a] = {"value": self.ratio(a), "ci_low": lo, "ci_high": hi}
+            if not self.ratio_defined:
+                ratio[a]["na_reason"] = RATIO_NA_REASON
             w = self.worst_group(a)
             worst[a] = {"group": w[0], "value": w[1]} if w else None
         return {
@@ -652,6 +666,7 @@ def group_metric_from_samples(
         by_group=by_group,
         replicates=replicates,
         min_group_size=min_group_size,
+        ratio_defined=not (num_log or transform is math.log),  # a logarithm can be negative
     )
 
 

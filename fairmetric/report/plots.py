@@ -23,7 +23,7 @@ from fairmetric.report.frame import GroupMetric
 
 __all__ = ["figure_to_data_uri", "plot_group_bars", "plot_homophily", "plot_projection"]
 
-_DPI = 80
+_DPI = 150
 # boxplot's ``vert`` is deprecated from matplotlib 3.10 in favour of ``orientation``
 _HORIZONTAL: dict[str, Any] = (
     {"orientation": "horizontal"}

@@ -125,6 +125,8 @@ def _gap(
     metric: GroupMetric, kind: Literal["difference", "ratio"], attribute: str
 ) -> tuple[str, str]:
     """(value, interval) cells of a between-groups gap."""
+    if kind == "ratio" and not metric.ratio_defined:
+        return "n/a (values can be negative)", _DASH
     value = metric.difference(attribute) if kind == "difference" else metric.ratio(attribute)
     lo, hi = metric.gap_interval(kind, attribute)
     return format_number(value), format_interval(lo, hi)
@@ -279,13 +281,6 @@ def render_markdown(report: AuditReport) -> str:
     note = _excluded_note(report)
     if note:
         out += [_md(note), ""]
-    out += [
-        "## Run",
-        "",
-    ]
-    out += _md_table(["", ""], ([label, _md(v)] for label, v in _metadata_rows(report)))
-    out.append("")
-
     blocks = verification_blocks(report)
     if blocks:
         out += ["## Verification (NIST FRVT / ISO/IEC 19795-10)", ""]
@@ -328,6 +323,8 @@ def render_markdown(report: AuditReport) -> str:
             out += [f"### {_md(name)} by {_md(a)}", ""]
             out += _md_table(["group", "n", "value", ci], rows, "lrrl")
             out.append("")
+    out += ["## Run details", ""]  # after the results: how they were obtained
+    out += _md_table(["", ""], ([label, _md(v)] for label, v in _metadata_rows(report)))
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -347,6 +344,7 @@ tr.small td { color: #777; }
 .note { color: #555; font-size: .9rem; }
 img { max-width: 100%; height: auto; display: block; margin: .5rem 0; }
 code { background: #f4f4f4; padding: 0 .2rem; }
+details.run { margin-top: 2.2rem; } details.run summary { cursor: pointer; font-weight: 600; }
 """
 
 
@@ -402,11 +400,6 @@ def render_html(report: AuditReport) -> str:
     note = _excluded_note(report)
     if note:
         body.append(f'<p class="note">{_e(note)}</p>')
-    body.append("<h2>Run</h2>")
-    body += _html_table(
-        ["", ""], (([_e(k), _e(v)], "") for k, v in _metadata_rows(report)), [False, False]
-    )
-
     for name, m in report.metrics.items():
         body.append(f"<h2>{_e(name)}</h2>")
         desc = f"{_e(m.description)} " if m.description else ""
@@ -454,10 +447,8 @@ def render_html(report: AuditReport) -> str:
             body.append(f"<h3>{_e(name)} by {_e(a)}</h3>")
             body += _html_table(["group", "n", "value", ci], rows, [False, True, True, False])
 
-    body.append("<h2>Embedding projection</h2>")
-    if report.projection is None:
-        body.append('<p class="note">No projection in this report.</p>')
-    else:
+    if report.projection is not None:
+        body.append("<h2>Embedding projection</h2>")
         n_points = len(np.asarray(report.projection["xy"]))
         method = report.projection.get("method")
         how = f" ({_e(method)})" if method else ""
@@ -484,10 +475,8 @@ def render_html(report: AuditReport) -> str:
                 )
         body += verification_plots_html(report)
 
-    body.append("<h2>Neighbourhood homophily</h2>")
-    if not report.homophily:
-        body.append('<p class="note">No per-query homophily in this report.</p>')
-    else:
+    if report.homophily:
+        body.append("<h2>Neighbourhood homophily</h2>")
         body.append(
             '<p class="note">Per query: among its k nearest neighbours of a different class, the '
             "fraction sharing its group, divided by the group's base rate. 1 means the attribute "
@@ -495,6 +484,13 @@ def render_html(report: AuditReport) -> str:
             "</p>"
         )
         body.append(_img(plot_homophily(report.homophily), "neighbourhood homophily by group"))
+
+    # after the results, collapsed: how they were obtained
+    body.append('<details class="run"><summary>Run details</summary>')
+    body += _html_table(
+        ["", ""], (([_e(k), _e(v)], "") for k, v in _metadata_rows(report)), [False, False]
+    )
+    body.append("</details>")
 
     title = _title(report) + (f": {source}" if source is not None else "")
     return "\n".join(

@@ -1166,3 +1166,45 @@ def test_num_log_group_of_only_minus_inf_has_no_value():
 def test_num_log_refuses_another_transform(transform):
     with pytest.raises(ValueError, match="num_log"):
         _build(np.zeros(4), codes=[0, 0, 1, 1], num_log=True, transform=transform)
+
+
+@pytest.mark.parametrize(
+    ("transform", "num_log", "defined"),
+    [(None, False, True), (math.log, False, False), (None, True, False)],
+)
+def test_a_logarithm_has_no_ratio_gap(transform, num_log, defined):
+    """Log-scale metrics (uniformity) can be negative: their min/max ratio means nothing."""
+    num = np.array([0.2, 0.5, 0.9, 0.4, 0.3, 0.7])
+    groups = Grouping("g", np.array([0, 0, 0, 1, 1, 1]), ["a", "b"])
+    m = group_metric_from_samples(
+        "m",
+        num=np.log(num) if num_log else num,
+        den=np.ones(6),
+        groupings=[groups],
+        higher_is_better=False,
+        transform=transform,
+        num_log=num_log,
+        n_boot=20,
+    )
+    assert m.ratio_defined is defined
+    assert (m.ratio("g") is None) is (not defined)
+    assert (m.gap_interval("ratio", "g") == (None, None)) is (not defined)
+    assert m.difference("g") is not None
+
+
+def test_the_audits_uniformity_and_thresholds_have_no_ratio():
+    from fairmetric import EmbeddingSet
+    from fairmetric.audit import audit
+    from fairmetric.audit.verification import verification_audit
+
+    rng = np.random.default_rng(0)
+    emb = EmbeddingSet(
+        embeddings=rng.normal(size=(60, 4)),
+        labels=np.repeat(np.arange(20), 3),
+        attributes={"g": np.repeat([0, 1], 30)},
+    )
+    report = audit(emb, ks=(1,), bootstrap=0, linear_probe=False)
+    assert report["uniformity"].ratio("g") is None
+    assert report["recall@1"].ratio_defined
+    ver = verification_audit(emb, fmr=[1e-1], bootstrap=0)
+    assert ver["threshold@1e-1"].ratio("g") is None and ver["fmr@1e-1"].ratio_defined

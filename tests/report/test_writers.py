@@ -401,8 +401,29 @@ def test_html_without_projection_or_homophily(bare_report):
     page = render_html(bare_report)
     _parse(page)
     assert page.count(PNG_URI) == _n_plotted(bare_report)
-    assert "No projection in this report." in page
-    assert "No per-query homophily in this report." in page
+    # no empty sections: nothing to show, no heading
+    assert "Embedding projection" not in page and "Neighbourhood homophily" not in page
+    # the run details come after the results, collapsed
+    assert page.index("<summary>Run details</summary>") > page.rindex("<h3>")
+    assert '<details class="run">' in page
+
+
+def test_markdown_run_details_come_after_the_results(bare_report):
+    md = render_markdown(bare_report)
+    assert md.index("## Run details") > md.rindex("### ")
+
+
+def test_ratio_is_na_for_metrics_whose_values_can_be_negative(metrics):
+    import dataclasses
+
+    m = dataclasses.replace(metrics["recall@1"], ratio_defined=False)
+    a = m.attributes[0]
+    assert m.ratio(a) is None and m.gap_interval("ratio", a) == (None, None)
+    assert m.difference(a) is not None  # the difference still means something
+    entry = m.to_dict()["ratio"][a]
+    assert entry["value"] is None and "can be negative" in entry["na_reason"]
+    report = AuditReport(metrics={"m": m}, metadata={})
+    assert "n/a (values can be negative)" in render_markdown(report)
 
 
 # ----------------------------------------------------------------------------- plots

@@ -145,7 +145,11 @@ class AlignmentMetric(AuditMetric):
                     higher_is_better=False,
                     na_reason="no class has two samples in this group",
                     description="mean squared distance between same-class pairs inside the group "
-                    "(lower: tighter classes)",
+                    "(lower: tighter classes; a collapsed group is low here too, so the worst "
+                    "group is the one whose classes are loosest, and a low value needs a high "
+                    "inter_class_alignment to be good). Overall pools every same-class pair, "
+                    "also those whose samples lie in different groups, so it can lie outside "
+                    "the groups' range",
                 ),
             ),
             (
@@ -158,7 +162,10 @@ class AlignmentMetric(AuditMetric):
                     higher_is_better=True,
                     na_reason="fewer than two classes in this group",
                     description="mean squared distance between different-class pairs inside the "
-                    "group (lower: different classes crowd together)",
+                    "group (higher is better: the worst group is the one whose different people "
+                    "or species crowd together, as in a collapsed group). Overall also counts "
+                    "pairs across groups, usually further apart, so it can exceed every group's "
+                    "value",
                 ),
             ),
         ]

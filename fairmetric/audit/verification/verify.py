@@ -364,6 +364,7 @@ def verification_audit(
             overall=Estimate(float(taus[k]), int(len(pairs.impostor))),
             by_group=own_thresholds[t],
             min_group_size=min_group_size,
+            ratio_defined=False,  # a score threshold can be negative
         )
     metrics.update(hard_metrics)
     warnings = []
