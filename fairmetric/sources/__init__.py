@@ -5,14 +5,22 @@ Accepted sources:
 - an embedding file: ``.npz`` or ``.safetensors`` written by :meth:`EmbeddingSet.save`;
 - a ``.npy`` matrix plus a CSV of labels and attributes (``labels_csv``: header ``label,<attr>...``
   with distinct names, one row per embedding; ids such as ``007`` stay strings, see
-  :func:`~fairmetric.data.csv_table.typed_column`);
+  :func:`~fairmetric.data.csv_table.typed_column`), or a ``.npy`` / ``.npz`` / ``.safetensors``
+  matrix plus a CSV or Parquet table whose columns are chosen by name (``columns``);
+- a CSV or Parquet table (:mod:`fairmetric.sources.tables`) with a label column, attribute
+  columns, an optional id column and either a text column, embedded by a text ``encoder``
+  (:mod:`fairmetric.sources.text`: sentence-transformers, transformers or ``module:function``
+  receiving ``list[str]``), or a Parquet embedding column (a list column of precomputed
+  embeddings);
 - a fairmetric run folder (its ``config.yaml`` describes the data) or exported model folder (give a
   ``config``), embedded on the config's split;
 - a timm model name (its pooled features, ``pretrained=False`` or a local ``weights`` file), with a
   ``config`` describing the data;
 - ``module:function``: any Python callable mapping a batch of inputs (a float tensor, images in
   ``[0, 1]`` or vectors) to embeddings (a tensor or array), with a ``config`` describing the data —
-  the way to audit released models such as sentence encoders or face-recognition networks.
+  the way to audit released image models such as face-recognition networks.
+
+``split="all"`` embeds the whole dataset of a config (every split, concatenated).
 
 Model sources are embedded batched under :func:`torch.inference_mode` with the speed settings
 ``precision`` (fp32, bf16, fp16), ``channels_last`` and ``num_workers``; a model folder's config
@@ -22,14 +30,76 @@ supplies those it sets in its ``train`` section (so a run is embedded the way it
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch.nn as nn
 
 from fairmetric.embeddings import EmbeddingSet
+from fairmetric.errors import UserError
 from fairmetric.sources.files import load_embedding_file
 from fairmetric.sources.models import CallableEncoder, Features, data_split, import_callable
+from fairmetric.sources.tables import TABLE_SUFFIXES, Columns, read_table, select_columns, texts_of
 
-__all__ = ["CallableEncoder", "load_source"]
+__all__ = ["CallableEncoder", "Columns", "load_source", "load_table"]
+
+
+def load_table(
+    path: str | Path,
+    *,
+    columns: Columns | None = None,
+    encoder: Any = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    progress: bool = False,
+) -> EmbeddingSet:
+    """A CSV / Parquet table of samples as an :class:`EmbeddingSet`.
+
+    Args:
+        path: the table.
+        columns: which columns hold the label, attributes, ids, and the text or the
+            precomputed embeddings (:class:`~fairmetric.sources.tables.Columns`).
+        encoder: with a text column: an encoder spec (``sentence-transformers:FOLDER_OR_PACKAGE``,
+            ``transformers:FOLDER``, ``module:function``) or a callable ``list[str] -> (B, D)``
+            (see :mod:`fairmetric.sources.text`).
+        batch_size: texts per encoder call.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for a model encoder.
+        progress: a progress bar over batches (on a terminal only).
+
+    Raises:
+        UserError: a missing or unknown column, neither or both of a text and an embedding
+            column, a text column without an encoder (or an encoder without one), an empty text,
+            a label column with one value (see :func:`~fairmetric.sources.tables.select_columns`).
+    """
+    columns = columns or Columns()
+    table = read_table(path)
+    if (columns.text is None) == (columns.embedding is None):
+        raise UserError(
+            f"a table source needs one of --text-column (text, embedded by --encoder) or "
+            f"--embedding-column (precomputed embeddings, Parquet) (columns of {table.path}: "
+            f"{', '.join(table.names)})"
+        )
+    metadata: dict[str, Any] = {"source": str(path)}
+    if columns.embedding is not None:
+        if encoder is not None:
+            raise UserError("--encoder embeds a --text-column; an --embedding-column is used as is")
+        table.check(columns.embedding, "--embedding-column")
+        fields = select_columns(table, columns)
+        matrix = table.embeddings(columns.embedding)
+        metadata["embedding_column"] = columns.embedding
+    else:
+        from fairmetric.sources.text import encode_texts, load_text_encoder
+
+        if encoder is None:
+            raise UserError(
+                f"--text-column {columns.text!r} needs --encoder: "
+                "sentence-transformers:FOLDER_OR_PACKAGE, transformers:FOLDER or module:function"
+            )
+        texts = texts_of(table, columns.text)
+        fields = select_columns(table, columns)
+        model = load_text_encoder(encoder, device=device)
+        matrix = encode_texts(model, texts, batch_size=batch_size, progress=progress)
+        metadata.update({"encoder": model.spec, "text_column": columns.text, **model.info})
+    return EmbeddingSet(embeddings=matrix, allow_invalid=True, metadata=metadata, **fields)
 
 
 def load_source(
@@ -46,8 +116,13 @@ def load_source(
     precision: str | None = None,
     channels_last: bool | None = None,
     num_workers: int | None = None,
+    columns: Columns | None = None,
+    encoder: Any = None,
 ) -> EmbeddingSet:
     """Resolve an audit source (see the module docstring) into an :class:`EmbeddingSet`.
+
+    ``columns`` chooses the columns of a table source or of ``labels_csv`` by name; ``encoder``
+    embeds a table's text column (see :func:`load_table`).
 
     Rows with NaN/Inf are kept (``allow_invalid``) so the audit can report or drop them.
 
@@ -61,8 +136,32 @@ def load_source(
     text = str(source)
     path = Path(text)
     suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        if labels_csv is not None:
+            raise UserError(
+                f"{path} is itself the table: choose its columns with --label-column, "
+                "--attribute-columns, ... instead of --labels"
+            )
+        return load_table(
+            path,
+            columns=columns,
+            encoder=encoder,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
+    if encoder is not None:
+        raise UserError(
+            "--encoder embeds the text column of a table source (.csv, .parquet); for a model "
+            "that embeds images, give it as SOURCE (module:function, a timm name) with --config"
+        )
+    if columns is not None and columns.any() and suffix not in (".npz", ".safetensors", ".npy"):
+        raise UserError(
+            "column flags (--label-column, --text-column, ...) apply to a table source (.csv, "
+            ".parquet) or to a matrix's --labels table"
+        )
     if suffix in (".npz", ".safetensors", ".npy"):
-        return load_embedding_file(path, labels_csv, text)
+        return load_embedding_file(path, labels_csv, text, columns)
     if path.is_dir():
         from fairmetric.models.embedder import CONFIG_FILE, load_embedder
 
