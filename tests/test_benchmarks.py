@@ -38,3 +38,22 @@ def test_verification_speed_quick_runs_both_paths_and_agrees():
     assert done.returncode == 0, done.stderr
     assert "ratio fairmetric / numpy" in done.stdout
     assert "rates agree within sampling noise" in done.stdout
+
+
+def test_gpu_check_skips_every_cuda_check_without_a_gpu_and_its_cpu_smoke_run_passes():
+    import torch
+
+    script = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")]
+    if not torch.cuda.is_available():
+        done = subprocess.run(script, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-3000:]
+        lines = [
+            ln for ln in done.stdout.splitlines() if ln.split(" ")[0] in ("PASS", "FAIL", "SKIP")
+        ]
+        assert len(lines) == 5 and all("SKIP" in ln and "no CUDA device" in ln for ln in lines)
+    smoke = [*script, "--cpu", "--only", "train-bf16,embed-throughput"]
+    done = subprocess.run(smoke, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"^PASS train-bf16: CPU toy run, fp32: loss [0-9.]+", done.stdout, re.M)
+    assert re.search(r"^PASS embed-throughput: fairmetric / plain = [0-9.]+", done.stdout, re.M)
+    assert "2 passed, 0 failed, 0 skipped" in done.stdout
