@@ -19,6 +19,7 @@ _EXPORTS = {
     "load_embedder": "fairmetric.models.embedder",
     "embed_dataset": "fairmetric.models.embed",
     "load_config": "fairmetric.train.config",
+    "compare": "fairmetric.audit.compare",
 }
 
 __all__ = ["__version__", "audit", *_EXPORTS]

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 
 from fairmetric import __version__
-from fairmetric.cli import audit, bench, demo, embed, env, finetune, posthoc, train
+from fairmetric.cli import audit, bench, compare, demo, embed, env, finetune, posthoc, train
 from fairmetric.cli.common import EXIT_STATUS, Formatter
 
 __all__ = ["build_parser", "main"]
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fairmetric {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in (train, embed, audit, posthoc, finetune, bench, demo, env):
+    for command in (train, embed, audit, compare, posthoc, finetune, bench, demo, env):
         command.add_parser(sub)
     for command in sub.choices.values():  # usage errors found after parsing name the command
         command.set_defaults(command_parser=command)

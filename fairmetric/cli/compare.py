@@ -1,0 +1,137 @@
+"""``fairmetric compare``: is model B fairer than model A? Two models on the same samples, with
+paired bootstrap intervals on every difference."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fairmetric.cli.common import EXIT_STATUS, Formatter, check_output, csv_list, nonnegative_int
+
+__all__ = ["add_parser"]
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--k takes comma-separated positive integers, e.g. 1,2,4,8; got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"--k takes comma-separated positive integers, e.g. 1,2,4,8; got {text!r}"
+        )
+    return values
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="is model B fairer than model A? paired bootstrap intervals on every difference",
+        formatter_class=Formatter,
+        description=(
+            "Audit two models' embeddings of the same samples and compare them: for every "
+            "metric, the difference B - A overall, per group of each attribute, and of each gap "
+            "(max - min over groups), with a 95% *paired* bootstrap interval. Each bootstrap "
+            "replicate resamples the same rows for both models (within each group, as the "
+            "audit's own intervals do), so the noise both models share cancels; a gap "
+            "difference whose interval lies below 0 means B's gap is smaller: 'B fairer'. "
+            "See docs/compare.md.\n\n"
+            "A and B are embedding sources of the same samples, as for 'fairmetric audit':\n"
+            "  emb.npz | emb.safetensors      EmbeddingSet files of the same test set\n"
+            "  emb.npy --labels labels.csv    a matrix + CSV (the same CSV serves both)\n"
+            "  runs/NAME                      fairmetric run folders (embedded on --split)\n"
+            "With ids in both (e.g. image paths), rows are matched by id; otherwise by position. "
+            "Every row must have the same label and attribute values in A and B, or the command "
+            "stops with exit status 2.\n\n" + EXIT_STATUS + "\n\n"
+            "examples:\n"
+            "  fairmetric compare runs/baseline/test_embeddings.npz runs/parade/test_embeddings.npz"
+            " --name-a baseline --name-b parade --out compare/\n"
+            "  fairmetric compare runs/baseline runs/parade --attributes palette --k 1"
+        ),
+    )
+    p.add_argument("a", help="model A's embeddings (the reference, e.g. the baseline)")
+    p.add_argument("b", help="model B's embeddings of the same samples")
+    p.add_argument("--name-a", default="A", help="name of model A in the output")
+    p.add_argument("--name-b", default="B", help="name of model B in the output")
+    p.add_argument(
+        "--attributes", type=csv_list, help="comma-separated attributes (default: all of A's)"
+    )
+    p.add_argument("--k", type=_ks, default=[1, 2, 4, 8], help="Recall@k cut-offs, comma-separated")
+    p.add_argument(
+        "--bootstrap",
+        type=nonnegative_int,
+        default=200,
+        help="paired bootstrap replicates (0: differences without intervals)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (shared by A and B)")
+    p.add_argument("--metric", choices=["cosine", "l2", "ip"], default="cosine", help="similarity")
+    p.add_argument(
+        "--min-group-size",
+        type=int,
+        default=10,
+        metavar="N",
+        help="groups with fewer samples are kept out of the gaps (as in 'fairmetric audit')",
+    )
+    p.add_argument(
+        "--no-intersectional", action="store_true", help="skip the intersection of attributes"
+    )
+    p.add_argument(
+        "--no-linear-probe", action="store_true", help="skip the linear-probe leakage metric"
+    )
+    p.add_argument("--out", type=Path, help="folder for compare.json, compare.md, compare.html")
+    p.add_argument(
+        "--labels", type=Path, help="CSV of labels/attributes for .npy sources (shared by A and B)"
+    )
+    p.add_argument("--split", default="test", help="data split to embed (run-folder sources)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (run-folder sources)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from fairmetric.audit.compare import compare
+    from fairmetric.errors import UserError
+    from fairmetric.report.compare_writers import render_compare_text, write_comparison
+    from fairmetric.report.frame import check_min_group_size
+    from fairmetric.sources import load_source
+
+    check_min_group_size(args.min_group_size)
+    if args.name_a == args.name_b:
+        raise UserError(f"--name-a and --name-b are both {args.name_a!r}: give two names")
+    if args.out is not None:
+        check_output(args.out)
+    progress = not args.no_progress
+    sets = [
+        load_source(
+            s,
+            split=args.split,
+            labels_csv=args.labels,
+            device=args.device,
+            progress=progress,
+        )
+        for s in (args.a, args.b)
+    ]
+    result = compare(
+        sets[0],
+        sets[1],
+        attributes=args.attributes,
+        ks=args.k,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        names=(args.name_a, args.name_b),
+        sources=(str(args.a), str(args.b)),
+        min_group_size=args.min_group_size,
+        metric=args.metric,
+        intersectional=not args.no_intersectional,
+        linear_probe=not args.no_linear_probe,
+        progress=progress,
+    )
+    print(render_compare_text(result))
+    if args.out is not None:
+        paths = write_comparison(result, args.out)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    else:
+        print("(pass --out DIR to write compare.json, compare.md and compare.html)")
+    return 0
