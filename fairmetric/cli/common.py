@@ -13,11 +13,16 @@ __all__ = [
     "Formatter",
     "INFERENCE_KEYS",
     "OVERRIDES_HELP",
+    "ListAction",
+    "ListType",
     "add_inference_flags",
+    "add_list_argument",
+    "apply_list_convention",
     "check_output",
     "csv_list",
     "fmr_list",
     "inference_kwargs",
+    "int_list",
     "int_at_least",
     "nonnegative_int",
     "positive_int",
@@ -140,19 +145,135 @@ def inference_kwargs(args: argparse.Namespace, train: object | None) -> dict[str
     return kwargs
 
 
-def csv_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+class ListType:
+    """An argparse type for one token of a list flag: ``"1,2,4"`` → ``[1, 2, 4]``.
+
+    Every list flag takes its items space-separated, comma-separated or both
+    (``--k 1 2 4 8``, ``--k 1,2,4,8``, ``--k 1,2 4 8``): :class:`ListAction` joins the tokens.
+
+    Args:
+        item: converts one item (``int``, ``float``, ``str`` or another argparse type).
+        what: what an item is, for the error message (``"integers"``).
+        example: a valid value, for the error message.
+        message: the whole error message instead (``got '...'`` is appended).
+    """
+
+    def __init__(
+        self,
+        item: Callable[[str], object] = str,
+        what: str = "",
+        example: str = "",
+        *,
+        message: str = "",
+    ):
+        self.item = item
+        self.what = what or getattr(item, "__name__", "values")
+        self.example = example
+        self.message = message
+
+    def __call__(self, text: str) -> list:
+        parts = [t.strip() for t in text.split(",")]
+        out = []
+        for part in parts:
+            if not part:
+                continue
+            try:
+                out.append(self.item(part))
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+                if self.message:
+                    raise argparse.ArgumentTypeError(f"{self.message}; got {text!r}") from None
+                hint = f", e.g. {self.example}" if self.example else ""
+                detail = f" ({e})" if isinstance(e, argparse.ArgumentTypeError) else ""
+                raise argparse.ArgumentTypeError(
+                    f"expected {self.what} separated by spaces or commas{hint}; got {part!r}"
+                    f"{detail}"
+                ) from None
+        if not out:
+            raise argparse.ArgumentTypeError(
+                f"{self.message}; got {text!r}"
+                if self.message
+                else f"expected {self.what}, got {text!r}"
+            )
+        return out
+
+    def __repr__(self) -> str:  # argparse names the type in some messages
+        return f"list of {self.what}"
 
 
-def fmr_list(text: str) -> list[float]:
-    try:
-        values = [float(t) for t in csv_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--fmr takes comma-separated numbers in (0, 1), e.g. 1e-3,1e-4; got {text!r}"
-        ) from None
-    if not values or not all(0 < v < 1 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"--fmr takes comma-separated numbers in (0, 1), e.g. 1e-3,1e-4; got {text!r}"
-        )
-    return values
+class ListAction(argparse._StoreAction):
+    """Stores the items of every token of a list flag in one flat list (see :class:`ListType`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        flat = []
+        for value in values if isinstance(values, list) else [values]:
+            flat.extend(value if isinstance(value, list) else [value])
+        setattr(namespace, self.dest, flat)
+
+
+def add_list_argument(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *flags: str,
+    item: Callable[[str], object] = str,
+    what: str = "",
+    example: str = "",
+    **kwargs: object,
+) -> argparse.Action:
+    """A list flag: ``nargs="+"`` tokens, each space- or comma-separated (see :class:`ListType`)."""
+    return p.add_argument(
+        *flags,
+        nargs="+",
+        type=ListType(item, what, example),
+        action=ListAction,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def apply_list_convention(parser: argparse.ArgumentParser) -> None:
+    """Give every list flag of ``parser`` and its subcommands the one convention: a flag with
+    ``nargs="+"`` / ``"*"`` or a :class:`ListType` becomes a :class:`ListAction` whose tokens may
+    also be comma-separated (flags defined outside ``fairmetric.cli``, e.g. ``bench``'s, too)."""
+    seen: set[int] = set()
+
+    def visit(p: argparse.ArgumentParser) -> None:
+        if id(p) in seen:
+            return
+        seen.add(id(p))
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    visit(child)
+                continue
+            if not action.option_strings or type(action) not in (
+                argparse._StoreAction,
+                ListAction,
+            ):
+                continue
+            listy = isinstance(action.type, ListType) or action.nargs in ("+", "*")
+            if not listy:
+                continue
+            if not isinstance(action.type, ListType):
+                action.type = ListType(action.type or str)  # type: ignore[arg-type]
+            if action.nargs not in ("+", "*"):
+                action.nargs = "+"
+            action.__class__ = ListAction
+
+    visit(parser)
+
+
+def _fmr_value(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise ValueError(text)
+    return value
+
+
+#: a list of names: ``a b`` or ``a,b``
+csv_list = ListType(str, "names")
+#: a list of integers: ``1 2 4`` or ``1,2,4``
+int_list = ListType(int, "integers", "1,2,4,8")
+#: target false match rates in (0, 1): ``1e-3 1e-4`` or ``1e-3,1e-4``
+fmr_list = ListType(
+    _fmr_value,
+    "numbers in (0, 1)",
+    message="--fmr takes comma-separated numbers in (0, 1) (or space-separated), e.g. 1e-3,1e-4",
+)

@@ -4,7 +4,9 @@
 learner never saw) into downstream-train and downstream-test halves, optionally balances the
 training half by an attribute, fits the classifier and returns (and writes) an
 :class:`~fairmetric.report.result.AuditReport` of accuracy per group — the same result object and
-report files as an embedding audit. The pieces work on their own too: :class:`LinearProbe`,
+report files as an embedding audit. ``run_on_embeddings(emb_or_file, classifier=...)`` does the
+same on embeddings already computed (an ``EmbeddingSet`` or its ``.npz``/``.safetensors`` file)
+with any scikit-learn estimator, and every report has accuracy, balanced accuracy and macro-F1. The pieces work on their own too: :class:`LinearProbe`,
 :class:`KNNClassifier` and :class:`HeadClassifier` fit ``(N, D)`` embeddings, :func:`finetune`
 trains a head or the whole embedder on a dataset, :func:`balance_by_attribute` subsamples a training
 set, and :func:`evaluate_downstream` turns predictions into the per-group report.
@@ -12,10 +14,13 @@ set, and :func:`evaluate_downstream` turns predictions into the per-group report
 
 from fairmetric.downstream.balance import BalanceMode, balance_by_attribute, balance_indices
 from fairmetric.downstream.base import DownstreamClassifier
-from fairmetric.downstream.evaluate import evaluate_downstream, groups_of
+from fairmetric.downstream.embedded import is_embedding_file, run_on_embeddings
+from fairmetric.downstream.estimator import EstimatorClassifier, make_classifier
+from fairmetric.downstream.evaluate import METRICS, evaluate_downstream, groups_of
 from fairmetric.downstream.finetune import FinetuneMode, FinetuneResult, finetune
 from fairmetric.downstream.head import HeadClassifier, make_head
 from fairmetric.downstream.knn import KNNClassifier
+from fairmetric.downstream.metrics import balanced_accuracy, macro_f1
 from fairmetric.downstream.probe import LinearProbe
 from fairmetric.downstream.run import (
     CLASSIFIERS,
@@ -30,18 +35,25 @@ __all__ = [
     "CLASSIFIERS",
     "DownstreamClassifier",
     "DownstreamResult",
+    "EstimatorClassifier",
     "FinetuneMode",
     "FinetuneResult",
     "HeadClassifier",
     "KNNClassifier",
     "LinearProbe",
+    "METRICS",
     "balance_by_attribute",
     "balance_indices",
+    "balanced_accuracy",
     "build_classifier",
     "evaluate_downstream",
     "finetune",
     "groups_of",
+    "is_embedding_file",
+    "macro_f1",
+    "make_classifier",
     "make_head",
     "run_downstream",
+    "run_on_embeddings",
     "stratified_split",
 ]

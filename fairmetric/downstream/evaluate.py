@@ -1,4 +1,5 @@
-"""Per-subgroup accuracy of downstream predictions, as an audit report.
+"""Per-subgroup accuracy, balanced accuracy and macro-F1 of downstream predictions, as an audit
+report.
 
 Accuracy is measured from per-sample correctness ``c_i = [ŷ_i = y_i]``: a group's accuracy is the
 mean of ``c_i`` over its samples, the gap is ``max − min`` over groups, the worst group is the
@@ -6,6 +7,9 @@ least accurate, and the intervals are stratified percentile bootstraps (each rep
 every group at its own size) — :func:`~fairmetric.report.frame.group_metric_from_samples` does the
 work, so a downstream evaluation is an :class:`~fairmetric.report.result.AuditReport` that
 :func:`~fairmetric.report.writers.write_report` writes as ``report.json`` / ``.md`` / ``.html``.
+Balanced accuracy (the mean recall over classes) and macro-F1 (the mean F1 over classes) are
+recomputed on every group's rows and on every bootstrap resample of them
+(:mod:`fairmetric.downstream.metrics`), with the same stratified resampling.
 """
 
 from __future__ import annotations
@@ -18,18 +22,29 @@ import numpy as np
 from fairmetric import __version__
 from fairmetric.data.dataset import encode_column
 from fairmetric.downstream.base import check_labels
+from fairmetric.downstream.metrics import ClassificationStatistic
 from fairmetric.report.frame import (
     DEFAULT_MIN_GROUP_SIZE,
     Grouping,
     check_min_group_size,
     group_metric_from_samples,
+    group_metric_from_statistic,
     intersect,
 )
 from fairmetric.report.result import AuditReport
 
-__all__ = ["evaluate_downstream", "groups_of"]
+__all__ = ["METRICS", "evaluate_downstream", "groups_of"]
 
 ACCURACY = "accuracy"
+BALANCED_ACCURACY = "balanced_accuracy"
+MACRO_F1 = "macro_f1"
+#: the metrics of a downstream report, in report order
+METRICS = (ACCURACY, BALANCED_ACCURACY, MACRO_F1)
+_DESCRIPTIONS = {
+    BALANCED_ACCURACY: "mean over classes of the share of each class's test samples classified "
+    "correctly (recall), so every class counts equally",
+    MACRO_F1: "mean over classes of F1 = 2·precision·recall / (precision + recall)",
+}
 
 
 def groups_of(
@@ -73,7 +88,8 @@ def evaluate_downstream(
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     metadata: Mapping[str, Any] | None = None,
 ) -> AuditReport:
-    """Accuracy overall and per group, with gaps, worst groups and bootstrap intervals.
+    """Accuracy, balanced accuracy and macro-F1 overall and per group, with gaps, worst groups
+    and bootstrap intervals.
 
     Args:
         y_true: ``(N,)`` true labels of the downstream test samples.
@@ -90,13 +106,20 @@ def evaluate_downstream(
         metadata: extra JSON-serialisable facts for the report (task, classifier, ...).
 
     Returns:
-        An :class:`~fairmetric.report.result.AuditReport` with one metric, ``"accuracy"``;
+        An :class:`~fairmetric.report.result.AuditReport` with the metrics ``"accuracy"``,
+        ``"balanced_accuracy"`` and ``"macro_f1"`` (see the module docstring);
         ``report["accuracy"].difference("colour")`` is the gap, ``.worst_group("colour")`` the
-        worst group.
+        worst group. A group's balanced accuracy and macro-F1 are those of scikit-learn's
+        ``balanced_accuracy_score`` and ``f1_score(average="macro")`` on the group's rows.
     """
     y_true = np.asarray(y_true)
     y_true = check_labels(y_true, y_true.shape[0] if y_true.ndim else 0, "y_true")
     y_pred = check_labels(y_pred, len(y_true), "y_pred", rows_name="y_true")
+    if (y_true.dtype.kind in "US") != (y_pred.dtype.kind in "US"):
+        raise ValueError(
+            f"y_true holds {y_true.dtype} values but y_pred holds {y_pred.dtype}: predictions "
+            "must be labels of the same kind (strings for string labels, numbers for numbers)"
+        )
     n = len(y_true)
     if n == 0:
         raise ValueError("there are no predictions to evaluate (y_true is empty)")
@@ -125,6 +148,19 @@ def evaluate_downstream(
         na_reason="no test sample of this group",
         min_group_size=min_group_size,
     )
+    metrics = {ACCURACY: metric}
+    for i, name in enumerate((BALANCED_ACCURACY, MACRO_F1), start=1):
+        metrics[name] = group_metric_from_statistic(
+            name,
+            statistic=ClassificationStatistic(y_true, y_pred, name),  # type: ignore[arg-type]
+            groupings=groupings,
+            higher_is_better=True,
+            description=_DESCRIPTIONS[name],
+            n_boot=int(n_boot),
+            seed=seed + i,
+            level=level,
+            min_group_size=min_group_size,
+        )
     meta: dict[str, Any] = {
         "n": n,
         "classes": int(len(np.unique(y_true))),
@@ -137,4 +173,4 @@ def evaluate_downstream(
         **dict(metadata or {}),
         "fairmetric_version": __version__,
     }
-    return AuditReport(metrics={ACCURACY: metric}, metadata=meta)
+    return AuditReport(metrics=metrics, metadata=meta)

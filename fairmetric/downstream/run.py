@@ -19,7 +19,6 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -34,11 +33,11 @@ from fairmetric.downstream.evaluate import evaluate_downstream, groups_of
 from fairmetric.downstream.finetune import FinetuneResult, finetune
 from fairmetric.downstream.knn import KNNClassifier
 from fairmetric.downstream.probe import LinearProbe
+from fairmetric.downstream.result import DownstreamResult
 from fairmetric.downstream.split import stratified_split
 from fairmetric.models.embed import embed_dataset
 from fairmetric.models.embedder import CONFIG_FILE, load_embedder
 from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
-from fairmetric.report.result import AuditReport
 from fairmetric.report.writers import write_report
 
 __all__ = [
@@ -60,46 +59,22 @@ CLASSIFIERS: tuple[str, ...] = get_args(ClassifierName)
 
 
 def build_classifier(
-    classifier: str | DownstreamClassifier, params: dict[str, Any] | None = None
+    classifier: Any, params: dict[str, Any] | None = None, *, seed: int = 0
 ) -> DownstreamClassifier:
-    """A classifier on fixed embeddings from a name (``"probe"``, ``"knn"``) and keyword
-    arguments, or a ready :class:`DownstreamClassifier` (then ``params`` must be empty)."""
-    if isinstance(classifier, DownstreamClassifier):
-        if params:
-            raise ValueError("classifier_params apply to a classifier given by name only")
-        return classifier
-    if classifier not in EMBEDDING_CLASSIFIERS:
-        raise ValueError(
-            f"unknown classifier {classifier!r}; valid values: "
-            + ", ".join(repr(c) for c in EMBEDDING_CLASSIFIERS)
-        )
-    try:
-        return EMBEDDING_CLASSIFIERS[classifier](**(params or {}))
-    except TypeError as e:
-        raise ValueError(f"bad classifier_params for {classifier!r}: {e}") from None
+    """A classifier on fixed embeddings from a name (``"probe"``, ``"knn"``, or a dotted class
+    name such as ``"sklearn.svm.LinearSVC"``) and keyword arguments, a class, or a ready object
+    with ``fit``/``predict`` (then ``params`` must be empty); see
+    :func:`~fairmetric.downstream.estimator.make_classifier`."""
+    from fairmetric.downstream.estimator import make_classifier
 
-
-@dataclass
-class DownstreamResult:
-    """What :func:`run_downstream` did and found.
-
-    Attributes:
-        report: per-group accuracy on the downstream-test half (an :class:`AuditReport`).
-        predictions: predicted labels of the downstream-test samples.
-        labels: their true labels.
-        train_indices: rows of the pool used for training (after balancing).
-        test_indices: rows of the pool used for testing.
-        classifier: the fitted :class:`DownstreamClassifier`, or the :class:`FinetuneResult`.
-        paths: the files written (``{"json", "markdown", "html"}``), empty without ``out_dir``.
-    """
-
-    report: AuditReport
-    predictions: np.ndarray
-    labels: np.ndarray
-    train_indices: np.ndarray
-    test_indices: np.ndarray
-    classifier: DownstreamClassifier | FinetuneResult
-    paths: dict[str, Path] = field(default_factory=dict)
+    if isinstance(classifier, str) and classifier not in EMBEDDING_CLASSIFIERS:
+        if "." not in classifier and ":" not in classifier:
+            raise ValueError(
+                f"unknown classifier {classifier!r}; valid values: "
+                + ", ".join(repr(c) for c in EMBEDDING_CLASSIFIERS)
+                + ", or a dotted class name such as sklearn.linear_model.LogisticRegression"
+            )
+    return make_classifier(classifier, params, seed=seed)
 
 
 #: finetune() arguments that run_downstream sets itself
@@ -115,6 +90,43 @@ def _check_finetune_params(classifier: str, params: dict[str, Any] | None) -> No
             f"bad classifier_params for {classifier!r}: {unknown} (seed, device and the report "
             f"settings are run_downstream's own arguments); allowed: {', '.join(sorted(allowed))}"
         )
+
+
+#: run_downstream's arguments for a model and a dataset, with their defaults
+_MODEL_ONLY = {
+    "data": "colored_digits",
+    "data_params": None,
+    "root": None,
+    "image_size": None,
+    "source_split": "test",
+    "device": "auto",
+    "batch_size": 256,
+    "progress": False,
+}
+
+
+def _is_embeddings(model: Any) -> bool:
+    from fairmetric.downstream.embedded import is_embedding_file
+    from fairmetric.embeddings import EmbeddingSet
+
+    if isinstance(model, EmbeddingSet):
+        return True
+    return isinstance(model, (str, Path)) and is_embedding_file(model)
+
+
+def _delegate_to_embeddings(
+    model: Any, model_args: dict[str, Any], args: dict[str, Any]
+) -> DownstreamResult:
+    """run_downstream on embeddings: refuse the model-only arguments, then run_on_embeddings."""
+    from fairmetric.downstream.embedded import run_on_embeddings
+
+    given = sorted(k for k, v in model_args.items() if v != _MODEL_ONLY[k])
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} apply to a model and a dataset, not to embeddings that are "
+            "already computed; leave them out"
+        )
+    return run_on_embeddings(model, **args)
 
 
 def _resolve_model(model: str | Path | nn.Module) -> tuple[nn.Module, str]:
@@ -161,7 +173,7 @@ def _value_counts(data: AttributeDataset, attribute: str) -> dict[str, int]:
 
 
 def run_downstream(
-    model: str | Path | nn.Module,
+    model: str | Path | nn.Module | Any,
     *,
     data: str | AttributeDataset = "colored_digits",
     data_params: dict[str, Any] | None = None,
@@ -169,7 +181,7 @@ def run_downstream(
     image_size: int | None = None,
     source_split: str = "test",
     test_fraction: float = 0.5,
-    classifier: ClassifierName | DownstreamClassifier = "probe",
+    classifier: ClassifierName | str | Any = "probe",
     classifier_params: dict[str, Any] | None = None,
     balance: BalanceMode = "none",
     balance_attribute: str | None = None,
@@ -190,7 +202,11 @@ def run_downstream(
 
     Args:
         model: an exported model folder (``model.safetensors`` + ``config.json``), a training run
-            folder holding one in ``model/``, or a ready ``nn.Module``.
+            folder holding one in ``model/``, or a ready ``nn.Module``; or embeddings already
+            computed (an :class:`~fairmetric.embeddings.EmbeddingSet` or an ``.npz`` /
+            ``.safetensors`` file it saved), handed to
+            :func:`~fairmetric.downstream.embedded.run_on_embeddings` with the split, balance,
+            classifier and report arguments (the dataset and model arguments must stay unset).
         data: a dataset name (see :data:`fairmetric.data.DATASETS`) or the pool itself as an
             :class:`AttributeDataset`.
         data_params: the dataset builder's keyword arguments (by name only).
@@ -199,8 +215,12 @@ def run_downstream(
         source_split: which split of the named dataset is the pool (``"test"``: classes the
             metric learner never saw).
         test_fraction: share of each class × attribute cell for the downstream-test half.
-        classifier: ``"probe"``, ``"knn"``, ``"head"``, ``"end_to_end"`` or a ready
-            :class:`DownstreamClassifier`.
+        classifier: ``"probe"``, ``"knn"``, ``"head"``, ``"end_to_end"``, a dotted class name
+            of any scikit-learn-style estimator (``"sklearn.svm.LinearSVC"``), a class, or an
+            object with ``fit``/``predict`` (see
+            :func:`~fairmetric.downstream.estimator.make_classifier`). For embeddings that are
+            already computed (an ``EmbeddingSet`` or an embedding file) use
+            :func:`~fairmetric.downstream.embedded.run_on_embeddings`.
         classifier_params: keyword arguments of the classifier (or of :func:`finetune` for
             ``"head"`` and ``"end_to_end"``: ``epochs``, ``lr``, ``backbone_lr``, ...).
         balance: ``"none"``, ``"attribute"`` or ``"imbalanced"`` — applied to the
@@ -221,17 +241,49 @@ def run_downstream(
         out_dir: when given, ``report.json``, ``report.md`` and ``report.html`` are written here.
         progress: show progress bars.
     """
-    start = time.perf_counter()
-    if not isinstance(classifier, DownstreamClassifier) and classifier not in CLASSIFIERS:
-        raise ValueError(
-            f"unknown classifier {classifier!r}; valid values: "
-            + ", ".join(repr(c) for c in CLASSIFIERS)
+    if _is_embeddings(model):
+        return _delegate_to_embeddings(
+            model,
+            dict(
+                data=data,
+                data_params=data_params,
+                root=root,
+                image_size=image_size,
+                source_split=source_split,
+                device=device,
+                batch_size=batch_size,
+                progress=progress,
+            ),
+            dict(
+                classifier=classifier,
+                classifier_params=classifier_params,
+                test_fraction=test_fraction,
+                balance=balance,
+                balance_attribute=balance_attribute,
+                balance_per_class=balance_per_class,
+                share=share,
+                minority_value=minority_value,
+                attributes=attributes,
+                n_boot=n_boot,
+                level=level,
+                min_group_size=min_group_size,
+                seed=seed,
+                out_dir=out_dir,
+            ),
         )
+    start = time.perf_counter()
+    if isinstance(classifier, str) and "." not in classifier and ":" not in classifier:
+        if classifier not in CLASSIFIERS:
+            raise ValueError(
+                f"unknown classifier {classifier!r}; valid values: "
+                + ", ".join(repr(c) for c in CLASSIFIERS)
+                + ", or a dotted class name such as sklearn.linear_model.LogisticRegression"
+            )
     check_mode(balance)
-    is_finetune = classifier in ("head", "end_to_end")
+    is_finetune = isinstance(classifier, str) and classifier in ("head", "end_to_end")
     if is_finetune:
         _check_finetune_params(str(classifier), classifier_params)
-    clf = None if is_finetune else build_classifier(classifier, classifier_params)  # type: ignore[arg-type]
+    clf = None if is_finetune else build_classifier(classifier, classifier_params, seed=seed)
     net, source = _resolve_model(model)
     pool = _resolve_pool(
         net,
