@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from fairmetric import __version__
+from fairmetric.audit.distributed import gather_shards
 from fairmetric.audit.metrics import AUDIT_METRICS, AuditContext, Job, NeighbourStats
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.neighbors.index import IndexKind, Metric, NeighborIndex
@@ -121,17 +122,54 @@ def _align_gallery(
     return gallery, labels, attrs
 
 
-def _gallery_chunks(index: NeighborIndex, queries: np.ndarray, k: int, progress: bool):
-    """Neighbours in the gallery of every query row, in chunks (``.query_rows`` set)."""
+def _gallery_chunks(
+    index: NeighborIndex,
+    queries: np.ndarray,
+    k: int,
+    progress: bool,
+    lo: int = 0,
+    hi: int | None = None,
+):
+    """Neighbours in the gallery of the query rows ``lo..hi-1`` (default all), in chunks
+    (``.query_rows`` set)."""
     from fairmetric.neighbors.search import search_vectors
 
     step = 4096
+    hi = len(queries) if hi is None else hi
     for start in tqdm(
-        range(0, len(queries), step), desc="gallery search", disable=None if progress else True
+        range(lo, hi, step), desc="gallery search", disable=None if progress else True
     ):
-        nb = search_vectors(index, queries[start : start + step], k)
+        nb = search_vectors(index, queries[start : min(start + step, hi)], k)
         nb.query_rows = np.arange(start, start + len(nb.ids), dtype=np.int64)
         yield nb
+
+
+def _shard_chunks(index: NeighborIndex, lo: int, hi: int, k: int, progress: bool):
+    """Neighbours of the indexed rows ``lo..hi-1`` among all rows (themselves excluded), in
+    chunks: one process's share of a distributed audit."""
+    from fairmetric.neighbors.search import search_rows
+
+    step = 4096
+    for start in tqdm(range(lo, hi, step), desc="search", disable=None if progress else True):
+        yield search_rows(index, np.arange(start, min(start + step, hi), dtype=np.int64), k)
+
+
+def _process_group(distributed: bool | None) -> tuple[int, int]:
+    """``(rank, world size)`` of a distributed audit, ``(0, 1)`` otherwise."""
+    if distributed is False:
+        return 0, 1
+    import torch.distributed as dist
+
+    ready = dist.is_available() and dist.is_initialized()
+    if not ready:
+        if distributed:
+            raise ValueError(
+                "distributed=True needs an initialised torch.distributed process group (run "
+                "under torchrun and call torch.distributed.init_process_group first; the "
+                "fairmetric command line does both)"
+            )
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
 
 
 def _projection(
@@ -191,7 +229,8 @@ def audit(
     index_options: dict[str, Any] | None = None,
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
     gallery: EmbeddingSet | None = None,
-) -> AuditReport:
+    distributed: bool | None = None,
+) -> AuditReport | None:
     """Audit an embedding set for subgroup gaps (METHODS.md §1).
 
     One k-NN search over the whole set (query excluded from its own neighbours) serves Recall@k,
@@ -244,9 +283,15 @@ def audit(
             mean by more than 0.1 and the bootstrap intervals degenerate (one sample:
             ``[v, v]``), so a single unlucky query could decide a gap
             (:data:`~fairmetric.report.frame.DEFAULT_MIN_GROUP_SIZE`). 1 compares every group.
+        distributed: split the neighbour search across the processes of the initialised
+            ``torch.distributed`` process group (under ``torchrun``; every process calls
+            ``audit`` with the same data): each searches a contiguous shard of the queries
+            against the whole index, the per-query results are gathered, and rank 0 computes
+            the metrics, the bootstrap and the report, which equals the single-process audit
+            exactly. ``None``: when a group of more than one process is initialised.
 
     Returns:
-        An :class:`AuditReport`.
+        An :class:`AuditReport`; ``None`` on the ranks other than 0 of a distributed audit.
     """
     t0 = time.perf_counter()
     if not isinstance(data, EmbeddingSet):
@@ -334,16 +379,25 @@ def audit(
     )
     t_search = time.perf_counter()
     reranked = expanded = 0
-    if gallery is None:
+    rank, world = _process_group(distributed)
+    lo, hi = n * rank // world, n * (rank + 1) // world  # this process's queries
+    if gallery is None and world == 1:
         chunks = iter_neighbours(nn_index, k_search, progress=progress)
+    elif gallery is None:
+        chunks = _shard_chunks(nn_index, lo, hi, k_search, progress)
     else:
-        chunks = _gallery_chunks(nn_index, data.embeddings, k_search, progress)
+        chunks = _gallery_chunks(nn_index, data.embeddings, k_search, progress, lo, hi)
     for nb in chunks:
         stats.add(nb, rows=getattr(nb, "query_rows", None))
         for m in plugins:
             m.update(ctx, nb)
         reranked += int(nb.reranked.sum())
         expanded += int(nb.expanded.sum())
+    if world > 1:
+        reranked, expanded = gather_shards(stats, lo, hi, reranked, expanded)
+        if rank != 0:  # rank 0 computes the metrics, the bootstrap and the report
+            nn_index.release()
+            return None
     t_search = time.perf_counter() - t_search
 
     # the rows the index searched: unit-norm under cosine (alignment and uniformity are then

@@ -37,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "  table.csv | table.parquet      a table: --text-column + --encoder, or a Parquet\n"
             "                                 --embedding-column (see 'table sources' below)\n"
             "  runs/NAME                      a fairmetric run or exported model folder\n"
-            "  resnet50 [--weights FILE]      a timm model's pooled features (needs --config)\n"
+            "  resnet50 --weights FILE        a timm model's pooled features, preprocessed by its\n"
+            "                                 data config, on --images FOLDER or --config's data\n"
+            "  open_clip:ViT-B-32 --weights CHECKPOINT   an open_clip image tower (likewise)\n"
             "  package.module:function        a callable batch -> embeddings (needs --config)\n\n"
             + EXIT_STATUS
             + "\n\n"
@@ -256,7 +258,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "mean-pooled), or module:function (a list of strings -> (batch, D) embeddings; a module "
         "in the current folder is found); needs pip install 'fairmetric[text]' for the models",
     )
-    p.add_argument("--weights", type=Path, help="local weights file for a timm model source")
+    im = p.add_argument_group(
+        "image models (a timm name or open_clip:ARCH SOURCE)",
+        "Each image gets the model's own preprocessing (timm's data config, open_clip's "
+        "transform); weights only from local files.",
+    )
+    im.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="local weights: a timm state dict (.safetensors, .pth, .bin) or an open_clip "
+        "checkpoint; a timm name without it is refused unless --random-weights",
+    )
+    im.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="audit the timm model randomly initialised, on purpose (a baseline)",
+    )
+    im.add_argument(
+        "--images",
+        type=Path,
+        metavar="FOLDER",
+        help="audit every image listed in --table (instead of --config's data); ids are the "
+        "paths relative to FOLDER",
+    )
+    im.add_argument(
+        "--table",
+        type=Path,
+        metavar="CSV",
+        help="the CSV naming the --images, relative to FOLDER or absolute (default: "
+        "labels.csv); columns by name: --path-column, --label-column, --attribute-columns",
+    )
+    im.add_argument(
+        "--path-column",
+        metavar="NAME",
+        help="column of the image paths in --table (default: 'path')",
+    )
+    im.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="drop (with a warning) the --images PIL cannot read instead of failing",
+    )
     p.add_argument("--batch-size", type=positive_int, default=256, help="inference batch size")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (model sources)")
     add_inference_flags(p, what="(model sources) ", config="a model folder's config's")
@@ -275,7 +317,10 @@ def _run_audit(args: argparse.Namespace) -> int:
     check_min_group_size(args.min_group_size)
     if args.out is not None:
         check_output(args.out)
-    progress = not args.no_progress
+    from fairmetric.audit.distributed import join_process_group
+
+    rank, _ = join_process_group()  # under torchrun: the processes share the search
+    progress = not args.no_progress and rank == 0
     data = load_source(
         args.source,
         config=args.config,
@@ -291,6 +336,11 @@ def _run_audit(args: argparse.Namespace) -> int:
         ),
         encoder=args.encoder,
         weights=args.weights,
+        random_weights=args.random_weights,
+        images=args.images,
+        images_csv=args.table,
+        path_column=args.path_column,
+        skip_unreadable=args.skip_unreadable,
         batch_size=args.batch_size,
         device=args.device,
         progress=progress,
@@ -316,6 +366,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         min_group_size=args.min_group_size,
         gallery=gallery,
     )
+    if report is None:  # another process of a torchrun audit: rank 0 reports
+        return 0
     for flag, value in (("--score-transform", args.score_transform), ("--pairs", args.pairs)):
         if value is not None and not args.verification:
             raise ValueError(f"{flag} applies to verification pairs: add --verification")

@@ -103,6 +103,7 @@ def embed_dataset(
     channels_last: bool = False,
     pin_memory: bool | None = None,
     prefetch_factor: int | None = None,
+    distributed: bool | None = None,
 ) -> EmbeddingSet:
     """Embed every sample of ``dataset`` (in order) and keep its labels and attributes.
 
@@ -127,6 +128,11 @@ def embed_dataset(
             ``device`` is CUDA.
         prefetch_factor: batches each worker loads ahead (``None``: PyTorch's default); used
             only when ``num_workers > 0``.
+        distributed: share the work among the processes of the initialised
+            ``torch.distributed`` process group (under ``torchrun``): each embeds a contiguous
+            run of whole batches and every process receives all embeddings, in order. The
+            batches are those of one process, so the embeddings are the same. ``None``: when a
+            group of more than one process is initialised.
     """
     dev = resolve_device(device)
     check_precision(precision, dev)  # before any work
@@ -136,22 +142,35 @@ def embed_dataset(
     loader_kwargs: dict[str, Any] = {}
     if num_workers > 0 and prefetch_factor is not None:
         loader_kwargs["prefetch_factor"] = prefetch_factor
+    rank, world = _process_group(distributed)
+    part: Any = dataset
+    if world > 1:  # this process's whole batches (the same batches as one process would run)
+        batches = -(-len(dataset) // batch_size)
+        lo = min(batches * rank // world * batch_size, len(dataset))
+        hi = min(batches * (rank + 1) // world * batch_size, len(dataset))
+        part = torch.utils.data.Subset(dataset, range(lo, hi))
     loader = DataLoader(
-        dataset,
+        part,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
         pin_memory=dev.type == "cuda" if pin_memory is None else pin_memory,
         **loader_kwargs,
     )
-    emb = embed_tensors(
-        model,
-        loader,
-        device=dev,
-        progress=progress,
-        precision=precision,
-        channels_last=channels_last,
+    emb = (
+        embed_tensors(
+            model,
+            loader,
+            device=dev,
+            progress=progress and rank == 0,
+            precision=precision,
+            channels_last=channels_last,
+        )
+        if len(part)
+        else None
     )
+    if world > 1:
+        emb = _gather_rows(emb)
     return dataset_embeddings(dataset, emb, metadata=metadata, allow_invalid=allow_invalid)
 
 
@@ -183,3 +202,28 @@ def dataset_embeddings(
         allow_invalid=allow_invalid,
         ids=ids,
     )
+
+
+def _process_group(distributed: bool | None) -> tuple[int, int]:
+    """``(rank, world size)`` when embedding is shared among processes, ``(0, 1)`` otherwise."""
+    if distributed is False:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        if distributed:
+            raise ValueError(
+                "distributed=True needs an initialised torch.distributed process group (run "
+                "under torchrun and call torch.distributed.init_process_group first)"
+            )
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _gather_rows(mine: np.ndarray | None) -> np.ndarray:
+    """Every process's rows, in rank order, on every process (a collective call)."""
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, mine)
+    return np.concatenate([p for p in parts if p is not None])
