@@ -279,7 +279,9 @@ def test_timm_model_name_gives_backbone_features(tmp_path):
     config = tmp_path / "digits.yaml"
     save_config(load_config(None, DIGITS), config)
     dataset = build_data(load_config(config))["test"]
-    emb = load_source("test_resnet", config=config, device="cpu", batch_size=512)
+    emb = load_source(
+        "test_resnet", config=config, random_weights=True, device="cpu", batch_size=512
+    )  # weights refused or given: tests/sources_images/test_timm.py
     width = Embedder(backbone="test_resnet", embedding_dim=1, input_size=(3, 16, 16)).feature_dim
     assert emb.dim == width
     assert len(emb) == len(dataset)
@@ -290,8 +292,8 @@ def test_timm_model_name_gives_backbone_features(tmp_path):
 
 
 def test_timm_model_needs_config():
-    with pytest.raises(ValueError, match=r"timm model test_resnet needs a dataset.*--config"):
-        load_source("test_resnet")
+    with pytest.raises(ValueError, match=r"timm model test_resnet needs images.*--config"):
+        load_source("test_resnet", random_weights=True)
 
 
 # --------------------------------------------------------------------------------------------

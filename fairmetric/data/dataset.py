@@ -7,6 +7,7 @@ the metadata alone.
 
 from __future__ import annotations
 
+import copy
 import os
 import struct
 import warnings
@@ -504,6 +505,25 @@ class ImageFileDataset(AttributeDataset):
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (3, self.image_size, self.image_size)
+
+    def with_transform(
+        self, transform: Callable[[Any], torch.Tensor], *, image_size: int | None = None
+    ) -> ImageFileDataset:
+        """A copy (same files, labels, attributes and ids) whose images go through ``transform``.
+
+        Used to feed a released model its own preprocessing (e.g. timm's resize, centre crop
+        and normalisation) instead of the default square resize.
+
+        Args:
+            transform: maps a PIL image (RGB, cropped to its box if any) to a tensor.
+            image_size: the side of the tensors ``transform`` makes (sets :attr:`input_shape`;
+                default: unchanged).
+        """
+        new = copy.copy(self)
+        new.transform = transform
+        if image_size is not None:
+            new.image_size = int(image_size)
+        return new
 
     def load_input(self, index: int) -> torch.Tensor:
         img = read_image(self.paths[index], hint=self.unreadable_hint)

@@ -37,7 +37,7 @@ import torch.nn as nn
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.errors import UserError
 from fairmetric.sources.files import load_embedding_file
-from fairmetric.sources.models import CallableEncoder, Features, data_split, import_callable
+from fairmetric.sources.models import CallableEncoder, data_split, import_callable
 from fairmetric.sources.tables import TABLE_SUFFIXES, Columns, read_table, select_columns, texts_of
 
 __all__ = ["CallableEncoder", "Columns", "load_source", "load_table"]
@@ -118,8 +118,18 @@ def load_source(
     num_workers: int | None = None,
     columns: Columns | None = None,
     encoder: Any = None,
+    random_weights: bool = False,
+    images: str | Path | None = None,
+    images_csv: str | Path | None = None,
+    path_column: str | None = None,
+    skip_unreadable: bool = False,
 ) -> EmbeddingSet:
     """Resolve an audit source (see the module docstring) into an :class:`EmbeddingSet`.
+
+    A timm name or ``open_clip:ARCH`` is embedded by
+    :func:`~fairmetric.sources.image_data.load_image_source`: with ``weights`` (or
+    ``random_weights=True``), on a folder of ``images`` listed in ``images_csv`` (columns by
+    name: ``path_column``, ``columns.label``, ``columns.attributes``) or on the config's data.
 
     ``columns`` chooses the columns of a table source or of ``labels_csv`` by name; ``encoder``
     embeds a table's text column (see :func:`load_table`).
@@ -136,6 +146,26 @@ def load_source(
     text = str(source)
     path = Path(text)
     suffix = path.suffix.lower()
+    image_args = {
+        "weights": weights,
+        "random_weights": random_weights,
+        "images": images,
+        "images_csv": images_csv,
+        "path_column": path_column,
+        "skip_unreadable": skip_unreadable,
+        "columns": columns,
+        "config": config,
+        "overrides": overrides,
+        "split": split,
+        "batch_size": batch_size,
+        "device": device,
+        "progress": progress,
+        "precision": precision,
+        "channels_last": channels_last,
+        "num_workers": num_workers,
+    }
+    if images is not None or random_weights or text.startswith("open_clip:"):
+        return _image_source(text, **image_args)
     if suffix in TABLE_SUFFIXES:
         if labels_csv is not None:
             raise UserError(
@@ -183,7 +213,6 @@ def load_source(
     else:
         import timm
 
-        speed = {}
         if not timm.is_model(text):
             if path.suffix or path.exists():
                 raise ValueError(
@@ -193,17 +222,7 @@ def load_source(
             raise FileNotFoundError(
                 f"{text!r} is not an existing file or folder, a timm model name, or module:function"
             )
-        from fairmetric.models.embedder import Embedder
-
-        dataset, _ = data_split(config, overrides, split, f"the timm model {text}")
-        model = Features(
-            Embedder(
-                backbone=text,
-                embedding_dim=1,
-                input_size=tuple(dataset.input_shape),
-                pretrained_weights=None if weights is None else str(weights),
-            )
-        )
+        return _image_source(text, **image_args)
     given = {"precision": precision, "channels_last": channels_last, "num_workers": num_workers}
     speed.update({k: v for k, v in given.items() if v is not None})
     return embed_dataset(
@@ -215,4 +234,35 @@ def load_source(
         metadata={"source": text, "split": split},
         allow_invalid=True,
         **speed,
+    )
+
+
+def _image_source(source: str, *, columns: Columns | None, images_csv: Any, **kwargs: Any):
+    """A timm name or ``open_clip:ARCH`` (see :mod:`fairmetric.sources.images`)."""
+    from fairmetric.sources.image_data import load_image_source
+
+    if not source.startswith("open_clip:"):
+        import timm
+
+        if not timm.is_model(source):
+            raise UserError(
+                f"--images and --random-weights apply to a timm model name or open_clip:ARCH "
+                f"SOURCE, got {source!r}"
+            )
+    columns = columns or Columns()
+    extra = [f for f, v in (("--text-column", columns.text), ("--embedding-column",
+             columns.embedding), ("--id-column", columns.id)) if v is not None]  # fmt: skip
+    if extra:
+        raise UserError(
+            f"{', '.join(extra)} apply to table sources; an image folder's ids are its image "
+            "paths, chosen with --path-column"
+        )
+    given = {k: kwargs.pop(k) for k in ("precision", "channels_last", "num_workers")}
+    return load_image_source(
+        source,
+        table=images_csv,
+        label_column=columns.label,
+        attribute_columns=columns.attributes,
+        **kwargs,
+        **{k: v for k, v in given.items() if v is not None},
     )
