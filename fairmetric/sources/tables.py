@@ -139,6 +139,8 @@ def read_table(path: str | Path) -> Table:
         for row, line in zip(table.rows, table.lines):
             if len(row) != width:
                 raise UserError(f"{path} line {line}: expected {width} fields, got {len(row)}")
+        if not table.rows:
+            raise UserError(f"{path} has a header but no rows: nothing to audit")
         return Table(path, table.header, len(table.rows), "csv", _csv=table, _lines=table.lines)
     try:
         import pyarrow.parquet as pq
@@ -151,6 +153,8 @@ def read_table(path: str | Path) -> Table:
         arrow = pq.read_table(path)
     except Exception as e:  # pyarrow's own error types: a damaged or non-Parquet file
         raise UserError(f"{path} is not a readable Parquet file ({str(e)[:200]})") from None
+    if not arrow.num_rows:
+        raise UserError(f"{path} has no rows: nothing to audit")
     return Table(path, list(arrow.column_names), arrow.num_rows, "parquet", _arrow=arrow)
 
 

@@ -313,6 +313,27 @@ def test_npy_with_a_table_chosen_by_column_names(tmp_path, recorded, capsys):
     assert data.attribute_names == ["path", "gender", "notes"]
 
 
+def test_safetensors_matrix_with_a_parquet_table(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from safetensors.numpy import save_file
+
+    x = np.arange(8, dtype=np.float32).reshape(4, 2)
+    save_file({"vectors": x}, str(tmp_path / "m.safetensors"))
+    pq.write_table(
+        pa.table({"who": ["007", "7", "007", "7"], "g": ["a", "b", "b", "a"]}),
+        tmp_path / "t.parquet",
+    )
+    data = load_source(
+        tmp_path / "m.safetensors", labels_csv=tmp_path / "t.parquet", columns=Columns(label="who")
+    )
+    np.testing.assert_array_equal(data.embeddings, x)
+    assert data.label_names == ["007", "7"] and data.attribute_names == ["g"]
+    save_file({"a": x, "b": x}, str(tmp_path / "two.safetensors"))
+    with pytest.raises(UserError, match="holds 2 arrays"):
+        load_source(tmp_path / "two.safetensors", labels_csv=tmp_path / "t.parquet")
+
+
 def test_the_legacy_npy_labels_csv_still_works(tmp_path):
     np.save(tmp_path / "emb.npy", np.eye(4, dtype=np.float32))
     write_csv(
@@ -353,6 +374,27 @@ def test_split_all_embeds_every_split(tmp_path):
     assert [data.label_names[c] for c in data.labels] == names
     test_only = load_source("torch:clone", config=config, split="test", device="cpu")
     assert len(test_only) == len(splits["test"])
+    with pytest.raises(ValueError, match="or 'all' for every split"):
+        load_source("torch:clone", config=config, split="valid", device="cpu")
+
+
+def test_split_all_from_the_command_line_with_an_encoder_in_the_current_folder(
+    tmp_path, monkeypatch, recorded, capsys
+):
+    from fairmetric.train import load_config
+    from fairmetric.train.config import save_config
+    from tests.conftest import GAUSSIAN
+
+    save_config(load_config(None, GAUSSIAN), tmp_path / "c.yaml")
+    (tmp_path / "vec_encoder.py").write_text("def embed(batch):\n    return 2 * batch\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "vec_encoder", raising=False)
+    argv = ["audit", "vec_encoder:embed", "--config", "c.yaml", "--device", "cpu", *QUIET]
+    assert main([*argv, "--split", "all"]) == 0
+    everything = recorded[-1][0]
+    assert main(argv) == 0  # the default: the test split only
+    assert len(recorded[-1][0]) < len(everything) == 192
+    monkeypatch.delitem(sys.modules, "vec_encoder")
 
 
 def test_split_all_matches_codes_by_name_when_splits_name_them_differently():
@@ -439,6 +481,8 @@ def test_bad_table_inputs_exit_2_with_one_line(table, tmp_path, capsys, monkeypa
         "'job' has one value",
         "--label-column",
     )
+    header_only = write_csv(tmp_path / "h.csv", ["text", "job"], [])
+    _user_error(capsys, ["audit", str(header_only), "--text-column", "text", *enc], "no rows")
     dup = write_csv(tmp_path / "d.csv", ["text", "job", "id"], [("A.", "a", "1"), ("B.", "b", "1")])
     _user_error(
         capsys,
