@@ -6,6 +6,9 @@ are 95% in the majority palette (the minority palette carries exactly the same i
 information, so the gap is learned); each embedding is audited on unseen identities in both
 palettes, a downstream probe is trained on palette-balanced data on top of each, and the three
 are compared side by side, with 95% bootstrap intervals, in the terminal and in ``compare.html``.
+Each method's gaps are also compared with the baseline's on the same test samples with a paired
+bootstrap (:func:`fairmetric.report.compare.compare_reports`), which says whether a gap moved
+beyond the sampling noise of the test set.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "format_group_table",
     "format_audit_table",
     "format_comparison",
+    "format_paired",
     "format_summary",
 ]
 
@@ -199,6 +203,63 @@ def format_comparison(numbers: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+#: rows of the paired table: (metric, kind, label); kind "gap" is the difference of the
+#: between-groups gap of the attribute, "overall" the difference of the overall value
+_PAIRED_ROWS = [
+    ("recall@1", "overall", "Recall@1, overall"),
+    ("recall@1", "gap", "Recall@1 gap"),
+    ("intra_class_alignment", "gap", "alignment gap"),
+    ("uniformity", "gap", "uniformity gap"),
+]
+
+
+def _paired_numbers(comparison: Any, attribute: str) -> dict[str, Any]:
+    """``{row label: {difference, ci_low, ci_high, word}}`` of one arm against the baseline."""
+    out: dict[str, Any] = {}
+    for metric, kind, label in _PAIRED_ROWS:
+        m = comparison.metrics.get(metric)
+        if m is None:
+            continue
+        d = m.overall if kind == "overall" else m.gap.get(attribute)
+        if d is None or d.difference is None:
+            continue
+        if kind == "gap":
+            word = {-1: "smaller", 1: "larger"}.get(d.sign, "unclear")
+        else:
+            better = (d.sign > 0) == m.higher_is_better
+            word = "unclear" if d.sign == 0 else ("better" if better else "worse")
+        out[label] = {
+            "difference": d.difference,
+            "ci_low": d.ci_low,
+            "ci_high": d.ci_high,
+            "word": word,
+        }
+    return out
+
+
+def format_paired(paired: dict[str, dict[str, Any]]) -> str:
+    """The table of each arm's differences from the baseline with paired 95% intervals."""
+    names = list(paired)
+    cells: dict[str, list[str]] = {}
+    for n in names:
+        cells[n] = []
+        for _, _, label in _PAIRED_ROWS:
+            d = paired[n].get(label)
+            if d is None:
+                cells[n].append("n/a")
+                continue
+            text = f"{d['difference']:+.3f}"
+            if d["ci_low"] is not None and d["ci_high"] is not None:
+                text += f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+            cells[n].append(f"{text} {d['word']}")
+    width = max(20, *(len(c) + 3 for n in names for c in [n, *cells[n]]))
+    rows = [f"{'':<34}" + "".join(f"{n:>{width}}" for n in names)]
+    rows.append("-" * len(rows[0]))
+    for i, (_, _, label) in enumerate(_PAIRED_ROWS):
+        rows.append(f"{label:<34}" + "".join(f"{cells[n][i]:>{width}}" for n in names))
+    return "\n".join(rows)
+
+
 def format_summary(summary: dict[str, Any], attribute: str = ATTRIBUTE) -> str:
     """The tables the demo prints at the end, rendered from its ``summary.json``.
 
@@ -216,16 +277,27 @@ def format_summary(summary: dict[str, Any], attribute: str = ATTRIBUTE) -> str:
         summary["recall@1"],
     )
     arms = " vs ".join(summary["comparison"])
-    return (
+    text = (
         f"{table}\n\n"
         f"{arms} (embedding audit, and a downstream probe trained on {attribute}-balanced "
         "data; 95% bootstrap intervals over the test samples, one seed):\n"
         f"{format_comparison(summary['comparison'])}"
     )
+    if summary.get("paired"):
+        text += (
+            "\n\nEach method minus the baseline (95% paired bootstrap intervals: every replicate "
+            "resamples the same test samples for both; a gap 'smaller' or 'larger' when the "
+            "interval excludes zero):\n"
+            f"{format_paired(summary['paired'])}"
+        )
+    return text
 
 
 def _comparison_html(
-    numbers: dict[str, dict[str, Any]], per_group: dict[str, Any], out: Path
+    numbers: dict[str, dict[str, Any]],
+    per_group: dict[str, Any],
+    out: Path,
+    paired: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     import html
 
@@ -267,6 +339,34 @@ def _comparison_html(
         for n in names
     )
     arms = " vs ".join(names)
+    paired_html = ""
+    if paired:
+        p_head = "".join(f"<th>{html.escape(n)} − baseline</th>" for n in paired)
+        p_body = []
+        for _, _, label in _PAIRED_ROWS:
+            cells = []
+            for n in paired:
+                d = paired[n].get(label)
+                if d is None:
+                    cells.append("<td>n/a</td>")
+                    continue
+                text = f"{d['difference']:+.3f}"
+                if d["ci_low"] is not None and d["ci_high"] is not None:
+                    text += f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+                cells.append(f"<td>{html.escape(text)} {html.escape(d['word'])}</td>")
+            p_body.append(f"<tr><th>{html.escape(label)}</th>{''.join(cells)}</tr>")
+        p_links = ", ".join(
+            f'<a href="{n.lower()}/vs_baseline/compare.html">{html.escape(n)} vs baseline</a>'
+            for n in paired
+        )
+        paired_html = f"""<h2>Is each method fairer than the baseline? Paired intervals</h2>
+<p>Differences from the baseline on the same test samples. A paired bootstrap resamples the same
+test samples for both embeddings in every replicate (within each palette, as the audit's own
+intervals do), so the noise both share cancels: the interval of a difference is usually narrower
+than the two intervals above suggest. A gap is "smaller" or "larger" when the 95% interval of the
+difference excludes zero, "unclear" otherwise. Every metric, group and gap: {p_links}
+(<code>fairmetric compare</code> computes the same from two embedding files).</p>
+<table><tr><th></th>{p_head}</tr>{"".join(p_body)}</table>"""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fairmetric demo: {html.escape(arms)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
@@ -283,6 +383,7 @@ trained on a palette-balanced half of the test split and evaluated on the other 
 95% bootstrap intervals over the test samples. One seed: <code>fairmetric bench</code> measures
 the methods over five seeds with paired intervals (benchmarks/RESULTS.md).</p>
 <table><tr><th></th>{head}<th>better</th></tr>{"".join(body)}</table>
+{paired_html}
 <p><img alt="per-group Recall@1 and downstream accuracy" src="{img}"></p>
 <ul>{links}</ul></body></html>
 """
@@ -343,6 +444,8 @@ def _run_demo(out: str | Path, *, overrides: list[str] | None, progress: bool) -
     from fairmetric.models.embed import embed_dataset
     from fairmetric.models.embedder import load_embedder
     from fairmetric.report import write_report
+    from fairmetric.report.compare import compare_reports
+    from fairmetric.report.compare_writers import write_comparison
     from fairmetric.train.trainer import build_data, train
 
     out = Path(out)
@@ -372,6 +475,7 @@ def _run_demo(out: str | Path, *, overrides: list[str] | None, progress: bool) -
     counts = {names[v]: int(c) for v, c in enumerate(test_counts)}
 
     numbers: dict[str, dict[str, Any]] = {}
+    reports: dict[str, Any] = {}
     recalls: dict[str, Any] = {}
     per_group: dict[str, Any] = {}
     for arm, extra in ARMS.items():
@@ -399,6 +503,7 @@ def _run_demo(out: str | Path, *, overrides: list[str] | None, progress: bool) -
         if "untrained" not in recalls:
             recalls = {"untrained": result["history"][0]["metrics"]["recall@1"], **recalls}
         report = audit(emb, bootstrap=200, seed=cfg.train.seed, source=str(emb_path))
+        reports[arm] = report
         write_report(report, folder / "audit")
         print(f"[{arm}] auditing and fitting a downstream probe on {attribute}-balanced data ...")
         downstream = run_downstream(
@@ -419,23 +524,33 @@ def _run_demo(out: str | Path, *, overrides: list[str] | None, progress: bool) -
             "downstream": {g: e.value for g, e in acc.by_group[attribute].items()},
         }
 
+    # every arm's audit used the same test samples, seed and bootstrap: their replicates are
+    # paired, and each method's differences from the baseline get paired intervals
+    paired: dict[str, Any] = {}
+    base = next(iter(ARMS))
+    for arm in list(ARMS)[1:]:
+        comparison = compare_reports(reports[base], reports[arm], names=(base, arm))
+        write_comparison(comparison, out / arm.lower() / "vs_baseline")
+        paired[arm] = _paired_numbers(comparison, attribute)
+
     summary = {
         "train_share": {names[v]: int(c) for v, c in enumerate(train_counts)},
         "test_identities": int(len(np.unique(test_set.labels))),
         "test_counts": counts,
         "recall@1": recalls,
         "comparison": numbers,
+        "paired": paired,
     }
     summary = json.loads(json.dumps(summary))  # what summary.json holds, so both render alike
     print()
     print(format_summary(summary, attribute))
-    (out / "compare.html").write_text(_comparison_html(numbers, per_group, out))
+    (out / "compare.html").write_text(_comparison_html(numbers, per_group, out, paired))
     summary["seconds"] = time.perf_counter() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print()
     print(
         f"outputs in {out}/: compare.html (open it in a browser: the embeddings side by "
         f"side), and per arm: run/, test_embeddings.npz, audit/report.html, "
-        f"downstream/report.html  [{summary['seconds']:.0f} s]"
+        f"downstream/report.html, vs_baseline/compare.html  [{summary['seconds']:.0f} s]"
     )
     return summary
