@@ -99,3 +99,24 @@ def test_compare_missing_file_exits_2(files, tmp_path, capsys):
     a, _, _ = files
     assert main(["compare", str(a), str(tmp_path / "nope.npz"), "--no-progress"]) == 2
     assert "nope.npz" in capsys.readouterr().err
+
+
+def test_gates_exit_1_only_when_they_fail(files, capsys):
+    a, b, _ = files  # B's recall@1 gap is clearly smaller than A's
+    common = ["--k", "1", "--bootstrap", "50", "--no-linear-probe", "--no-progress"]
+    assert main(["compare", str(a), str(b), *common, "--fail-unless-fairer", "recall@1"]) == 0
+    assert main(["compare", str(a), str(b), *common, "--fail-if-less-fair", "recall@1"]) == 0
+    capsys.readouterr()
+    # the other way round B is less fair: both gates fail, each with one FAIL line
+    argv = ["compare", str(b), str(a), *common, "--fail-if-less-fair", "recall@1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("FAIL recall@1 gap over g: B ")
+    assert main(["compare", str(b), str(a), *common, "--fail-unless-fairer", "recall@1"]) == 1
+    assert "B is not fairer than A" in capsys.readouterr().err
+    # a model against itself is never fairer, and never less fair
+    assert main(["compare", str(a), str(a), *common, "--fail-if-less-fair", "all"]) == 0
+    assert main(["compare", str(a), str(a), *common, "--fail-unless-fairer", "recall@1"]) == 1
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), *common, "--fail-if-less-fair", "recal@1"]) == 2
+    assert "no metric 'recal@1' to gate on" in capsys.readouterr().err

@@ -4,7 +4,9 @@ paired bootstrap intervals on every difference."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 from fairmetric.cli.common import EXIT_STATUS, Formatter, check_output, csv_list, nonnegative_int
 
@@ -48,7 +50,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  fairmetric compare runs/baseline/test_embeddings.npz runs/parade/test_embeddings.npz"
             " --name-a baseline --name-b parade --out compare/\n"
-            "  fairmetric compare runs/baseline runs/parade --attributes palette --k 1"
+            "  fairmetric compare runs/baseline runs/parade --attributes palette --k 1\n"
+            "  fairmetric compare released.npz candidate.npz --fail-if-less-fair recall@1\n\n"
+            "compare exits 1 when a --fail-if-less-fair or --fail-unless-fairer gate fails "
+            "(each failure is printed to stderr as FAIL ...)."
         ),
     )
     p.add_argument("a", help="model A's embeddings (the reference, e.g. the baseline)")
@@ -81,6 +86,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--no-linear-probe", action="store_true", help="skip the linear-probe leakage metric"
     )
     p.add_argument("--out", type=Path, help="folder for compare.json, compare.md, compare.html")
+    p.add_argument(
+        "--fail-if-less-fair",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="exit 1 if B's gap in METRIC (any attribute) is larger than A's and the paired "
+        "interval excludes zero: a CI gate against a fairness regression (A: the released "
+        "model, B: the candidate); 'all' checks every metric; repeatable",
+    )
+    p.add_argument(
+        "--fail-unless-fairer",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="exit 1 unless B's gap in METRIC is smaller than A's with the paired interval "
+        "excluding zero, for every attribute; repeatable",
+    )
     p.add_argument(
         "--labels", type=Path, help="CSV of labels/attributes for .npy sources (shared by A and B)"
     )
@@ -128,10 +150,56 @@ def _run_compare(args: argparse.Namespace) -> int:
         linear_probe=not args.no_linear_probe,
         progress=progress,
     )
+    failures = _gates(result, args.fail_if_less_fair, args.fail_unless_fairer)
     print(render_compare_text(result))
     if args.out is not None:
         paths = write_comparison(result, args.out)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     else:
         print("(pass --out DIR to write compare.json, compare.md and compare.html)")
-    return 0
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _gates(result: Any, less_fair: list[str], unless_fairer: list[str]) -> list[str]:
+    """The failed gates, one line each (after checking every named metric exists)."""
+    from fairmetric.errors import UserError
+
+    def metrics(names: list[str]) -> list[str]:
+        out = []
+        for name in names:
+            if name == "all":
+                out += list(result.metrics)
+            elif name not in result.metrics:
+                raise UserError(
+                    f"no metric {name!r} to gate on; compared: {', '.join(result.metrics)}"
+                )
+            else:
+                out.append(name)
+        return out
+
+    na, nb = result.names
+    failures = []
+    for name in metrics(less_fair):
+        for a, d in result.metrics[name].gap.items():
+            if d.sign > 0:
+                failures.append(
+                    f"{name} gap over {a}: {nb} {d.b:.4g} vs {na} {d.a:.4g}, difference "
+                    f"{d.difference:+.4g} [{d.ci_low:+.4g}, {d.ci_high:+.4g}] (--fail-if-less-fair)"
+                )
+    for name in metrics(unless_fairer):
+        for a, d in result.metrics[name].gap.items():
+            if d.sign >= 0:
+                what = (
+                    "no gap to compare"
+                    if d.difference is None
+                    else "no interval (bootstrap 0)"
+                    if d.ci_low is None
+                    else f"difference {d.difference:+.4g} [{d.ci_low:+.4g}, {d.ci_high:+.4g}]"
+                )
+                failures.append(
+                    f"{name} gap over {a}: {nb} is not fairer than {na}: {what} "
+                    "(--fail-unless-fairer)"
+                )
+    return failures
