@@ -37,10 +37,18 @@ import torch.nn as nn
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.errors import UserError
 from fairmetric.sources.files import load_embedding_file
+from fairmetric.sources.image_data import embed_images, load_image_source
 from fairmetric.sources.models import CallableEncoder, data_split, import_callable
 from fairmetric.sources.tables import TABLE_SUFFIXES, Columns, read_table, select_columns, texts_of
 
-__all__ = ["CallableEncoder", "Columns", "load_source", "load_table"]
+__all__ = [
+    "CallableEncoder",
+    "Columns",
+    "embed_images",
+    "load_image_source",
+    "load_source",
+    "load_table",
+]
 
 
 def load_table(
