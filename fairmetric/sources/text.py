@@ -184,7 +184,7 @@ def _transformers(spec: str, target: str, device: torch.device) -> TextEncoder:
         raise UserError(f"cannot load a transformers model from {folder}: {str(e)[:300]}") from None
     model.to(device).eval()
     limits = [tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None)]
-    max_length = min(v for v in limits if isinstance(v, int) and 0 < v < 1_000_000)
+    max_length = min((v for v in limits if isinstance(v, int) and 0 < v < 1_000_000), default=512)
 
     def fn(texts: list[str]) -> torch.Tensor:
         batch = tokenizer(
