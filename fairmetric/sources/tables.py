@@ -27,15 +27,32 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 PARQUET_HINT = "pip install 'fairmetric[parquet]'"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Columns:
-    """Which columns of a table mean what (``None``: the default; see :func:`select_columns`)."""
+    """Which columns of a table mean what (``None``: the default; see :func:`select_columns`).
+
+    Attributes:
+        label: the class labels (default: the column named ``label``).
+        attributes: the sensitive attributes (default: every column not named elsewhere here); a
+            single name may be given as a string.
+        text: the texts an encoder embeds.
+        embedding: a Parquet list column of precomputed embeddings.
+        id: unique row ids.
+    """
 
     label: str | None = None
     attributes: Sequence[str] | None = None
     text: str | None = None
     embedding: str | None = None
     id: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attributes, str):
+            self.attributes = [self.attributes]
+        for name in ("label", "text", "embedding", "id"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"Columns({name}=...) must be a column name, got {value!r}")
 
     def any(self) -> bool:
         return any(

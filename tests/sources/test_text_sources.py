@@ -594,3 +594,9 @@ def test_audit_text_model_example_runs(tmp_path, minilm):
     )
     assert "leakage_knn:gender" in out.stdout and "inter-class alignment" in out.stdout
     assert (tmp_path / "report.html").is_file()
+
+
+def test_columns_take_one_attribute_as_a_string_and_refuse_non_names():
+    assert Columns(attributes="gender").attributes == ["gender"]
+    with pytest.raises(TypeError, match="label"):
+        Columns(label=3)
