@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -152,6 +153,36 @@ def _shard_chunks(index: NeighborIndex, lo: int, hi: int, k: int, progress: bool
     step = 4096
     for start in tqdm(range(lo, hi, step), desc="search", disable=None if progress else True):
         yield search_rows(index, np.arange(start, min(start + step, hi), dtype=np.int64), k)
+
+
+def _checked_index(
+    nn_index: NeighborIndex,
+    data: EmbeddingSet,
+    attributes: Sequence[str],
+    metric: str,
+    index: str,
+    threads: int | None,
+    use_gpu: bool | None,
+    seed: int,
+    k_search: int,
+) -> tuple[NeighborIndex, dict[str, Any]]:
+    """An approximate index measured against exact search (:mod:`.agreement`; HNSW calibrated):
+    kept when every group's Recall@1 is within the tolerance; otherwise ``"auto"`` falls back to
+    exact search (with a warning) and a forced index is refused."""
+    from fairmetric.audit.agreement import IndexDisagrees, check_index, refusal
+
+    result = check_index(nn_index, data, attributes, seed=seed, k=k_search)
+    if result["passed"]:
+        return nn_index, result
+    message = refusal(result)
+    if index != "auto":
+        raise IndexDisagrees(message)
+    warnings.warn(f"{message}; index='auto' uses exact search instead", stacklevel=3)
+    nn_index.release()
+    exact = NeighborIndex(
+        data.embeddings, metric=metric, index="exact", threads=threads, use_gpu=use_gpu, seed=seed
+    )
+    return exact, {**result, "fallback": "exact"}
 
 
 def _process_group(distributed: bool | None) -> tuple[int, int]:
@@ -377,6 +408,11 @@ def audit(
         seed=seed,
         **(index_options or {}),
     )
+    index_agreement = None
+    if nn_index.index_used != "exact" and gallery is None:
+        nn_index, index_agreement = _checked_index(
+            nn_index, data, attributes, metric, index, threads, use_gpu, seed, k_search
+        )
     t_search = time.perf_counter()
     reranked = expanded = 0
     rank, world = _process_group(distributed)
@@ -461,6 +497,7 @@ def audit(
             "index": nn_index.index_used,
             "index_description": nn_index.description,
             "index_params": nn_index.params,
+            "index_agreement": index_agreement,
             "tied_queries": stats.tied_queries,
             "tie_rule": "tie-averaged credit (expected value under a random order of tied "
             "neighbours)",

@@ -25,6 +25,7 @@ from fairmetric.neighbors.search import (
     Neighbours,
     iter_neighbours,
     search_rows,
+    search_rows_exact,
     search_vectors,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "nprobe_for_recall",
     "nprobe_needed",
     "search_rows",
+    "search_rows_exact",
     "search_vectors",
 ]

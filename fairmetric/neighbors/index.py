@@ -563,6 +563,16 @@ class NeighborIndex:
                 s, i = faiss.knn(q, self._x, k_search, metric=faiss_metric)
         return self._finish_raw(s, i, rows)
 
+    def set_ef_search(self, ef_search: int) -> None:
+        """The HNSW search beam for later searches (see ``ef_search``)."""
+        if self.index_used != "hnsw":
+            raise ValueError(f"ef_search applies to an HNSW index, this one is {self.index_used}")
+        self._ef_search = _check_int(ef_search, "ef_search", low=1)
+        self.params["ef_search"] = self._ef_search
+        self.description = (
+            f"IndexHNSWFlat(M={self.params['hnsw_m']}, efSearch={ef_search}, {self.metric})"
+        )
+
     def release(self) -> None:
         """Free the faiss index once the searches are done; :attr:`vectors` stays valid.
 

@@ -41,7 +41,14 @@ from fairmetric.neighbors.index import NeighborIndex, _check_queries
 from fairmetric.neighbors.rerank import RowScorer
 from fairmetric.neighbors.ties import blocks_from_equal
 
-__all__ = ["DEFAULT_MARGIN", "Neighbours", "iter_neighbours", "search_rows", "search_vectors"]
+__all__ = [
+    "DEFAULT_MARGIN",
+    "Neighbours",
+    "iter_neighbours",
+    "search_rows",
+    "search_rows_exact",
+    "search_vectors",
+]
 
 #: extra faiss candidates per query beyond k, so near-ties at the cut-off are resolved in float64
 DEFAULT_MARGIN = 8
@@ -375,6 +382,21 @@ def search_rows(
     pieces = _refine(
         index, _scorer(index), rows, index.query_rows(rows), scores, ids, k, n_other, exact_scores
     )
+    return _merge(list(pieces), k)
+
+
+def search_rows_exact(
+    index: NeighborIndex, queries: np.ndarray, k: int, *, margin: int = DEFAULT_MARGIN
+) -> Neighbours:
+    """:func:`search_rows` by brute force over every row, whatever the index kind: the exact
+    neighbours an approximate index is checked against (same re-ranking, same tie blocks)."""
+    k = index._prepare(k, True, None)[0]
+    rows = _check_queries(queries, index.n)
+    n_other = index.n - 1
+    width = _margin(index, k, margin, n_other)
+    q32 = index.query_rows(rows)
+    scores, ids = index.exact_candidates(q32, width, rows)
+    pieces = _refine(index, _scorer(index), rows, q32, scores, ids, k, n_other, False)
     return _merge(list(pieces), k)
 
 

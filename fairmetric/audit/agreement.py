@@ -1,0 +1,190 @@
+"""The audit's promise for approximate indexes: per-group Recall@1 within ``tolerance`` of exact
+search, measured on the data before the search, never assumed.
+
+For every group of every audited attribute, up to ``per_group`` of its rows (a seeded sample; all
+of them when the group is smaller) are searched twice, by the approximate index and by brute
+force (:func:`~fairmetric.neighbors.search.search_rows_exact`, the same float64 re-ranking and
+tie rule), and their Recall@1 hits compared. ``|ΔRecall@1|`` of a group is at most the share of
+its queries whose hit differs; the check's bound is the one-sided 95% Clopper–Pearson upper bound
+of that share (for a group searched in full, the measured difference itself: nothing is
+sampled). The index keeps its promise when every group's bound is within ``tolerance``.
+
+An HNSW index is calibrated with it: ``efSearch`` doubles from the default until the check passes
+(or a limit is reached). :func:`check_index` returns the measurement, which the audit records in
+``metadata["index_agreement"]``; the audit refuses an index that fails (``"auto"`` falls back to
+exact search instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import beta
+
+from fairmetric.audit.metrics import NeighbourStats
+from fairmetric.embeddings import EmbeddingSet
+from fairmetric.neighbors.index import NeighborIndex
+from fairmetric.neighbors.search import search_rows, search_rows_exact
+
+__all__ = ["DEFAULT_TOLERANCE", "IndexDisagrees", "agreement", "check_index", "refusal"]
+
+#: the largest per-group |ΔRecall@1| against exact search the audit accepts from an index
+DEFAULT_TOLERANCE = 0.005
+#: sampled queries per group (one-sided 95% bound with no disagreement: 3/1000)
+DEFAULT_PER_GROUP = 1000
+#: the largest HNSW efSearch the calibration tries
+MAX_EF_SEARCH = 4096
+
+
+class IndexDisagrees(ValueError):
+    """An approximate index whose measured per-group Recall@1 is not within the tolerance."""
+
+
+def _upper(x: int, m: int, level: float = 0.95) -> float:
+    """One-sided Clopper–Pearson upper bound of a share of ``x`` in ``m``."""
+    return 1.0 if x >= m else float(beta.ppf(level, x + 1, m - x))
+
+
+def sample_rows(
+    data: EmbeddingSet, attributes: Sequence[str], per_group: int, seed: int
+) -> np.ndarray:
+    """The sampled rows (sorted, unique): up to ``per_group`` of every group of every
+    attribute, a seeded uniform sample without replacement (all rows of a smaller group)."""
+    rng = np.random.default_rng([seed, 7])
+    chosen: list[np.ndarray] = []
+    for a in attributes:
+        codes = data.attribute(a)
+        for g in np.unique(codes):
+            members = np.flatnonzero(codes == g)
+            if len(members) > per_group:
+                members = np.sort(rng.choice(members, per_group, replace=False))
+            chosen.append(members)
+    if not chosen:  # no attribute: a sample of the whole set
+        n = len(data)
+        return np.sort(rng.choice(n, min(n, per_group), replace=False))
+    return np.unique(np.concatenate(chosen))
+
+
+def _hits(nb: Any, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    stats = NeighbourStats(labels, {}, ks=(1,), homophily_k=1, leakage_k=1)
+    stats.add(nb)
+    return stats.hits[1][rows]
+
+
+def agreement(
+    index: NeighborIndex,
+    data: EmbeddingSet,
+    attributes: Sequence[str],
+    *,
+    per_group: int = DEFAULT_PER_GROUP,
+    tolerance: float = DEFAULT_TOLERANCE,
+    seed: int = 0,
+    exact_hits: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Per-group Recall@1 of ``index`` against brute force on sampled rows (module docstring).
+
+    ``exact_hits``: the brute-force hits of the sample, when already measured (calibration).
+    """
+    least = int(np.ceil(np.log(0.05) / np.log1p(-tolerance)))  # 0 of m differ passes
+    if per_group < least:
+        raise ValueError(
+            f"per_group={per_group} sampled queries cannot show |ΔRecall@1| <= {tolerance} at "
+            f"95% even when none differs; sample at least {least}"
+        )
+    labels = np.asarray(data.labels, dtype=np.int64)
+    rows = sample_rows(data, attributes, per_group, seed)
+    approx = _hits(search_rows(index, rows, 1), labels, rows)
+    if exact_hits is None:
+        exact_hits = _hits(search_rows_exact(index, rows, 1), labels, rows)
+    differ = approx != exact_hits
+    groups: dict[str, dict[str, Any]] = {}
+    passed = True
+    for a in attributes:
+        codes = data.attribute(a)
+        names = data.attribute_value_names[a]
+        groups[a] = {}
+        for g in np.unique(codes):
+            in_group = codes[rows] == g
+            m = int(in_group.sum())
+            whole = m == int((codes == g).sum())
+            x = int(differ[in_group].sum())
+            delta = float(approx[in_group].mean() - exact_hits[in_group].mean())
+            bound = abs(delta) if whole else _upper(x, m)
+            ok = bound <= tolerance
+            passed &= ok
+            groups[a][names[int(g)]] = {
+                "queries": m,
+                "whole_group": whole,
+                "differing": x,
+                "recall@1_index": float(approx[in_group].mean()),
+                "recall@1_exact": float(exact_hits[in_group].mean()),
+                "bound": bound,
+                "ok": ok,
+            }
+    return {
+        "index": index.description,
+        "tolerance": tolerance,
+        "sample_queries": int(len(rows)),
+        "per_group": per_group,
+        "passed": bool(passed),
+        "groups": groups,
+        "_exact_hits": exact_hits,
+    }
+
+
+def check_index(
+    index: NeighborIndex,
+    data: EmbeddingSet,
+    attributes: Sequence[str],
+    *,
+    per_group: int = DEFAULT_PER_GROUP,
+    tolerance: float = DEFAULT_TOLERANCE,
+    seed: int = 0,
+    k: int = 1,
+) -> dict[str, Any]:
+    """Measure (and for HNSW calibrate ``efSearch``) an approximate index's agreement with exact
+    search; returns the measurement (``passed`` says whether it keeps the promise).
+
+    ``k``: the neighbours the audit will ask for (HNSW starts from its default beam for them).
+    """
+    result = agreement(index, data, attributes, per_group=per_group, tolerance=tolerance, seed=seed)
+    tried = []
+    if index.index_used == "hnsw":
+        ef = index.params["ef_search"]
+        ef = max(64, 2 * (k + 1)) if not isinstance(ef, int) else ef
+        tried.append(ef)
+        while not result["passed"] and ef < MAX_EF_SEARCH:
+            ef = min(2 * ef, MAX_EF_SEARCH)
+            index.set_ef_search(ef)
+            tried.append(ef)
+            result = agreement(
+                index,
+                data,
+                attributes,
+                per_group=per_group,
+                tolerance=tolerance,
+                seed=seed,
+                exact_hits=result["_exact_hits"],
+            )
+        result["ef_search_tried"] = tried
+    result.pop("_exact_hits")
+    return result
+
+
+def refusal(result: dict[str, Any]) -> str:
+    """The message that refuses an index whose agreement check failed."""
+    worst = max(
+        ((a, g, v) for a, gs in result["groups"].items() for g, v in gs.items()),
+        key=lambda t: t[2]["bound"],
+    )
+    a, g, v = worst
+    return (
+        f"the index {result['index']} does not keep the audit's promise: for {a}={g}, Recall@1 "
+        f"{v['recall@1_index']:.4f} against {v['recall@1_exact']:.4f} by exact search on "
+        f"{v['queries']} sampled queries ({v['differing']} differ; |difference| up to "
+        f"{v['bound']:.4f} at 95%, more than the tolerance {result['tolerance']}); use "
+        "index='exact' (--index exact), or give the approximate index more effort "
+        "(index_options nprobe / ef_search)"
+    )

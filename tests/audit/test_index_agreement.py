@@ -1,0 +1,124 @@
+"""Approximate indexes keep the audit's promise or are not used: per-group Recall@1 measured
+against brute force on sampled queries, HNSW's efSearch calibrated, a failing forced index
+refused with a clear message, ``auto`` falling back to exact search."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from fairmetric import EmbeddingSet
+from fairmetric.audit import audit
+from fairmetric.audit.agreement import IndexDisagrees, agreement, check_index, sample_rows
+from fairmetric.neighbors import NeighborIndex
+
+FAST = dict(ks=(1,), bootstrap=0, linear_probe=False, homophily_k=3, leakage_k=3)
+
+
+def _clustered(n=3000, d=16, classes=150, noise=0.3, seed=0) -> EmbeddingSet:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, d))
+    labels = rng.integers(0, classes, size=n)
+    x = centres[labels] + noise * rng.normal(size=(n, d))
+    return EmbeddingSet(
+        embeddings=x.astype(np.float32),
+        labels=labels,
+        attributes={"g": rng.integers(0, 2, size=n)},
+    )
+
+
+def _hard(n=3000, d=64, seed=1) -> EmbeddingSet:
+    """Isotropic noise in 64-d with a weak class signal: neighbours are hard to find."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 300, size=n)
+    centres = rng.normal(size=(300, d))
+    x = 0.6 * centres[labels] + rng.normal(size=(n, d))
+    return EmbeddingSet(
+        embeddings=x.astype(np.float32),
+        labels=labels,
+        attributes={"g": rng.integers(0, 2, size=n)},
+    )
+
+
+def _loop_hits(x, labels, rows):
+    """Recall@1 hit (tie-averaged) of each row by brute force over float64 cosine."""
+    x = x.astype(np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    out = []
+    for r in rows:
+        s = x @ x[r]
+        s[r] = -np.inf
+        best = np.flatnonzero(s == s.max())
+        out.append(float(np.mean(labels[best] == labels[r])))
+    return np.array(out)
+
+
+def test_the_exact_side_of_the_check_is_brute_force():
+    data = _hard(n=800)
+    index = NeighborIndex(data.embeddings, metric="cosine", index="hnsw", ef_search=8)
+    result = agreement(index, data, ["g"], per_group=300, tolerance=0.02, seed=0)
+    rows = sample_rows(data, ["g"], 300, 0)
+    ref = _loop_hits(data.embeddings, data.labels, rows)
+    codes = data.attribute("g")[rows]
+    for code, name in enumerate(data.attribute_value_names["g"]):
+        got = result["groups"]["g"][name]
+        assert got["queries"] == int((codes == code).sum()) == 300
+        assert got["recall@1_exact"] == pytest.approx(ref[codes == code].mean(), abs=1e-12)
+        assert not got["whole_group"]
+
+
+def test_too_few_sampled_queries_to_ever_pass_is_refused():
+    data = _hard(n=800)
+    index = NeighborIndex(data.embeddings, metric="cosine", index="hnsw")
+    with pytest.raises(ValueError, match="sample at least 598"):
+        agreement(index, data, ["g"], per_group=400)
+
+
+def test_an_exact_audit_records_no_check():
+    report = audit(_clustered(n=500), index="exact", **FAST)
+    assert report.metadata["index_agreement"] is None
+
+
+def test_hnsw_is_calibrated_until_it_agrees():
+    data = _hard()
+    index = NeighborIndex(data.embeddings, metric="cosine", index="hnsw", ef_search=2)
+    result = check_index(index, data, ["g"], per_group=1000, seed=0)
+    assert result["passed"]
+    tried = result["ef_search_tried"]
+    assert tried[0] == 2 and len(tried) > 1 and tried == sorted(tried)
+    assert index.params["ef_search"] == tried[-1]
+    for v in result["groups"]["g"].values():
+        assert v["bound"] <= 0.005
+
+
+def test_the_audit_with_hnsw_equals_exact_within_the_promise():
+    data = _clustered()
+    exact = audit(data, index="exact", **FAST)
+    approx = audit(data, index="hnsw", **FAST)
+    meta = approx.metadata["index_agreement"]
+    assert meta["passed"] and set(meta["groups"]["g"]) == {"0", "1"}
+    for g, v in exact["recall@1"].values("g").items():
+        assert abs(approx["recall@1"].values("g")[g] - v) <= 0.005
+
+
+def test_a_forced_index_that_disagrees_is_refused():
+    data = _hard()
+    with pytest.raises(IndexDisagrees, match="does not keep the audit's promise") as e:
+        audit(data, index="ivf", index_options={"nlist": 64, "nprobe": 1}, **FAST)
+    assert "g=" in str(e.value) and "--index exact" in str(e.value)
+
+
+def test_auto_falls_back_to_exact_search_when_ivf_disagrees():
+    data = _hard()
+    options = {"exact_max": 100, "nlist": 64, "nprobe": 1}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = audit(data, index="auto", index_options=options, **FAST)
+    assert any("uses exact search instead" in str(w.message) for w in caught)
+    meta = report.metadata["index_agreement"]
+    assert meta["fallback"] == "exact" and not meta["passed"]
+    assert report.metadata["index"] == "exact"
+    exact = audit(data, index="exact", **FAST)
+    assert report["recall@1"].values("g") == exact["recall@1"].values("g")
