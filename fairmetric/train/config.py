@@ -26,6 +26,7 @@ from fairmetric.train.config_schema import (
     bounded,
     build,
     check_param_types,
+    did_you_mean,
     mapping_keys,
     valid_keys,
 )
@@ -37,6 +38,7 @@ from fairmetric.train.config_sections import (
     translate_legacy,
 )
 from fairmetric.train.hooks import HardMiningConfig, SmoteConfig
+from fairmetric.train.tensorboard import check_tensorboard_setting
 from fairmetric.utils import atomic_write_bytes
 
 #: ``mitigation.reweight`` is now ``reducer: {name: group_weighted, beta, base}``
@@ -145,6 +147,9 @@ class TrainConfig:
     steps between progress-bar updates and checks that the loss is finite.
     ``min_group_size``: in each epoch's evaluation (``metrics.jsonl``), groups with fewer test
     samples keep their value but are left out of the gaps, as in ``fairmetric audit``.
+    ``tensorboard``: also write each epoch's numbers to ``RUN/tensorboard/`` — ``auto`` when
+    TensorBoard is installed, ``true`` (an error when it is not), ``false`` (see
+    :mod:`fairmetric.train.tensorboard`).
     """
 
     epochs: int = bounded(8, ge=1, le=MAX_COUNT)
@@ -168,6 +173,7 @@ class TrainConfig:
     sync_batchnorm: bool = True
     backend: str = "auto"
     log_every: int = bounded(20, ge=1)
+    tensorboard: bool | str = "auto"
 
 
 @dataclass
@@ -230,6 +236,7 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     data = translate_legacy(data or {})
     cfg = build(ExperimentConfig, data, "", ExperimentConfig)
     _check_pml_params(cfg)
+    check_tensorboard_setting(cfg.train.tensorboard)
     return cfg
 
 
@@ -321,7 +328,10 @@ def _parse_override(item: str, valid: list[str]) -> tuple[str, Any]:
     key = key.strip()
     free_prefixes = tuple(f"{k}." for k in mapping_keys(ExperimentConfig))
     if key not in valid and key not in legacy_reducer_keys() and not key.startswith(free_prefixes):
-        raise ValueError(f"unknown config key {key!r}; valid keys are: {', '.join(valid)}")
+        raise ValueError(
+            f"unknown config key {key!r}{did_you_mean(key, valid)}; valid keys are: "
+            + ", ".join(valid)
+        )
     try:
         value = yaml.safe_load(raw) if raw != "" else None
     except yaml.YAMLError as e:

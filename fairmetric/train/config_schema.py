@@ -12,6 +12,7 @@ key and the allowed range, not when a tensor is allocated.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, Union
@@ -31,6 +32,7 @@ __all__ = [
     "check_param_types",
     "check_range",
     "coerce",
+    "did_you_mean",
     "field_types",
     "mapping_keys",
     "valid_keys",
@@ -150,9 +152,10 @@ def build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
     names = set(fields)
     unknown = [k for k in data if k not in names]
     if unknown:
+        valid = valid_keys(root_cls)
         raise ValueError(
-            f"unknown config key {prefix + unknown[0]!r}; valid keys are: "
-            + ", ".join(valid_keys(root_cls))
+            f"unknown config key {prefix + unknown[0]!r}"
+            f"{did_you_mean(prefix + str(unknown[0]), valid)}; valid keys are: " + ", ".join(valid)
         )
     kwargs = {}
     if (
@@ -177,6 +180,19 @@ def build(cls: type, data: dict[str, Any], prefix: str, root_cls: type) -> Any:
     return cls(**kwargs)
 
 
+def did_you_mean(key: str, valid: list[str]) -> str:
+    """``" (did you mean 'train.epochs'?)"`` for the valid key (or section) closest to ``key``
+    (:func:`difflib.get_close_matches`), or ``""`` when none is close."""
+    candidates = set(valid)
+    for k in valid:  # sections too: a misspelt 'trian' is closest to 'train'
+        parts = k.split(".")
+        candidates.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    close = difflib.get_close_matches(key, sorted(candidates), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {close[0]!r}?)"
+
+
 def _build_reducer(data: Any, root_cls: type) -> Any:
     data = {} if data is None else data
     if not isinstance(data, dict):
@@ -199,8 +215,9 @@ def _build_reducer(data: Any, root_cls: type) -> Any:
     allowed = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
     unknown = [k for k in params if k not in allowed]
     if unknown:
+        hint = did_you_mean(unknown[0], allowed)
         raise ValueError(
-            f"unknown config key 'reducer.{unknown[0]}': reducer {name!r} takes "
+            f"unknown config key 'reducer.{unknown[0]}'{hint}: reducer {name!r} takes "
             f"{', '.join(allowed) or 'no parameters'}"
         )
     return build(cls, data, "reducer.", root_cls)

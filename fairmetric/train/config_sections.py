@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import typing
 from dataclasses import field
 from typing import Any
@@ -186,9 +187,11 @@ def translate_legacy(data: dict[str, Any]) -> dict[str, Any]:
         allowed = ["enabled"] + [f.name for f in dataclasses.fields(config)]
         unknown = [k for k in old if k not in allowed]
         if unknown:
+            close = difflib.get_close_matches(str(unknown[0]), allowed, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
-                f"unknown config key '{key}.{unknown[0]}'; {key} (now reducer.name={name}) takes "
-                f"{', '.join(allowed)}"
+                f"unknown config key '{key}.{unknown[0]}'{hint}; {key} (now reducer.name={name}) "
+                f"takes {', '.join(allowed)}"
             )
         enabled = old.pop("enabled", None)
         if enabled is not None and not isinstance(enabled, bool):

@@ -78,6 +78,7 @@ from fairmetric.train.state import (
 )
 from fairmetric.train.step import EpochTotals, TrainStep, forward_batch
 from fairmetric.train.stop import StopSignals, ignore_stop_signals
+from fairmetric.train.tensorboard import TensorBoardLogger
 from fairmetric.utils import atomic_write_bytes, check_precision, resolve_device, seed_everything
 
 __all__ = [
@@ -247,6 +248,7 @@ class Trainer:
             self.runner = DistributedDataParallel(
                 self.step_module, device_ids=[device.index] if device.type == "cuda" else None
             )
+        self.tensorboard = TensorBoardLogger(out, tc.tensorboard, enabled=self.main)
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
         self.resume_batches = 0
@@ -457,26 +459,16 @@ class Trainer:
         self.log(summary_line(record, tc.recall_k[0]))
         if self.main:  # the log first: a crash in between leaves a line the checkpoint lacks,
             self.write_metrics()  # which a resume cuts back, never a checkpoint without its line
+            self.tensorboard.log(record)
         self.save_checkpoint(epoch + 1, 0, 0, None)
         ctx.barrier()
         return record
 
     # -- the whole run ----------------------------------------------------------------------
 
-    def fit(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Start (or resume from ``state``), train the remaining epochs and export the model."""
+    def _train_epochs(self, state: dict[str, Any] | None) -> None:
+        """The remaining epochs, honouring stop requests between them."""
         ctx = self.ctx
-        if state is not None:
-            self.resume(state)  # a broken checkpoint fails here, before anything is rewritten
-        if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, self.out / "config.yaml")
-        if state is not None:
-            if self.main:  # cut back lines a crash left beyond the checkpoint
-                self.write_metrics()
-        else:
-            self.start()
-        ctx.barrier()
         for epoch in range(self.start_epoch, self.cfg.train.epochs):
             if epoch == self.start_epoch and self._stop_requested():
                 if state is None:  # a new run: checkpoint the untrained model first
@@ -493,6 +485,27 @@ class Trainer:
                 raise self.stop.failed(self._checkpoint, self.out) from e
             if epoch + 1 < self.cfg.train.epochs and self._stop_requested():
                 self._stop()  # the epoch's checkpoint is written
+
+    def fit(self, state: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start (or resume from ``state``), train the remaining epochs and export the model."""
+        ctx = self.ctx
+        if state is not None:
+            self.resume(state)  # a broken checkpoint fails here, before anything is rewritten
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.out / "config.yaml")
+        if state is not None:
+            if self.main:  # cut back lines a crash left beyond the checkpoint
+                self.write_metrics()
+        else:
+            self.start()
+            if self.main:
+                self.tensorboard.log(self.history[0])
+        ctx.barrier()
+        try:
+            self._train_epochs(state)
+        finally:
+            self.tensorboard.close()
         if self.main:
             save_embedder(
                 self.model,

@@ -36,7 +36,7 @@ train.epochs train.batch_size train.m_per_class train.batches_per_epoch train.se
 train.num_workers train.eval_batch_size train.recall_k train.min_group_size
 train.precision train.channels_last train.compile train.compile_mode train.pin_memory
 train.persistent_workers train.prefetch_factor train.checkpoint_every train.sync_batchnorm
-train.backend train.log_every
+train.backend train.log_every train.tensorboard
 sampling.name sampling.proportions sampling.mode
 mitigation.hard_mining.candidates_per_batch mitigation.hard_mining.selection
 mitigation.hard_mining.tau
@@ -185,7 +185,9 @@ def test_unknown_keys_in_files_list_the_valid_keys(tmp_path, text):
 
 
 def test_unknown_nested_key_is_quoted_whole(tmp_path):
-    with pytest.raises(ValueError, match="unknown config key 'train.epoch';"):
+    with pytest.raises(
+        ValueError, match="unknown config key 'train.epoch' \\(did you mean 'train.epochs'\\?\\);"
+    ):
         load_config(write(tmp_path, "train:\n  epoch: 3\n"))
 
 

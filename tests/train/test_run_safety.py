@@ -264,6 +264,7 @@ def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(tmp_path, mon
         "checkpoint.pt",
         "config.yaml",
         "metrics.jsonl",
+        "tensorboard",  # train.tensorboard=auto and the test extra installs TensorBoard
     ]
 
 

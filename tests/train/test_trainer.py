@@ -37,6 +37,7 @@ def test_run_folder_contents_and_exported_model_matches(tmp_path, digits_cfg):
         "config.yaml",
         "metrics.jsonl",
         "model",
+        "tensorboard",  # train.tensorboard=auto and the test extra installs TensorBoard
     ]
     assert sorted(p.name for p in (out / "model").iterdir()) == ["config.json", "model.safetensors"]
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
