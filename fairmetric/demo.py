@@ -440,6 +440,7 @@ def run_demo(
 
 def _run_demo(out: str | Path, *, overrides: list[str] | None, progress: bool) -> dict:
     from fairmetric.audit import audit
+    from fairmetric.audit.compare import group_sizes
     from fairmetric.downstream import run_downstream
     from fairmetric.models.embed import embed_dataset
     from fairmetric.models.embedder import load_embedder
@@ -528,8 +529,11 @@ def _run_demo(out: str | Path, *, overrides: list[str] | None, progress: bool) -
     # paired, and each method's differences from the baseline get paired intervals
     paired: dict[str, Any] = {}
     base = next(iter(ARMS))
+    sizes = group_sizes(emb, emb.attribute_names)  # every arm embeds the same test samples
     for arm in list(ARMS)[1:]:
-        comparison = compare_reports(reports[base], reports[arm], names=(base, arm))
+        comparison = compare_reports(
+            reports[base], reports[arm], names=(base, arm), group_sizes=sizes
+        )
         write_comparison(comparison, out / arm.lower() / "vs_baseline")
         paired[arm] = _paired_numbers(comparison, attribute)
 

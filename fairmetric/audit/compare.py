@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from fairmetric.audit.audit import DEFAULT_KS, audit
+from fairmetric.audit.audit import DEFAULT_KS, audit, build_groupings
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.errors import UserError
 from fairmetric.report.compare import Comparison, compare_reports
 from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
 
-__all__ = ["align_samples", "compare"]
+__all__ = ["align_samples", "compare", "group_sizes"]
 
 
 def _names_of(codes: np.ndarray, names: Sequence[str]) -> np.ndarray:
@@ -101,6 +101,17 @@ def align_samples(
     return b, matched_by
 
 
+def group_sizes(
+    data: EmbeddingSet, attributes: Sequence[str], *, intersectional: bool = True
+) -> dict[str, dict[str, int]]:
+    """``{grouping: {group: samples}}`` of the groupings an audit of ``data`` slices by (for
+    :func:`~fairmetric.report.compare.compare_reports`)."""
+    return {
+        g.name: {g.names[c]: int(n) for c, n in enumerate(np.bincount(g.codes)) if n}
+        for g in build_groupings(data, attributes, intersectional=intersectional)
+    }
+
+
 def compare(
     a: EmbeddingSet,
     b: EmbeddingSet,
@@ -167,6 +178,11 @@ def compare(
     )
     report_a = audit(a, source=sources[0] or a.metadata.get("source") or names[0], **common)
     report_b = audit(b, source=sources[1] or b.metadata.get("source") or names[1], **common)
+    sizes = group_sizes(a, attributes, intersectional=audit_options.get("intersectional", True))
     return compare_reports(
-        report_a, report_b, names=names, metadata={"matched_by": matched_by, "k": list(ks)}
+        report_a,
+        report_b,
+        names=names,
+        metadata={"matched_by": matched_by, "k": list(ks)},
+        group_sizes=sizes,
     )

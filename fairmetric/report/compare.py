@@ -119,6 +119,8 @@ class MetricComparison:
         gap: ``{attribute: Difference}`` of the between-groups gap (``max - min`` over the
             groups both audits compare); a negative difference is a smaller gap in B.
         groups_compared: ``{attribute: [group, ...]}`` the gaps range over.
+        unpaired_reason: why the differences of this metric have no intervals although the
+            audits were bootstrapped (their replicates are not paired), or ``None``.
     """
 
     name: str
@@ -128,6 +130,7 @@ class MetricComparison:
     by_group: dict[str, dict[str, Difference]]
     gap: dict[str, Difference]
     groups_compared: dict[str, list[str]] = field(default_factory=dict)
+    unpaired_reason: str | None = None
 
     def to_dict(self, names: tuple[str, str]) -> dict[str, Any]:
         return {
@@ -148,6 +151,7 @@ class MetricComparison:
                 a: {**d.to_dict(), "verdict": d.gap_verdict(names)} for a, d in self.gap.items()
             },
             "groups_compared": self.groups_compared,
+            "unpaired_reason": self.unpaired_reason,
         }
 
 
@@ -230,43 +234,79 @@ def _gap_replicates(reps: dict[str, np.ndarray], groups: list[str], n_boot: int)
     return out
 
 
-def _check_paired(name: str, ma: GroupMetric, mb: GroupMetric, attributes: list[str]) -> None:
-    """The two audits of one metric counted the same samples in every group (else their
-    bootstrap draws would differ and the replicates would not be paired)."""
+#: metrics whose samples count or not depending on the embeddings (a query without a
+#: different-class neighbour among its first k has no homophily), not only on labels and groups
+EMBEDDING_DEPENDENT_SAMPLES = ("homophily:",)
+
+
+def _unpaired(
+    ma: GroupMetric,
+    mb: GroupMetric,
+    attributes: list[str],
+    group_sizes: dict[str, dict[str, int]] | None,
+) -> str | None:
+    """Why the two audits' replicates of one metric are not paired, or None when they are.
+
+    The audit resamples, within each group, the samples that count for the metric. The draws
+    are the same for both audits when the same samples count in every group: guaranteed when
+    which samples count depends only on the labels and groups (then equal counts are the same
+    samples), and, for :data:`EMBEDDING_DEPENDENT_SAMPLES`, only when every sample of every
+    group counts in both (``group_sizes`` known and every count equal to its group's size).
+    """
     if ma.overall.count != mb.overall.count:
-        raise UserError(
-            f"{name}: audit A counts {ma.overall.count} samples, audit B {mb.overall.count}: "
-            "the audits are not of the same samples; audit both on the same embeddings' rows "
-            "(fairmetric compare checks this for you)"
+        return (
+            f"the two models leave different samples out of {ma.name} ({ma.overall.count} vs "
+            f"{mb.overall.count} count), so their bootstrap draws differ"
         )
     for a in attributes:
         ca = {g: e.count for g, e in ma.by_group[a].items()}
         cb = {g: e.count for g, e in mb.by_group[a].items()}
         if ca != cb:
             diff = sorted(g for g in set(ca) | set(cb) if ca.get(g) != cb.get(g))
-            raise UserError(
-                f"{name}, attribute {a!r}: the groups {diff[:5]} hold different numbers of "
-                f"samples in audit A ({[ca.get(g) for g in diff[:5]]}) and audit B "
-                f"({[cb.get(g) for g in diff[:5]]}): the audits are not of the same samples"
+            return (
+                f"the groups {diff[:5]} of {a!r} count different numbers of samples for "
+                f"{ma.name} in the two audits ({[ca.get(g) for g in diff[:5]]} vs "
+                f"{[cb.get(g) for g in diff[:5]]}), so their bootstrap draws differ"
             )
+    if ma.name.startswith(EMBEDDING_DEPENDENT_SAMPLES):
+        complete = group_sizes is not None and all(
+            a in group_sizes
+            and all(e.count == group_sizes[a].get(g) for g, e in ma.by_group[a].items())
+            for a in attributes
+        )
+        if not complete:
+            return (
+                f"which samples count for {ma.name} depends on the embeddings (a query with no "
+                "different-class neighbour among its first k has none), and some samples do "
+                "not count: the two models may leave out different ones, so the replicates are "
+                "not paired"
+            )
+    return None
 
 
-def compare_metric(ma: GroupMetric, mb: GroupMetric, level: float = 0.95) -> MetricComparison:
+def compare_metric(
+    ma: GroupMetric,
+    mb: GroupMetric,
+    level: float = 0.95,
+    group_sizes: dict[str, dict[str, int]] | None = None,
+) -> MetricComparison:
     """Paired differences of one metric measured by two audits with the same bootstrap draws.
 
     Replicate ``r`` of each group, of the overall value (the first attribute's, as the audit
     reports it) and of each gap is taken from both audits; the interval of a difference is the
-    percentile interval of ``B_r - A_r`` over the replicates where both are defined.
+    percentile interval of ``B_r - A_r`` over the replicates where both are defined. When the
+    replicates are not paired (the two audits count different samples for this metric, see
+    :func:`_unpaired`), the differences get no interval and ``unpaired_reason`` says why.
     """
     attributes = [a for a in ma.by_group if a in mb.by_group]
-    _check_paired(ma.name, ma, mb, attributes)
+    reason = _unpaired(ma, mb, attributes, group_sizes)
     by_group: dict[str, dict[str, Difference]] = {}
     gaps: dict[str, Difference] = {}
     compared: dict[str, list[str]] = {}
     overall_ci: tuple[float | None, float | None] = (None, None)
     for i, a in enumerate(attributes):
         ra, rb = ma.replicates.get(a), mb.replicates.get(a)
-        paired = bool(ra) and bool(rb)
+        paired = bool(ra) and bool(rb) and reason is None
         if paired:
             assert ra is not None and rb is not None
             if len(ra["__overall__"]) != len(rb["__overall__"]):
@@ -310,6 +350,7 @@ def compare_metric(ma: GroupMetric, mb: GroupMetric, level: float = 0.95) -> Met
         by_group=by_group,
         gap=gaps,
         groups_compared=compared,
+        unpaired_reason=reason if ma.replicates and mb.replicates else None,
     )
 
 
@@ -319,25 +360,31 @@ def compare_reports(
     *,
     names: tuple[str, str] = ("A", "B"),
     metadata: dict[str, Any] | None = None,
+    group_sizes: dict[str, dict[str, int]] | None = None,
 ) -> Comparison:
     """Paired differences (``B - A``) of two audits of the same samples.
 
     The audits must have been made on the same rows, in the same order, with the same
     ``seed`` and ``bootstrap`` (so that their replicates resample the same rows); this checks
-    the seed, the replicate count, the sample count and every group's count, but cannot see
-    the rows themselves: :func:`fairmetric.compare` also checks the labels and attributes.
+    the seed, the replicate count and the sample count, but cannot see the rows themselves:
+    :func:`fairmetric.compare` also checks the labels and attributes. A metric whose two audits
+    count different samples in some group (or may, see :data:`EMBEDDING_DEPENDENT_SAMPLES`)
+    gets differences without intervals and its ``unpaired_reason``.
 
     Args:
         report_a: the audit of model A (the reference).
         report_b: the audit of model B.
         names: display names of A and B.
         metadata: extra facts recorded in the result's metadata.
+        group_sizes: ``{grouping: {group: samples}}`` of the audited set, when known: then a
+            metric whose counted samples depend on the embeddings (homophily) is paired when
+            every sample counts in both audits.
 
     Returns:
         A :class:`Comparison` of every metric both audits measured.
 
     Raises:
-        UserError: the audits differ in seed, bootstrap, sample count or group sizes.
+        UserError: the audits differ in seed, bootstrap or sample count.
     """
     if len(names) != 2 or names[0] == names[1] or not all(str(n).strip() for n in names):
         raise UserError(f"names must be two different non-empty names, got {names!r}")
@@ -356,7 +403,7 @@ def compare_reports(
     metrics: dict[str, MetricComparison] = {}
     for name, m in report_a.metrics.items():
         if name in report_b.metrics:
-            metrics[name] = compare_metric(m, report_b.metrics[name], level)
+            metrics[name] = compare_metric(m, report_b.metrics[name], level, group_sizes)
     meta = {
         "n": ma.get("n"),
         "bootstrap": ma.get("bootstrap"),
@@ -370,6 +417,7 @@ def compare_reports(
         "gap": "max - min over the groups both audits compare (min_group_size and above)",
         "only_in_a": [n for n in report_a.metrics if n not in report_b.metrics],
         "only_in_b": [n for n in report_b.metrics if n not in report_a.metrics],
+        "unpaired": {n: m.unpaired_reason for n, m in metrics.items() if m.unpaired_reason},
         **(metadata or {}),
     }
     from fairmetric import __version__

@@ -32,6 +32,20 @@ def _delta(d: Difference) -> str:
     return format_number(d.difference) + ("" if ci == DASH else f" {ci}")
 
 
+def _verdict(m: Any, verdict: str, d: Difference) -> str:
+    if d.difference is None:
+        return DASH
+    return "not paired (see below)" if m.unpaired_reason else verdict
+
+
+def _unpaired_notes(c: Comparison) -> list[str]:
+    return [
+        f"No intervals for {name}: {m.unpaired_reason}."
+        for name, m in c.metrics.items()
+        if m.unpaired_reason
+    ]
+
+
 def _gap_rows(c: Comparison) -> list[list[str]]:
     rows = []
     for name, m in c.metrics.items():
@@ -43,7 +57,7 @@ def _gap_rows(c: Comparison) -> list[list[str]]:
                     format_number(d.a),
                     format_number(d.b),
                     _delta(d),
-                    d.gap_verdict(c.names) if d.difference is not None else DASH,
+                    _verdict(m, d.gap_verdict(c.names), d),
                 ]
             )
     return rows
@@ -57,9 +71,7 @@ def _overall_rows(c: Comparison) -> list[list[str]]:
             format_number(m.overall.a),
             format_number(m.overall.b),
             _delta(m.overall),
-            m.overall.value_verdict(m.higher_is_better, c.names)
-            if m.overall.difference is not None
-            else DASH,
+            _verdict(m, m.overall.value_verdict(m.higher_is_better, c.names), m.overall),
         ]
         for name, m in c.metrics.items()
     ]
@@ -74,7 +86,7 @@ def _group_rows(c: Comparison, name: str) -> list[list[str]]:
             format_number(d.a),
             format_number(d.b),
             _delta(d),
-            d.value_verdict(m.higher_is_better, c.names) if d.difference is not None else DASH,
+            _verdict(m, d.value_verdict(m.higher_is_better, c.names), d),
         ]
         for a, groups in m.by_group.items()
         for g, d in groups.items()
@@ -136,7 +148,7 @@ def render_compare_text(c: Comparison) -> str:
     out += _text_table(h["gap"], _gap_rows(c))
     out += ["", "overall values"]
     out += _text_table(h["overall"], _overall_rows(c))
-    out += ["", _tally(c)]
+    out += ["", _tally(c), *_unpaired_notes(c)]
     return "\n".join(out)
 
 
@@ -165,6 +177,7 @@ def render_compare_markdown(c: Comparison) -> str:
     out += [_md(line) for line in _intro(c)] + [""]
     out += [f"## Gaps: is {_md(nb)} fairer than {_md(na)}?", ""]
     out += _md_table(h["gap"], _gap_rows(c)) + ["", _md(_tally(c)), ""]
+    out += [f"{_md(note)}\n" for note in _unpaired_notes(c)]
     out += ["## Overall values", ""] + _md_table(h["overall"], _overall_rows(c)) + [""]
     out += ["## Per group", ""]
     for name in c.metrics:
@@ -216,6 +229,7 @@ def render_compare_html(c: Comparison) -> str:
         f"<h2>Gaps: is {_e(nb)} fairer than {_e(na)}?</h2>",
         _html_table(h["gap"], _gap_rows(c), 5),
         f"<p>{_e(_tally(c))}</p>",
+        *(f"<p>{_e(note)}</p>" for note in _unpaired_notes(c)),
         "<h2>Overall values</h2>",
         _html_table(h["overall"], _overall_rows(c), 5),
         "<h2>Per group</h2>",

@@ -233,3 +233,47 @@ def test_without_bootstrap_differences_have_no_interval():
     assert not any(
         isinstance(v, float) and math.isnan(v) for v in json.loads(c.to_json())["metadata"].values()
     )
+
+
+def test_metrics_whose_counted_samples_differ_get_no_interval_and_say_why():
+    a, b = _sets()
+    # A's classes are tight and far apart: a query's 2 nearest neighbours are of its own class,
+    # so homophily (among different-class neighbours) is undefined for every query of A
+    tight = EmbeddingSet(
+        embeddings=np.repeat(np.eye(N_CLS) * 100, PER, axis=0)
+        + np.random.default_rng(2).normal(scale=0.01, size=(N_CLS * PER, N_CLS)),
+        labels=a.labels,
+        attributes={"g": GROUPS[a.attributes[:, 0]]},
+    )
+    noisy = EmbeddingSet(
+        embeddings=np.random.default_rng(3).normal(size=(N_CLS * PER, N_CLS)),
+        labels=a.labels,
+        attributes={"g": GROUPS[a.attributes[:, 0]]},
+    )
+    c = compare(tight, noisy, ks=[1], homophily_k=2, bootstrap=20, linear_probe=False)
+    h = c["homophily:g"]
+    assert h.unpaired_reason and "bootstrap draws differ" in h.unpaired_reason
+    assert all(d.ci_low is None for d in h.by_group["g"].values())
+    assert c.metadata["unpaired"] == {"homophily:g": h.unpaired_reason}
+    assert "No intervals for homophily:g" in c.summary()
+    assert c["recall@1"].unpaired_reason is None and c["recall@1"].gap["g"].ci_low is not None
+
+
+def test_homophily_is_paired_only_when_every_sample_counts_in_both():
+    a, b = _sets()
+    options = dict(ks=[1], bootstrap=20, seed=0, linear_probe=False)
+    ra, rb = audit(a, **options), audit(b, **options)
+    assert ra["homophily:g"].overall.count == len(a)  # every query counts in both
+    unknown = compare_reports(ra, rb)  # group sizes unknown: cannot tell
+    assert "depends on the embeddings" in unknown["homophily:g"].unpaired_reason
+    assert unknown["homophily:g"].gap["g"].ci_low is None
+    sizes = {"g": {"x": 48, "y": 48}}
+    known = compare_reports(ra, rb, group_sizes=sizes)
+    assert known["homophily:g"].unpaired_reason is None
+    assert known["homophily:g"].gap["g"].ci_low is not None
+    assert (
+        known.to_dict()["metrics"]["homophily:g"]
+        == compare(a, b, **{k: v for k, v in options.items() if k != "seed"}).to_dict()["metrics"][
+            "homophily:g"
+        ]
+    )
