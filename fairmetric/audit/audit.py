@@ -171,8 +171,16 @@ def _checked_index(
     exact search (with a warning) and a forced index is refused."""
     from fairmetric.audit.agreement import IndexDisagrees, check_index, refusal
 
-    result = check_index(nn_index, data, attributes, seed=seed, k=k_search)
+    limit = nn_index.max_useful_nprobe if nn_index.index_used == "ivf" and index == "auto" else None
+    result = check_index(nn_index, data, attributes, seed=seed, k=k_search, max_nprobe=limit)
     if result["passed"]:
+        if nn_index.index_used == "ivf" and result["nprobe_tried"][-1] > nn_index.max_useful_nprobe:
+            warnings.warn(
+                f"IVF needs nprobe={result['nprobe_tried'][-1]} of {nn_index.params['nlist']} "
+                "lists to keep the audit's promise on this data, which is slower than exact "
+                "search: consider index='exact'",
+                stacklevel=3,
+            )
         return nn_index, result
     message = refusal(result)
     if index != "auto":
@@ -399,6 +407,10 @@ def audit(
     ctx.k_search = k_search
 
     # -- one neighbour search serves every neighbour metric and every group ----------------
+    options = dict(index_options or {})
+    if gallery is None and index in ("auto", "ivf") and "nprobe" not in options:
+        # IVF starts from one list and is calibrated on the audit's own promise below
+        options["nprobe"] = 1
     nn_index = NeighborIndex(
         data.embeddings if gallery is None else gallery.embeddings,
         metric=metric,
@@ -406,7 +418,7 @@ def audit(
         threads=threads,
         use_gpu=use_gpu,
         seed=seed,
-        **(index_options or {}),
+        **options,
     )
     index_agreement = None
     if nn_index.index_used != "exact" and gallery is None:

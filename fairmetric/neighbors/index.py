@@ -563,6 +563,27 @@ class NeighborIndex:
                 s, i = faiss.knn(q, self._x, k_search, metric=faiss_metric)
         return self._finish_raw(s, i, rows)
 
+    def set_nprobe(self, nprobe: int) -> None:
+        """The IVF lists probed per query in later searches."""
+        if self.index_used != "ivf":
+            raise ValueError(f"nprobe applies to an IVF index, this one is {self.index_used}")
+        nlist = int(self.params["nlist"])
+        nprobe = _check_int(nprobe, "nprobe", low=1, high=nlist, hint=f" (nlist={nlist})")
+        if self._gpu:
+            if nprobe > _GPU_MAX_K:
+                raise ValueError(f"nprobe={nprobe} exceeds faiss GPU's limit of {_GPU_MAX_K}")
+            faiss.GpuParameterSpace().set_index_parameter(self._index, "nprobe", nprobe)
+        else:
+            faiss.extract_index_ivf(self._index).nprobe = nprobe
+        self.params["nprobe"] = nprobe
+        prefix = "Gpu" if self._gpu else ""
+        self.description = f"{prefix}IndexIVFFlat(nlist={nlist}, nprobe={nprobe}, {self.metric})"
+
+    @property
+    def max_useful_nprobe(self) -> int:
+        """The most IVF lists worth probing: beyond, IVF costs more than exact search."""
+        return max(1, int(int(self.params["nlist"]) * _IVF_MAX_PROBE_FRACTION))
+
     def set_ef_search(self, ef_search: int) -> None:
         """The HNSW search beam for later searches (see ``ef_search``)."""
         if self.index_used != "hnsw":

@@ -103,10 +103,22 @@ def test_the_audit_with_hnsw_equals_exact_within_the_promise():
         assert abs(approx["recall@1"].values("g")[g] - v) <= 0.005
 
 
-def test_a_forced_index_that_disagrees_is_refused():
+def test_ivf_is_calibrated_on_the_audits_promise():
     data = _hard()
+    index = NeighborIndex(data.embeddings, metric="cosine", index="ivf", nlist=64, nprobe=1)
+    capped = check_index(index, data, ["g"], per_group=1000, max_nprobe=1)
+    assert not capped["passed"] and capped["nprobe_tried"] == [1]
+    result = check_index(index, data, ["g"], per_group=1000)
+    assert result["passed"] and result["nprobe_tried"][0] == 1
+    assert index.params["nprobe"] == result["nprobe_tried"][-1] <= 64
+
+
+def test_a_forced_index_that_cannot_agree_is_refused(monkeypatch):
+    import fairmetric.audit.agreement as agreement_module
+
+    monkeypatch.setattr(agreement_module, "MAX_EF_SEARCH", 2)  # a beam that cannot reach it
     with pytest.raises(IndexDisagrees, match="does not keep the audit's promise") as e:
-        audit(data, index="ivf", index_options={"nlist": 64, "nprobe": 1}, **FAST)
+        audit(_hard(), index="hnsw", index_options={"ef_search": 1}, **FAST)
     assert "g=" in str(e.value) and "--index exact" in str(e.value)
 
 
