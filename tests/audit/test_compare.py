@@ -277,3 +277,23 @@ def test_homophily_is_paired_only_when_every_sample_counts_in_both():
             "homophily:g"
         ]
     )
+
+
+def test_replicates_are_paired_for_every_kind_of_metric():
+    """B equals A on group x and differs on group y: a statistic of group x alone (pair sums
+    inside the group, the spread of its vectors) is the same in both models on any resample of
+    the same rows, so every paired replicate difference of group x is exactly zero, while an
+    unpaired bootstrap would give a wide interval."""
+    a, _ = _sets()
+    x = a.embeddings.copy()
+    in_y = a.attribute("g") == 1
+    x[in_y] = np.random.default_rng(7).normal(size=(in_y.sum(), DIM))
+    b = EmbeddingSet(embeddings=x, labels=a.labels, attributes={"g": GROUPS[a.attributes[:, 0]]})
+    c = compare(a, b, ks=[1], bootstrap=40, linear_probe=False)
+    for name in ("intra_class_alignment", "uniformity", "mean_resultant_length", "effective_rank"):
+        same = c[name].by_group["g"]["x"]
+        assert same.difference == pytest.approx(0.0, abs=1e-12), name
+        assert same.ci_low == pytest.approx(0.0, abs=1e-12), name
+        assert same.ci_high == pytest.approx(0.0, abs=1e-12), name
+        other = c[name].by_group["g"]["y"]
+        assert other.ci_high - other.ci_low > 0, name
