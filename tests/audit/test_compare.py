@@ -164,6 +164,8 @@ def test_names_are_escaped_in_html_and_markdown():
     page = render_compare_html(c)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "B\\|b" in render_compare_markdown(c)
+    jupyter = c._repr_html_()
+    assert "<script>" not in jupyter and "&lt;script&gt;" in jupyter and "<table>" in jupyter
 
 
 def test_rows_are_matched_by_id():
