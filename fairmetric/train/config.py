@@ -93,7 +93,10 @@ class DataConfig:
 
     ``params`` goes to the dataset builder (e.g. ``p_majority`` for coloured digits, ``attributes``
     for CelebA). ``imbalance`` subsamples the training split: ``{attribute, share, by,
-    minority_value}`` (see :func:`fairmetric.data.imbalanced_subsample`).
+    minority_value}`` (see :func:`fairmetric.data.imbalanced_subsample`). ``augment`` randomly
+    crops (area share in ``augment_scale``) and flips the training split's images, seeded by
+    the run's seed, the epoch and the sample (see :mod:`fairmetric.data.augment`); evaluation
+    splits are never augmented.
     """
 
     name: str = "colored_digits"
@@ -105,6 +108,8 @@ class DataConfig:
     imbalance: dict[str, Any] | None = None
     eval_attributes: list[str] | None = None
     group_attribute: str | None = None
+    augment: bool = False
+    augment_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
 
 
 @dataclass
@@ -237,6 +242,12 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     cfg = build(ExperimentConfig, data, "", ExperimentConfig)
     _check_pml_params(cfg)
     check_tensorboard_setting(cfg.train.tensorboard)
+    low_high = cfg.data.augment_scale
+    if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1] <= 1:
+        raise ValueError(
+            f"data.augment_scale must be [low, high] with 0 < low <= high <= 1 (the crop's share "
+            f"of the image area), got {low_high}"
+        )
     return cfg
 
 

@@ -45,6 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from fairmetric.data.augment import AugmentedDataset
 from fairmetric.models.embedder import save_embedder
 from fairmetric.train.builders import (
     build_data,
@@ -174,6 +175,9 @@ class Trainer:
         seed_everything(tc.seed)  # the same initial weights on every rank
         splits = build_data(cfg)
         train_set, self.test_set = splits["train"], splits["test"]
+        if cfg.data.augment:  # the training split only; evaluation inputs stay as loaded
+            train_set = AugmentedDataset(train_set, seed=tc.seed, scale=cfg.data.augment_scale)
+        self.train_set = train_set
         self.eval_attributes = cfg.data.eval_attributes
         for a in self.eval_attributes or []:
             self.test_set.attribute_index(a)  # clear error for an unknown attribute
@@ -388,6 +392,8 @@ class Trainer:
         tc, ctx, device = self.cfg.train, self.ctx, self.device
         offset = self.resume_batches if epoch == self.start_epoch else 0
         self.sampler.set_epoch(epoch, start_batch=offset)
+        if isinstance(self.train_set, AugmentedDataset):
+            self.train_set.set_epoch(epoch)
         for hook in self.hooks.values():
             hook.set_epoch(epoch)
         resumed = self._resumed if offset else None

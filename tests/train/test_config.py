@@ -27,7 +27,7 @@ CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
 VALID_KEYS = """
 name
 data.name data.root data.image_size data.split data.test_fraction data.params data.imbalance
-data.eval_attributes data.group_attribute
+data.eval_attributes data.group_attribute data.augment data.augment_scale
 model.backbone model.embedding_dim model.normalize model.pretrained_weights model.backbone_kwargs
 loss.name loss.params
 miner.name miner.params
