@@ -688,7 +688,11 @@ class NeighborIndex:
         from tqdm.auto import tqdm
 
         with tqdm(
-            total=self.n, unit="query", desc="k-NN search", disable=not progress, leave=False
+            total=self.n,
+            unit="query",
+            desc="k-NN search",
+            disable=None if progress else True,
+            leave=False,
         ) as bar:
             for start in range(0, self.n, chunk_size):
                 stop = min(start + chunk_size, self.n)
