@@ -34,6 +34,7 @@ from fairmetric.data.dataset import (
 )
 from fairmetric.errors import UserError
 from fairmetric.sources.image_model import WEIGHTS_KINDS, ImageModel, check_weights_file
+from fairmetric.sources.models import _Concat
 
 __all__ = [
     "ImageModel",
@@ -154,8 +155,9 @@ class _Transformed(_Subset):
 def preprocess_dataset(dataset: AttributeDataset, model: ImageModel) -> AttributeDataset:
     """``dataset`` with ``model``'s preprocessing (same samples, order, labels and ids).
 
-    Image files (:class:`~fairmetric.data.dataset.ImageFileDataset`, or a subset of one) are
-    decoded and go through ``model.transform`` as PIL images. In-memory image tensors
+    Image files (:class:`~fairmetric.data.dataset.ImageFileDataset`, a subset of one; every
+    split of a config, ``split="all"``, alike) are decoded and go through ``model.transform``
+    as PIL images. In-memory image tensors
     (:class:`~fairmetric.data.dataset.TensorAttributeDataset` of ``(C, H, W)`` values in
     ``[0, 1]``) go through the same transform as tensors: resize, crop and normalisation act on
     tensors alike (torchvision, antialiased); one grey channel is repeated to three.
@@ -168,6 +170,8 @@ def preprocess_dataset(dataset: AttributeDataset, model: ImageModel) -> Attribut
         return dataset.with_transform(model.transform, image_size=model.input_size[1])
     if isinstance(dataset, _Subset):
         return preprocess_dataset(dataset.parent, model).subset(dataset.indices)
+    if isinstance(dataset, _Concat):  # --split all
+        return _Concat([preprocess_dataset(p, model) for p in dataset.parts], name=dataset.name)
     if isinstance(dataset, TensorAttributeDataset):
         shape = tuple(dataset.input_shape)
         if len(shape) != 3 or shape[0] not in (1, model.input_size[0]):

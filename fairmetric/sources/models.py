@@ -1,5 +1,4 @@
-"""Model sources: a wrapped plain function, a timm backbone's pooled features, and the data split a
-model is embedded on."""
+"""Model sources: a wrapped plain function, and the data split a model is embedded on."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ import torch.nn as nn
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.errors import UserError
 
-__all__ = ["CallableEncoder", "Features", "concat_splits", "data_split", "import_callable"]
+__all__ = ["CallableEncoder", "concat_splits", "data_split", "import_callable"]
 
 
 class CallableEncoder(nn.Module):
@@ -45,17 +44,6 @@ class CallableEncoder(nn.Module):
                 "must return one embedding row per input, (batch, D)"
             )
         return out.float()
-
-
-class Features(nn.Module):
-    """A timm backbone's pooled features (what a released backbone offers as its embedding)."""
-
-    def __init__(self, embedder: nn.Module) -> None:
-        super().__init__()
-        self.embedder = embedder
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embedder.features(x)
 
 
 def data_split(config: str | Path | None, overrides: list[str] | None, split: str, what: str):

@@ -171,3 +171,25 @@ def test_in_memory_tensors_go_through_the_same_transform(tmp_path):
     vectors = TensorAttributeDataset(torch.rand(4, 5), labels=[0, 0, 1, 1])
     with pytest.raises(UserError, match=r"takes images.*shape \(5,\)"):
         preprocess_dataset(vectors, model)
+
+
+def test_every_split_of_a_config_gets_the_transform(folder):
+    """``--split all`` concatenates the splits; each part keeps its kind of preprocessing."""
+    from fairmetric.data.dataset import TensorAttributeDataset
+    from fairmetric.data.folder import load_folder_csv
+    from fairmetric.sources.images import preprocess_dataset
+    from fairmetric.sources.models import concat_splits
+
+    model = timm_image_model("test_resnet", random_weights=True)
+    files = load_folder_csv(
+        folder, csv_file="people.csv", path_column="file", label_column="person"
+    )
+    tensors = torch.rand(2, 3, 16, 16)
+    columns = {"skin": ["dark", "light"], "sex": ["f", "m"], "note": ["n0", "n1"]}
+    memory = TensorAttributeDataset(tensors, labels=["p00", "p01"], attributes=columns)
+    both = concat_splits({"a": files.subset([4, 5]), "b": memory})
+    ready = preprocess_dataset(both, model)
+    assert len(ready) == 4 and ready.input_shape == (3, 160, 160)
+    image = Image.open(folder / "img" / "5.png").convert("RGB")
+    torch.testing.assert_close(ready[1][0], model.transform(image), rtol=0, atol=0)
+    torch.testing.assert_close(ready[3][0], model.transform(tensors[1]), rtol=0, atol=0)
