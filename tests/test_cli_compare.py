@@ -120,3 +120,13 @@ def test_gates_exit_1_only_when_they_fail(files, capsys):
     capsys.readouterr()
     assert main(["compare", str(a), str(b), *common, "--fail-if-less-fair", "recal@1"]) == 2
     assert "no metric 'recal@1' to gate on" in capsys.readouterr().err
+
+
+def test_list_flags_take_spaces_or_commas(files, tmp_path):
+    a, b, _ = files
+    for i, ks in enumerate((["1", "2"], ["1,2"])):
+        out = tmp_path / f"o{i}"
+        argv = ["compare", str(a), str(b), "--k", *ks, "--attributes", "g", "--bootstrap", "0"]
+        assert main([*argv, "--no-progress", "--out", str(out)]) == 0
+        doc = json.loads((out / "compare.json").read_text())
+        assert doc["metadata"]["k"] == [1, 2] and doc["metadata"]["attributes"] == ["g"]

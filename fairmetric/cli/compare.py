@@ -8,23 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fairmetric.cli.common import EXIT_STATUS, Formatter, check_output, csv_list, nonnegative_int
+from fairmetric.cli.common import (
+    EXIT_STATUS,
+    Formatter,
+    add_list_argument,
+    check_output,
+    nonnegative_int,
+    positive_int,
+)
 
 __all__ = ["add_parser"]
-
-
-def _ks(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in csv_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--k takes comma-separated positive integers, e.g. 1,2,4,8; got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(
-            f"--k takes comma-separated positive integers, e.g. 1,2,4,8; got {text!r}"
-        )
-    return values
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  fairmetric compare runs/baseline/test_embeddings.npz runs/parade/test_embeddings.npz"
             " --name-a baseline --name-b parade --out compare/\n"
-            "  fairmetric compare runs/baseline runs/parade --attributes palette --k 1\n"
+            "  fairmetric compare runs/baseline runs/parade --attributes palette --k 1 4\n"
             "  fairmetric compare released.npz candidate.npz --fail-if-less-fair recall@1\n\n"
             "compare exits 1 when a --fail-if-less-fair or --fail-unless-fairer gate fails "
             "(each failure is printed to stderr as FAIL ...)."
@@ -60,10 +53,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", help="model B's embeddings of the same samples")
     p.add_argument("--name-a", default="A", help="name of model A in the output")
     p.add_argument("--name-b", default="B", help="name of model B in the output")
-    p.add_argument(
-        "--attributes", type=csv_list, help="comma-separated attributes (default: all of A's)"
+    add_list_argument(
+        p,
+        "--attributes",
+        what="attribute names",
+        example="colour,sex",
+        metavar="ATTR",
+        help="attributes to compare (default: all of A's)",
     )
-    p.add_argument("--k", type=_ks, default=[1, 2, 4, 8], help="Recall@k cut-offs, comma-separated")
+    add_list_argument(
+        p,
+        "--k",
+        item=positive_int,
+        what="positive integers",
+        example="1,2,4,8",
+        default=[1, 2, 4, 8],
+        metavar="K",
+        help="Recall@k cut-offs",
+    )
     p.add_argument(
         "--bootstrap",
         type=nonnegative_int,
