@@ -260,8 +260,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     im = p.add_argument_group(
         "image models (a timm name or open_clip:ARCH SOURCE)",
-        "Each image gets the model's own preprocessing (timm's data config, open_clip's "
-        "transform); weights only from local files.",
+        "Images get the model's own preprocessing; weights come from local files only.",
     )
     im.add_argument(
         "--weights",

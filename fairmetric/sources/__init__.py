@@ -172,7 +172,7 @@ def load_source(
         "channels_last": channels_last,
         "num_workers": num_workers,
     }
-    if images is not None or random_weights or text.startswith("open_clip:"):
+    if images is not None or random_weights or weights is not None or text.startswith("open_clip:"):
         return _image_source(text, **image_args)
     if suffix in TABLE_SUFFIXES:
         if labels_csv is not None:
@@ -254,8 +254,8 @@ def _image_source(source: str, *, columns: Columns | None, images_csv: Any, **kw
 
         if not timm.is_model(source):
             raise UserError(
-                f"--images and --random-weights apply to a timm model name or open_clip:ARCH "
-                f"SOURCE, got {source!r}"
+                f"--weights, --random-weights and --images apply to a timm model name or "
+                f"open_clip:ARCH SOURCE, got {source!r}"
             )
     columns = columns or Columns()
     extra = [f for f, v in (("--text-column", columns.text), ("--embedding-column",

@@ -84,5 +84,7 @@ def test_image_source_flag_errors(folder, timm_weights):
         load_source("test_resnet", images=folder, columns=Columns(id="file"), **weights)
     with pytest.raises(UserError, match="apply to a timm model name or open_clip:ARCH"):
         load_source("emb.npz", images=folder)
+    with pytest.raises(UserError, match=r"--weights, .* apply to a timm model name.*'my:embed'"):
+        load_source("my:embed", weights=timm_weights)
     with pytest.raises(FileNotFoundError, match=r"expected .*faces/labels\.csv"):
         load_source("test_resnet", images=folder, **weights)
