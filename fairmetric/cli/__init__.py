@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from fairmetric import __version__
 from fairmetric.cli import audit, bench, compare, demo, embed, env, finetune, posthoc, train
-from fairmetric.cli.common import EXIT_STATUS, Formatter
+from fairmetric.cli.common import EXIT_STATUS, Formatter, apply_list_convention
 
 __all__ = ["build_parser", "main"]
 
@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
             "fairmetric: fairness in deep metric learning. Train embedding models, measure how "
             "well their similarity metric serves each subgroup, and export them."
         ),
-        epilog="Run 'fairmetric COMMAND --help' for the options of each command.\n\n" + EXIT_STATUS,
+        epilog="Run 'fairmetric COMMAND --help' for the options of each command.\n"
+        "List flags take their items space- or comma-separated in every command:\n"
+        "--k 1 2 4 8 or --k 1,2,4,8.\n\n" + EXIT_STATUS,
     )
     parser.add_argument("--version", action="version", version=f"fairmetric {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(sub)
     for command in sub.choices.values():  # usage errors found after parsing name the command
         command.set_defaults(command_parser=command)
+    apply_list_convention(parser)  # every list flag: --k 1 2 4 8 or --k 1,2,4,8
     return parser
 
 

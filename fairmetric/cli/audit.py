@@ -9,9 +9,10 @@ from pathlib import Path
 from fairmetric.cli.common import (
     EXIT_STATUS,
     Formatter,
+    ListAction,
     add_inference_flags,
+    add_list_argument,
     check_output,
-    csv_list,
     fmr_list,
     inference_kwargs,
     positive_int,
@@ -53,12 +54,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("source", help="what to audit (see above)")
-    p.add_argument("--attributes", type=csv_list, help="comma-separated attributes (default: all)")
-    p.add_argument(
+    add_list_argument(
+        p, "--attributes", metavar="NAME", what="attribute names", help="attributes (default: all)"
+    )
+    add_list_argument(
+        p,
         "--k",
-        type=lambda s: [int(v) for v in csv_list(s)],
+        item=int,
+        what="integers",
+        example="1,2,4,8",
         default=[1, 2, 4, 8],
-        help="Recall@k cut-offs, comma-separated",
+        metavar="K",
+        help="Recall@k cut-offs",
     )
     p.add_argument(
         "--homophily-k",
@@ -122,10 +129,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     v.add_argument(
         "--fmr",
+        nargs="+",
         type=fmr_list,
+        action=ListAction,
         default=[1e-3, 1e-4],
-        metavar="LIST",
-        help="target false match rates, comma-separated (default: 1e-3,1e-4)",
+        metavar="FMR",
+        help="target false match rates (default: 1e-3 1e-4)",
     )
     v.add_argument(
         "--genuine-pairs",
@@ -231,12 +240,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="column of the class labels (default: the column named 'label')",
     )
-    t.add_argument(
+    add_list_argument(
+        t,
         "--attribute-columns",
-        type=csv_list,
-        metavar="NAMES",
-        help="comma-separated columns of the sensitive attributes (default: every other "
-        "column); --attributes then picks which of them to audit",
+        metavar="NAME",
+        what="column names",
+        help="columns of the sensitive attributes (default: every other column); --attributes "
+        "then picks which of them to audit",
     )
     t.add_argument(
         "--text-column",

@@ -48,7 +48,18 @@ EXIT_STATUS = (
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Help with each flag's default, shown once: ``(default: X)`` is added unless the help
+    already says what the default is (the word "default") or there is nothing to say (``None``,
+    ``False`` of an on/off flag, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], ()):
+            return text
+        if isinstance(action.default, (list, tuple)) and action.option_strings:  # as typed
+            shown = " ".join(str(v) for v in action.default).replace("%", "%%")
+            return f"{text} (default: {shown})"
+        return super()._get_help_string(action)
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
