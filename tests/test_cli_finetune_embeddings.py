@@ -93,3 +93,15 @@ def test_source_errors(npz, tmp_path, capsys):
     task.write_text("image_size: 32\n")
     assert main(["finetune", str(npz), "--task", str(task), "--out", str(tmp_path / "d")]) == 2
     assert "image_size, which apply to a model" in capsys.readouterr().err
+
+
+def test_a_run_folder_with_a_dotted_sklearn_class(image_run, tmp_path):
+    """The model route takes scikit-learn names too (the data from the run's own config)."""
+    out = tmp_path / "ds"
+    argv = ["finetune", str(image_run), "--classifier", "sklearn.neighbors.KNeighborsClassifier"]
+    argv += ["--classifier-params", '{"n_neighbors": 3}', "--n-boot", "0", "--out", str(out)]
+    assert main(argv + ["--device", "cpu", "--no-progress"]) == 0
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["metadata"]["classifier"]["name"] == "sklearn.neighbors.KNeighborsClassifier"
+    assert doc["metadata"]["classifier"]["params"]["n_neighbors"] == 3
+    assert set(doc["metrics"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
