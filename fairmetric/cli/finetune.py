@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "training part (optionally balanced by an attribute) and its accuracy, balanced "
             "accuracy and macro-F1 are reported on the test part, overall and per group, with "
             "the gap, the worst group and bootstrap intervals. For a model, the samples are its "
-            "dataset's test split (classes the metric learner never saw). DIR receives "
+            "dataset's test split (classes the metric learner never saw). --out receives "
             "report.json, report.md and report.html.\n\n"
             "classifiers: probe (logistic regression on frozen embeddings), knn (k-NN vote), "
             "any scikit-learn-style class by its dotted name (e.g. "
