@@ -103,6 +103,28 @@ def test_augmented_training_repeats_and_resumes_exactly(tmp_path):
     assert any(not torch.equal(a[k], plain[k]) for k in a)  # augmentation changed training
 
 
+def test_a_mid_epoch_resume_draws_the_same_crops(tmp_path, monkeypatch):
+    """Ctrl-C two steps into epoch 2 (a checkpoint there), --resume: the weights equal a run
+    trained straight through."""
+    import signal
+
+    from fairmetric.cli import main
+    from tests.train.test_run_safety import _signal_at_step
+
+    run = [*DIGITS, "data.augment=true", "train.epochs=2", "--no-progress"]
+    assert main(["train", *run, "--out", str(tmp_path / "straight")]) == 0
+    _signal_at_step(monkeypatch, 3 + 2, signal.SIGINT)  # DIGITS: 3 steps per epoch
+    assert main(["train", *run, "--out", str(tmp_path / "cut")]) == 130
+    saved = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert (saved["epoch"], saved["step"]) == (1, 2)
+    monkeypatch.undo()
+    assert main(["train", *run, "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
 def load_checkpoint_model(tmp_path, overrides, quiet):
     train(load_config(None, overrides), tmp_path / "plain", **quiet)
     return load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["model"]
