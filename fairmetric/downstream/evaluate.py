@@ -42,8 +42,8 @@ MACRO_F1 = "macro_f1"
 METRICS = (ACCURACY, BALANCED_ACCURACY, MACRO_F1)
 _DESCRIPTIONS = {
     BALANCED_ACCURACY: "mean over classes of the share of each class's test samples classified "
-    "correctly (recall), so every class counts equally",
-    MACRO_F1: "mean over classes of F1 = 2·precision·recall / (precision + recall)",
+    "correctly (recall), so every class counts equally.",
+    MACRO_F1: "mean over classes of F1 = 2·precision·recall / (precision + recall).",
 }
 
 
@@ -141,7 +141,7 @@ def evaluate_downstream(
         num=correct,
         groupings=groupings,
         higher_is_better=True,
-        description="share of downstream test samples classified correctly",
+        description="share of downstream test samples classified correctly.",
         n_boot=int(n_boot),
         seed=seed,
         level=level,
