@@ -15,6 +15,8 @@ __all__ = ["DATASETS", "build_splits"]
 
 Splits = dict[str, AttributeDataset]
 _IMBALANCE_KEYS = {"attribute", "share", "by", "minority_value"}
+#: the coloured-digits benchmark's parameters unless data.params sets them
+COLORED_DIGITS_DEFAULTS: dict[str, Any] = {"p_majority": 0.95, "copies": 2}
 
 
 def _colored_digits(
@@ -29,7 +31,8 @@ def _colored_digits(
 
     if split not in ("auto", "official"):
         raise ValueError("colored_digits has its own class-disjoint split: use data.split=auto")
-    params = {"seed": seed, **params}
+    # the benchmark's own defaults (data.params starts empty for every dataset)
+    params = {"seed": seed, **COLORED_DIGITS_DEFAULTS, **params}
     return {
         s: make_colored_digits(split=s, image_size=image_size, **params) for s in ("train", "test")
     }

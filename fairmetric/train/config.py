@@ -104,7 +104,9 @@ class DataConfig:
     image_size: int = bounded(32, ge=1, le=MAX_IMAGE_SIDE)
     split: str = "auto"
     test_fraction: float = bounded(0.5, ge=0, le=1)
-    params: dict[str, Any] = field(default_factory=lambda: {"p_majority": 0.95, "copies": 2})
+    # empty by default: each dataset has its own parameters (coloured digits' defaults live with
+    # its builder), so `data: {name: folder}` does not inherit another dataset's
+    params: dict[str, Any] = field(default_factory=dict)
     imbalance: dict[str, Any] | None = None
     eval_attributes: list[str] | None = None
     group_attribute: str | None = None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import timm
+import torch
 import yaml
 
 from fairmetric.train.config import (
@@ -65,12 +66,38 @@ def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
 
 
 def test_defaults_equal_the_colored_digits_baseline_yaml():
-    from_file = load_config(CONFIGS / "colored_digits_baseline.yaml")
-    assert config_to_dict(from_file) == config_to_dict(ExperimentConfig())
-    assert config_to_dict(load_config()) == config_to_dict(ExperimentConfig())
+    from fairmetric.data.registry import COLORED_DIGITS_DEFAULTS
+
+    from_file = config_to_dict(load_config(CONFIGS / "colored_digits_baseline.yaml"))
+    defaults = config_to_dict(ExperimentConfig())
+    # data.params starts empty for every dataset; the YAML spells out coloured digits' own
+    # defaults, which its builder applies when they are not given
+    assert defaults["data"]["params"] == {}
+    assert from_file["data"]["params"] == COLORED_DIGITS_DEFAULTS
+    from_file["data"]["params"] = {}
+    assert from_file == defaults
+    assert config_to_dict(load_config()) == defaults
     # the YAML spells the defaults out rather than leaning on them
     raw = yaml.safe_load((CONFIGS / "colored_digits_baseline.yaml").read_text())
     assert set(raw) == {"name", "data", "model", "loss", "miner", "optim", "train"}
+
+
+def test_another_dataset_does_not_inherit_coloured_digits_params(tmp_path):
+    cfg = load_config(write(tmp_path, "data:\n  name: folder\n  root: /somewhere\n"))
+    assert cfg.data.params == {}
+    assert load_config(None, ["data.name=gaussian"]).data.params == {}
+
+
+def test_the_default_and_the_spelled_out_coloured_digits_build_the_same_data():
+    from fairmetric.train.trainer import build_data
+
+    over = ["data.image_size=16"]
+    a = build_data(load_config(None, over))
+    b = build_data(load_config(CONFIGS / "colored_digits_baseline.yaml", over))
+    for split in ("train", "test"):
+        assert len(a[split]) == len(b[split])
+        assert (a[split].labels == b[split].labels).all()
+        assert torch.equal(a[split][0][0], b[split][0][0])
 
 
 def test_there_are_config_files():
@@ -219,7 +246,7 @@ def test_params_subkey_overrides_merge_into_the_defaults():
         ],
     )
     assert cfg.miner.params == {"margin": 0.5, "type_of_triplets": "semihard"}
-    assert cfg.data.params == {"p_majority": 0.95, "copies": 3}
+    assert cfg.data.params == {"copies": 3}  # coloured digits' other defaults: its builder's
     assert cfg.loss.params == {"margin": 0.2, "swap": True}
     assert cfg.model.backbone_kwargs == {"drop_rate": 0.1}
 
