@@ -9,7 +9,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from fairmetric.data import make_colored_digits
+from fairmetric.data.registry import build_splits
 from fairmetric.downstream import KNNClassifier, run_downstream
 from fairmetric.models import embed_dataset, load_embedder
 from fairmetric.train import load_config, train
@@ -32,7 +32,8 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pool():
-    return make_colored_digits(split="test", image_size=16, seed=0, **DATA)
+    """The pool run_downstream builds: the registry's coloured digits (its defaults under DATA)."""
+    return build_splits("colored_digits", image_size=16, seed=0, params=DATA)["test"]
 
 
 def test_probe_run_writes_the_report(run_dir, pool, tmp_path):
