@@ -103,7 +103,7 @@ def embed_dataset(
     channels_last: bool = False,
     pin_memory: bool | None = None,
     prefetch_factor: int | None = None,
-    distributed: bool | None = None,
+    distributed: bool | None = False,
 ) -> EmbeddingSet:
     """Embed every sample of ``dataset`` (in order) and keep its labels and attributes.
 
@@ -132,7 +132,9 @@ def embed_dataset(
             ``torch.distributed`` process group (under ``torchrun``): each embeds a contiguous
             run of whole batches and every process receives all embeddings, in order. The
             batches are those of one process, so the embeddings are the same. ``None``: when a
-            group of more than one process is initialised.
+            group of more than one process is initialised (the audit's sources); ``False``
+            (default): this process embeds all of ``dataset`` (a caller that shards the data
+            itself, as training's evaluation does).
     """
     dev = resolve_device(device)
     check_precision(precision, dev)  # before any work

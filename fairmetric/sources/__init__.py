@@ -241,6 +241,7 @@ def load_source(
         progress=progress,
         metadata={"source": text, "split": split},
         allow_invalid=True,
+        distributed=None,  # under torchrun the processes share the embedding
         **speed,
     )
 

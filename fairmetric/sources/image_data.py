@@ -334,5 +334,6 @@ def load_image_source(
         progress=progress,
         metadata={**_model_metadata(model), "split": "all" if images is not None else split},
         allow_invalid=True,
+        distributed=None,  # under torchrun the processes share the embedding
         **speed,
     )

@@ -34,7 +34,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         model, data = _setup()
         seen = []
         model.register_forward_hook(lambda m, args, output: seen.append(len(args[0])))
-        emb = embed_dataset(model, data, batch_size=BATCH, device="cpu")
+        emb = embed_dataset(model, data, batch_size=BATCH, device="cpu", distributed=None)
         np.save(f"{out}{rank}.npy", emb.embeddings)
         np.save(f"{out}{rank}-batches.npy", np.array(seen))
     finally:
