@@ -226,10 +226,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--labels",
+        "--table",
+        dest="labels",
         type=Path,
         metavar="TABLE",
-        help="table of labels/attributes for a .npy/.npz/.safetensors matrix: a CSV with header "
-        "label,<attributes>, or any CSV/Parquet table with the columns flags below",
+        help="the table of labels and attributes (one flag, two spellings): for a "
+        ".npy/.npz/.safetensors matrix, a CSV with header label,<attributes> or any CSV/Parquet "
+        "table read with the column flags below; with --images, the CSV naming the images, "
+        "relative to FOLDER or absolute (default: FOLDER/labels.csv)",
     )
     t = p.add_argument_group(
         "table sources (a .csv/.parquet SOURCE, or the --labels table of a matrix)",
@@ -288,15 +292,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--images",
         type=Path,
         metavar="FOLDER",
-        help="audit every image listed in --table (instead of --config's data); ids are the "
-        "paths relative to FOLDER",
-    )
-    im.add_argument(
-        "--table",
-        type=Path,
-        metavar="CSV",
-        help="the CSV naming the --images, relative to FOLDER or absolute (default: "
-        "labels.csv); columns by name: --path-column, --label-column, --attribute-columns",
+        help="audit every image listed in the --table CSV (instead of --config's data); ids "
+        "are the paths relative to FOLDER; columns by name: --path-column, --label-column, "
+        "--attribute-columns",
     )
     im.add_argument(
         "--path-column",
@@ -335,7 +333,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         config=args.config,
         overrides=args.overrides,
         split=args.split,
-        labels_csv=args.labels,
+        labels_csv=None if args.images is not None else args.labels,
         columns=Columns(
             label=args.label_column,
             attributes=args.attribute_columns,
@@ -347,7 +345,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         weights=args.weights,
         random_weights=args.random_weights,
         images=args.images,
-        images_csv=args.table,
+        images_csv=args.labels if args.images is not None else None,
         path_column=args.path_column,
         skip_unreadable=args.skip_unreadable,
         batch_size=args.batch_size,

@@ -37,7 +37,8 @@ OVERRIDES_HELP = (
 EXIT_STATUS = (
     "exit status:\n"
     "  0    ok\n"
-    "  1    a --fail-if condition holds (audit)\n"
+    "  1    a --fail-if condition holds (audit), or a compare gate (--fail-if-less-fair,\n"
+    "       --fail-unless-fairer)\n"
     "  2    bad input or usage: one line names the problem and the fix\n"
     "       (FAIRMETRIC_TRACEBACK=1 also prints where it was raised)\n"
     "  3    internal error: a bug; the traceback is printed, please report it\n"

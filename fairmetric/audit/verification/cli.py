@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser, fmr_type: Any, positive_int: Any) 
         type=fmr_type,
         default=[1e-3, 1e-4],
         metavar="LIST",
-        help="target false match rates of the audits, comma-separated",
+        help="target false match rates of the audits, space- or comma-separated",
     )
     p.add_argument(
         "--target-fmr",
