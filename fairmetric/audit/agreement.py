@@ -156,43 +156,32 @@ def check_index(
     ``max_nprobe``: the most IVF lists to try (default: all).
     """
     result = agreement(index, data, attributes, per_group=per_group, tolerance=tolerance, seed=seed)
-    tried = []
-    if index.index_used == "ivf":
-        nprobe = int(index.params["nprobe"])
+    if index.index_used == "ivf":  # the effort knob, its start, its limit and its setter
+        knob, value = "nprobe", int(index.params["nprobe"])
         limit = int(index.params["nlist"]) if max_nprobe is None else max_nprobe
-        tried.append(nprobe)
-        while not result["passed"] and nprobe < limit:
-            nprobe = min(2 * nprobe, limit)
-            index.set_nprobe(nprobe)
-            tried.append(nprobe)
-            result = agreement(
-                index,
-                data,
-                attributes,
-                per_group=per_group,
-                tolerance=tolerance,
-                seed=seed,
-                exact_hits=result["_exact_hits"],
-            )
-        result["nprobe_tried"] = tried
-    if index.index_used == "hnsw":
-        ef = index.params["ef_search"]
-        ef = max(64, 2 * (k + 1)) if not isinstance(ef, int) else ef
-        tried.append(ef)
-        while not result["passed"] and ef < MAX_EF_SEARCH:
-            ef = min(2 * ef, MAX_EF_SEARCH)
-            index.set_ef_search(ef)
-            tried.append(ef)
-            result = agreement(
-                index,
-                data,
-                attributes,
-                per_group=per_group,
-                tolerance=tolerance,
-                seed=seed,
-                exact_hits=result["_exact_hits"],
-            )
-        result["ef_search_tried"] = tried
+        setter = index.set_nprobe
+    elif index.index_used == "hnsw":
+        knob, value = "ef_search", index.params["ef_search"]
+        value = value if isinstance(value, int) else max(64, 2 * (k + 1))  # the search default
+        limit, setter = MAX_EF_SEARCH, index.set_ef_search
+    else:
+        result.pop("_exact_hits")
+        return result
+    tried = [value]
+    while not result["passed"] and value < limit:
+        value = min(2 * value, limit)
+        setter(value)
+        tried.append(value)
+        result = agreement(
+            index,
+            data,
+            attributes,
+            per_group=per_group,
+            tolerance=tolerance,
+            seed=seed,
+            exact_hits=result["_exact_hits"],
+        )
+    result[f"{knob}_tried"] = tried
     result.pop("_exact_hits")
     return result
 

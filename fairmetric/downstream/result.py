@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from fairmetric.downstream.evaluate import evaluate_downstream
 from fairmetric.report.result import AuditReport
+from fairmetric.report.writers import write_report
 
-__all__ = ["DownstreamResult"]
+__all__ = ["DownstreamResult", "finish"]
 
 
 @dataclass
@@ -34,3 +38,48 @@ class DownstreamResult:
     test_indices: np.ndarray
     classifier: Any
     paths: dict[str, Path] = field(default_factory=dict)
+
+
+def finish(
+    *,
+    labels: np.ndarray,
+    predictions: Any,
+    groups: dict[str, np.ndarray],
+    names: dict[str, list[str]],
+    n_boot: int,
+    seed: int,
+    level: float,
+    min_group_size: int,
+    metadata: dict[str, Any],
+    start: float,
+    out_dir: str | Path | None,
+    train_indices: np.ndarray,
+    test_indices: np.ndarray,
+    classifier: Any,
+) -> DownstreamResult:
+    """The per-group report of ``predictions`` against ``labels`` (written to ``out_dir`` when
+    given) and the :class:`DownstreamResult` of a run that started at ``start``
+    (``time.perf_counter()``); the last step of every downstream route."""
+    with threadpool_limits(1, user_api="blas"):
+        report = evaluate_downstream(
+            labels,
+            predictions,
+            groups,
+            group_names=names,
+            n_boot=n_boot,
+            seed=seed,
+            level=level,
+            min_group_size=min_group_size,
+            metadata=metadata,
+        )
+    report.metadata["seconds"] = round(time.perf_counter() - start, 3)
+    paths = write_report(report, out_dir) if out_dir is not None else {}
+    return DownstreamResult(
+        report=report,
+        predictions=np.asarray(predictions),
+        labels=labels.copy(),
+        train_indices=train_indices,
+        test_indices=test_indices,
+        classifier=classifier,
+        paths=paths,
+    )

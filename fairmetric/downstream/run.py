@@ -29,16 +29,15 @@ from threadpoolctl import threadpool_limits
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.downstream.balance import BalanceMode, balance_by_attribute, check_mode
 from fairmetric.downstream.base import DownstreamClassifier
-from fairmetric.downstream.evaluate import evaluate_downstream, groups_of
+from fairmetric.downstream.evaluate import groups_of
 from fairmetric.downstream.finetune import FinetuneResult, finetune
 from fairmetric.downstream.knn import KNNClassifier
 from fairmetric.downstream.probe import LinearProbe
-from fairmetric.downstream.result import DownstreamResult
+from fairmetric.downstream.result import DownstreamResult, finish
 from fairmetric.downstream.split import stratified_split
 from fairmetric.models.embed import embed_dataset
 from fairmetric.models.embedder import CONFIG_FILE, load_embedder
 from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
-from fairmetric.report.writers import write_report
 
 __all__ = [
     "CLASSIFIERS",
@@ -367,26 +366,19 @@ def run_downstream(
         "n_test": int(len(test_idx)),
         "train_counts": {a: _value_counts(train_set, a) for a in pool.attribute_names},
     }
-    with threadpool_limits(1, user_api="blas"):
-        report = evaluate_downstream(
-            test_set.labels,
-            predictions,
-            groups,
-            group_names=names,
-            n_boot=n_boot,
-            seed=seed,
-            level=level,
-            min_group_size=min_group_size,
-            metadata=metadata,
-        )
-    report.metadata["seconds"] = round(time.perf_counter() - start, 3)
-    paths = write_report(report, out_dir) if out_dir is not None else {}
-    return DownstreamResult(
-        report=report,
-        predictions=np.asarray(predictions),
-        labels=test_set.labels.copy(),
+    return finish(
+        labels=test_set.labels,
+        predictions=predictions,
+        groups=groups,
+        names=names,
+        n_boot=n_boot,
+        seed=seed,
+        level=level,
+        min_group_size=min_group_size,
+        metadata=metadata,
+        start=start,
+        out_dir=out_dir,
         train_indices=train_idx,
         test_indices=test_idx,
         classifier=fitted,
-        paths=paths,
     )
