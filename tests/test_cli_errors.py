@@ -258,9 +258,8 @@ def test_bad_task_values_name_the_key(text, message, tmp_path, capsys):
 
 
 def test_the_help_lists_every_task_key():
-    from fairmetric.downstream.task import TASK_KEYS
-
     from fairmetric.cli.finetune import TASK_KEYS as CLI_TASK_KEYS
+    from fairmetric.downstream.task import TASK_KEYS
 
     assert CLI_TASK_KEYS == TASK_KEYS
 
