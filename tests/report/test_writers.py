@@ -435,6 +435,19 @@ def test_figure_to_data_uri_is_png(metrics):
     assert base64.b64decode(uri[len(PNG_URI) :]).startswith(b"\x89PNG")
 
 
+def test_report_plots_are_drawn_at_150_dpi_for_normal_zoom(metrics):
+    """Readable at normal zoom: 150 dots per inch (the PNG says so), so a plot of the usual
+    size is several hundred pixels wide rather than a blurry thumbnail."""
+    import io
+
+    from PIL import Image
+
+    uri = figure_to_data_uri(plot_group_bars(metrics["recall@1"]))
+    image = Image.open(io.BytesIO(base64.b64decode(uri[len(PNG_URI) :])))
+    assert round(image.info["dpi"][0]) == 150
+    assert image.width >= 600
+
+
 def test_plots_draw_awkward_names():
     """A group name that is invalid mathtext still draws (``$`` is escaped)."""
     n = 12
