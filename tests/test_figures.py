@@ -67,7 +67,8 @@ def test_committed_numbers_are_the_figures_numbers(report):
 
 
 def test_figure_numbers_match_the_readme_output(report):
-    """The JSON tells the README's story: B's FMR at the global threshold, A's of 0, and the
+    """The JSON tells the README's story: the dots are the groups' exact operating points at
+    the global threshold (B's right of the target line; A's far left of it and higher), and the
     heat map's same-group cells are the per-group FMRs the README prints."""
     data = make_figures.figure_data(report)
     fmr = report["fmr@1e-3"].by_group["group"]
@@ -75,8 +76,13 @@ def test_figure_numbers_match_the_readme_output(report):
     assert heat["groups"] == ["A", "B"]
     for i, g in enumerate(heat["groups"]):
         assert heat["fmr"][i][i] == pytest.approx(fmr[g].value, rel=1e-5)
-    assert data["det"]["A"]["at_threshold"]["fmr"] == 0.0
+    fnmr = report["fnmr@1e-3"].by_group["group"]
+    for g in ("A", "B"):  # exact, not a thinned curve's neighbouring point
+        assert data["det"][g]["at_threshold"]["fmr"] == pytest.approx(fmr[g].value, rel=1e-5)
+        assert data["det"][g]["at_threshold"]["fnmr"] == pytest.approx(fnmr[g].value, rel=1e-5)
     assert data["det"]["B"]["at_threshold"]["fmr"] > 1e-3  # marked right of the target line
+    assert data["det"]["A"]["at_threshold"]["fmr"] < 1e-4  # far left of it
+    assert data["det"]["A"]["at_threshold"]["fnmr"] > data["det"]["B"]["at_threshold"]["fnmr"]
     tau = report["threshold@1e-3"].overall.value
     assert data["threshold"] == pytest.approx(tau, rel=1e-5)
 

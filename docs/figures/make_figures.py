@@ -65,7 +65,8 @@ def readme_report() -> AuditReport:
 def _curves(report: AuditReport) -> dict[str, dict[str, Any]]:
     """Each group's DET curve, as the HTML report computes it."""
     by_group = report.verification["scores"][ATTRIBUTE]
-    return {g: roc_det_curves(gen, imp) for g, (gen, imp) in by_group.items()}
+    tau = [report.metadata["verification"]["targets"]["1e-3"]["threshold"]]
+    return {g: roc_det_curves(gen, imp, keep_thresholds=tau) for g, (gen, imp) in by_group.items()}
 
 
 def _threshold(report: AuditReport) -> float:

@@ -168,8 +168,8 @@ def embed_dataset(
             precision=precision,
             channels_last=channels_last,
         )
-        if len(part)
-        else None
+        if world == 1 or len(part)
+        else None  # a process with no whole batch of its own (more processes than batches)
     )
     if world > 1:
         emb = _gather_rows(emb)

@@ -76,12 +76,15 @@ def test_the_command_line_under_torchrun_writes_the_single_process_report(tmp_pa
 
     _data().save(tmp_path / "emb.npz")
     flags = ["--k", "1,2", "--bootstrap", "20", "--no-progress", "--no-linear-probe"]
+    # one thread in both runs (torchrun sets it for its processes): the report records it
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     single = [sys.executable, "-m", "fairmetric", "audit", str(tmp_path / "emb.npz"), *flags]
-    done = subprocess.run([*single, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    done = subprocess.run(
+        [*single, "--out", str(tmp_path / "one")], capture_output=True, text=True, env=env
+    )
     assert done.returncode == 0, done.stderr
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     launch += ["-m", "fairmetric", "audit", str(tmp_path / "emb.npz"), *flags]
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [*launch, "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env
     )

@@ -48,9 +48,13 @@ def test_two_processes_embed_what_one_does(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     mp.spawn(_worker, args=(port, str(tmp_path / "rank")), nprocs=2, join=True)
-    torch.set_num_threads(1)
-    model, data = _setup()
-    single = embed_dataset(model, data, batch_size=BATCH, device="cpu").embeddings
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers: the same kernels (restored: later tests compare
+    try:  # in-process runs with subprocesses at the default thread count)
+        model, data = _setup()
+        single = embed_dataset(model, data, batch_size=BATCH, device="cpu").embeddings
+    finally:
+        torch.set_num_threads(threads)
     for rank in (0, 1):
         got = np.load(tmp_path / f"rank{rank}.npy", allow_pickle=False)
         np.testing.assert_array_equal(got, single)
