@@ -29,6 +29,8 @@ __all__ = [
     "CONFIG_FILE",
     "MAX_EMBEDDING_DIM",
     "MAX_IMAGE_SIDE",
+    "load_backbone_weights",
+    "read_weights",
 ]
 
 MODEL_FILE = "model.safetensors"
@@ -88,7 +90,7 @@ def _mlp_backbone(
     return nn.Sequential(*blocks)
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Read a local weights file (.safetensors or a torch file, loaded with weights_only=True)."""
     try:
         if path.suffix == ".safetensors":
@@ -130,13 +132,13 @@ def _load_strict(
     model.load_state_dict({k: state[k] for k in own})
 
 
-def _load_backbone_weights(model: nn.Module, path: Path) -> None:
+def load_backbone_weights(model: nn.Module, path: Path) -> None:
     """Load ``path`` into ``model`` strictly, except for the classifier (dropped at num_classes=0)."""
     classifier = (getattr(model, "pretrained_cfg", {}) or {}).get("classifier") or ()
     prefixes = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
     _load_strict(
         model,
-        _read_weights(path),
+        read_weights(path),
         f"pretrained weights {path} do not fit this backbone (are they for another architecture "
         "or another in_chans?)",
         ignore=prefixes,
@@ -172,7 +174,7 @@ def _timm_backbone(
     if path is not None:
         # timm's own pretrained loading turns non-strict at num_classes=0 and would silently
         # leave a mismatched backbone random: load and check the file ourselves
-        _load_backbone_weights(model, path)
+        load_backbone_weights(model, path)
     return model
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from fairmetric.errors import UserError
-from fairmetric.models.embedder import _read_weights
+from fairmetric.models.embedder import read_weights
 from fairmetric.sources.image_model import ImageModel, check_weights_file
 
 __all__ = ["EXTRA_HINT", "open_clip_image_model"]
@@ -89,7 +89,7 @@ def open_clip_image_model(arch: str, *, weights: str | Path | None) -> ImageMode
     except Exception as e:  # corrupt files and mismatched state dicts raise many types
         text = str(e)
         try:  # a file that reads as a state dict is one of another architecture
-            readable = bool(_read_weights(path))
+            readable = bool(read_weights(path))
         except ValueError:
             readable = False
         if readable:

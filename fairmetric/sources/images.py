@@ -34,7 +34,7 @@ from fairmetric.data.dataset import (
 )
 from fairmetric.errors import UserError
 from fairmetric.sources.image_model import WEIGHTS_KINDS, ImageModel, check_weights_file
-from fairmetric.sources.models import _Concat
+from fairmetric.sources.models import ConcatDataset
 
 __all__ = [
     "ImageModel",
@@ -69,7 +69,7 @@ def timm_image_model(
     import timm
     import timm.data
 
-    from fairmetric.models.embedder import _load_backbone_weights
+    from fairmetric.models.embedder import load_backbone_weights
 
     if not timm.is_model(name):
         raise UserError(f"{name!r} is not a timm model name (see timm.list_models())")
@@ -78,7 +78,7 @@ def timm_image_model(
     model = timm.create_model(name, pretrained=False, num_classes=0)
     if path is not None:
         try:
-            _load_backbone_weights(model, path)
+            load_backbone_weights(model, path)
         except ValueError as e:
             raise ValueError(f"timm model {name!r}: {e}") from None
     model.eval()
@@ -170,8 +170,10 @@ def preprocess_dataset(dataset: AttributeDataset, model: ImageModel) -> Attribut
         return dataset.with_transform(model.transform, image_size=model.input_size[1])
     if isinstance(dataset, _Subset):
         return preprocess_dataset(dataset.parent, model).subset(dataset.indices)
-    if isinstance(dataset, _Concat):  # --split all
-        return _Concat([preprocess_dataset(p, model) for p in dataset.parts], name=dataset.name)
+    if isinstance(dataset, ConcatDataset):  # --split all
+        return ConcatDataset(
+            [preprocess_dataset(p, model) for p in dataset.parts], name=dataset.name
+        )
     if isinstance(dataset, TensorAttributeDataset):
         shape = tuple(dataset.input_shape)
         if len(shape) != 3 or shape[0] not in (1, model.input_size[0]):

@@ -15,7 +15,7 @@ import torch.nn as nn
 from fairmetric.data.dataset import AttributeDataset
 from fairmetric.errors import UserError
 
-__all__ = ["CallableEncoder", "concat_splits", "data_split", "import_callable"]
+__all__ = ["CallableEncoder", "ConcatDataset", "concat_splits", "data_split", "import_callable"]
 
 
 class CallableEncoder(nn.Module):
@@ -71,7 +71,7 @@ def data_split(config: str | Path | None, overrides: list[str] | None, split: st
     return splits[split], cfg
 
 
-class _Concat(AttributeDataset):
+class ConcatDataset(AttributeDataset):
     """Several datasets one after another, with one naming of labels and attribute values."""
 
     def __init__(self, parts: list[AttributeDataset], name: str) -> None:
@@ -122,7 +122,7 @@ class _Concat(AttributeDataset):
 def concat_splits(splits: dict[str, AttributeDataset]) -> AttributeDataset:
     """Every split of a dataset as one dataset (``--split all``)."""
     parts = list(splits.values())
-    return _Concat(parts, name=parts[0].name)
+    return ConcatDataset(parts, name=parts[0].name)
 
 
 def import_callable(spec: str) -> Callable[..., Any]:
