@@ -25,7 +25,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-__all__ = ["BalanceMode", "balance_by_attribute", "balance_indices"]
+__all__ = ["BalanceMode", "balance_by_attribute", "balance_indices", "split_and_balance"]
 
 BalanceMode = Literal["none", "attribute", "imbalanced"]
 
@@ -210,3 +210,50 @@ def balance_by_attribute(
         value_names=value_names,
         seed=seed,
     )
+
+
+def split_and_balance(
+    data: Any,
+    *,
+    test_fraction: float,
+    seed: int,
+    balance: BalanceMode,
+    balance_attribute: str | None,
+    balance_per_class: bool,
+    share: float | None,
+    minority_value: Any,
+) -> tuple[np.ndarray, np.ndarray, int, str | None]:
+    """The downstream split of ``data`` (an ``EmbeddingSet`` or ``AttributeDataset``):
+    a seeded split stratified by class and every attribute, then the training half balanced by
+    ``balance_attribute`` (default: the only attribute when balancing).
+
+    Returns:
+        ``(train_indices, test_indices, train_size_before_balancing, balance_attribute)``.
+
+    Raises:
+        ValueError: balancing asked without naming the attribute among several.
+    """
+    from fairmetric.downstream.split import stratified_split
+
+    if balance != "none" and balance_attribute is None:
+        if len(data.attribute_names) != 1:
+            raise ValueError(
+                "name the attribute to balance by (balance_attribute); the data has: "
+                + (", ".join(data.attribute_names) or "(none)")
+            )
+        balance_attribute = data.attribute_names[0]
+    strata = [data.attributes[:, j] for j in range(data.attributes.shape[1])]
+    train_idx, test_idx = stratified_split(
+        data.labels, strata, test_fraction=test_fraction, seed=seed
+    )
+    n_before = len(train_idx)
+    keep = balance_by_attribute(
+        data.subset(train_idx),
+        balance_attribute,
+        mode=balance,
+        per_class=balance_per_class,
+        share=share,
+        minority_value=minority_value,
+        seed=seed,
+    )
+    return train_idx[keep], test_idx, n_before, balance_attribute

@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fairmetric.downstream.balance import BalanceMode, balance_by_attribute, check_mode
+from fairmetric.downstream.balance import BalanceMode, check_mode, split_and_balance
 from fairmetric.downstream.estimator import make_classifier
 from fairmetric.downstream.evaluate import groups_of
 from fairmetric.downstream.result import DownstreamResult, finish
-from fairmetric.downstream.split import stratified_split
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.errors import UserError
 from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
@@ -128,30 +127,17 @@ def run_on_embeddings(
                 f"unknown attribute {a!r}; the embeddings have: "
                 + (", ".join(emb.attribute_names) or "(none)")
             )
-    if balance != "none" and balance_attribute is None:
-        if len(emb.attribute_names) != 1:
-            raise UserError(
-                "name the attribute to balance by (balance_attribute); the embeddings have: "
-                + (", ".join(emb.attribute_names) or "(none)")
-            )
-        balance_attribute = emb.attribute_names[0]
     _check_class_sizes(emb)
-
-    strata = [emb.attributes[:, j] for j in range(emb.attributes.shape[1])]
-    train_idx, test_idx = stratified_split(
-        emb.labels, strata, test_fraction=test_fraction, seed=seed
-    )
-    n_before = len(train_idx)
-    keep = balance_by_attribute(
-        emb.subset(train_idx),
-        balance_attribute,
-        mode=balance,
-        per_class=balance_per_class,
+    train_idx, test_idx, n_before, balance_attribute = split_and_balance(
+        emb,
+        test_fraction=test_fraction,
+        seed=seed,
+        balance=balance,
+        balance_attribute=balance_attribute,
+        balance_per_class=balance_per_class,
         share=share,
         minority_value=minority_value,
-        seed=seed,
     )
-    train_idx = train_idx[keep]
     with threadpool_limits(1, user_api="blas"):  # one summation order on every machine
         clf.fit(emb.embeddings[train_idx], emb.labels[train_idx])
         predictions = clf.predict(emb.embeddings[test_idx])

@@ -27,14 +27,13 @@ import torch.nn as nn
 from threadpoolctl import threadpool_limits
 
 from fairmetric.data.dataset import AttributeDataset
-from fairmetric.downstream.balance import BalanceMode, balance_by_attribute, check_mode
+from fairmetric.downstream.balance import BalanceMode, check_mode, split_and_balance
 from fairmetric.downstream.base import DownstreamClassifier
 from fairmetric.downstream.evaluate import groups_of
 from fairmetric.downstream.finetune import FinetuneResult, finetune
 from fairmetric.downstream.knn import KNNClassifier
 from fairmetric.downstream.probe import LinearProbe
 from fairmetric.downstream.result import DownstreamResult, finish
-from fairmetric.downstream.split import stratified_split
 from fairmetric.models.embed import embed_dataset
 from fairmetric.models.embedder import CONFIG_FILE, load_embedder
 from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
@@ -301,29 +300,16 @@ def run_downstream(
             pool.attribute_index(balance_attribute)
         except ValueError as e:
             raise ValueError(f"balance_attribute (--balance-attribute): {e}") from None
-    if balance != "none" and balance_attribute is None:
-        if len(pool.attribute_names) != 1:
-            raise ValueError(
-                "name the attribute to balance by (balance_attribute); the data has: "
-                + (", ".join(pool.attribute_names) or "(none)")
-            )
-        balance_attribute = pool.attribute_names[0]
-
-    strata = [pool.attributes[:, j] for j in range(pool.attributes.shape[1])]
-    train_idx, test_idx = stratified_split(
-        pool.labels, strata, test_fraction=test_fraction, seed=seed
-    )
-    n_before = len(train_idx)
-    keep = balance_by_attribute(
-        pool.subset(train_idx),
-        balance_attribute,
-        mode=balance,
-        per_class=balance_per_class,
+    train_idx, test_idx, n_before, balance_attribute = split_and_balance(
+        pool,
+        test_fraction=test_fraction,
+        seed=seed,
+        balance=balance,
+        balance_attribute=balance_attribute,
+        balance_per_class=balance_per_class,
         share=share,
         minority_value=minority_value,
-        seed=seed,
     )
-    train_idx = train_idx[keep]
     train_set, test_set = pool.subset(train_idx), pool.subset(test_idx)
 
     if is_finetune:

@@ -123,3 +123,39 @@ def test_stratified_split_keeps_every_cell_on_both_sides():
         stratified_split(labels, test_fraction=1.0)
     with pytest.raises(ValueError, match="strata\\[0\\] has shape"):
         stratified_split(labels, [values[:-1]])
+
+
+def test_split_and_balance_is_the_stratified_split_then_the_balance_of_its_training_half():
+    from fairmetric.downstream.balance import split_and_balance
+    from fairmetric.downstream.split import stratified_split
+    from fairmetric.embeddings import EmbeddingSet
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 20)
+    colour = (rng.random(120) < 0.2).astype(int)
+    emb = EmbeddingSet(
+        embeddings=rng.normal(size=(120, 4)), labels=labels, attributes={"c": colour}
+    )
+    kwargs = dict(
+        test_fraction=0.5, seed=3, balance_per_class=False, share=None, minority_value=None
+    )
+    train, test, before, attribute = split_and_balance(
+        emb, balance="attribute", balance_attribute=None, **kwargs
+    )
+    ref_train, ref_test = stratified_split(labels, [colour], test_fraction=0.5, seed=3)
+    keep = balance_by_attribute(
+        emb.subset(ref_train), "c", mode="attribute", per_class=False, seed=3
+    )
+    assert attribute == "c" and before == len(ref_train)  # the only attribute, by default
+    np.testing.assert_array_equal(test, ref_test)
+    np.testing.assert_array_equal(train, ref_train[keep])
+    counts = np.bincount(colour[train], minlength=2)
+    assert counts[0] == counts[1]  # balanced by colour
+    plain, _, _, none = split_and_balance(emb, balance="none", balance_attribute=None, **kwargs)
+    np.testing.assert_array_equal(plain, ref_train)
+    assert none is None
+    two = EmbeddingSet(
+        embeddings=emb.embeddings, labels=labels, attributes={"c": colour, "d": colour[::-1]}
+    )
+    with pytest.raises(ValueError, match="name the attribute to balance by.*c, d"):
+        split_and_balance(two, balance="attribute", balance_attribute=None, **kwargs)
