@@ -145,24 +145,36 @@ def check_index(
     per_group: int = DEFAULT_PER_GROUP,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
-    k: int = 1,
     max_nprobe: int | None = None,
 ) -> dict[str, Any]:
     """Measure and calibrate an approximate index's agreement with exact search: IVF's
     ``nprobe`` and HNSW's ``efSearch`` double from their current values until every group
     agrees; returns the measurement (``passed`` says whether it keeps the promise).
 
-    ``k``: the neighbours the audit will ask for (HNSW starts from its default beam for them).
     ``max_nprobe``: the most IVF lists to try (default: all).
     """
-    result = agreement(index, data, attributes, per_group=per_group, tolerance=tolerance, seed=seed)
+
+    def measure(exact_hits: np.ndarray | None = None) -> dict[str, Any]:
+        return agreement(
+            index,
+            data,
+            attributes,
+            per_group=per_group,
+            tolerance=tolerance,
+            seed=seed,
+            exact_hits=exact_hits,
+        )
+
+    result = measure()
     if index.index_used == "ivf":  # the effort knob, its start, its limit and its setter
         knob, value = "nprobe", int(index.params["nprobe"])
         limit = int(index.params["nlist"]) if max_nprobe is None else max_nprobe
         setter = index.set_nprobe
     elif index.index_used == "hnsw":
         knob, value = "ef_search", index.params["ef_search"]
-        value = value if isinstance(value, int) else max(64, 2 * (k + 1))  # the search default
+        # the beam the check's one-neighbour searches used: the default's floor (the audit's
+        # deeper searches then get at least this beam)
+        value = value if isinstance(value, int) else 64
         limit, setter = MAX_EF_SEARCH, index.set_ef_search
     else:
         result.pop("_exact_hits")
@@ -172,15 +184,7 @@ def check_index(
         value = min(2 * value, limit)
         setter(value)
         tried.append(value)
-        result = agreement(
-            index,
-            data,
-            attributes,
-            per_group=per_group,
-            tolerance=tolerance,
-            seed=seed,
-            exact_hits=result["_exact_hits"],
-        )
+        result = measure(result["_exact_hits"])
     result[f"{knob}_tried"] = tried
     result.pop("_exact_hits")
     return result

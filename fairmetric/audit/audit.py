@@ -164,7 +164,6 @@ def _checked_index(
     threads: int | None,
     use_gpu: bool | None,
     seed: int,
-    k_search: int,
 ) -> tuple[NeighborIndex, dict[str, Any]]:
     """An approximate index measured against exact search (:mod:`.agreement`; HNSW calibrated):
     kept when every group's Recall@1 is within the tolerance; otherwise ``"auto"`` falls back to
@@ -172,7 +171,7 @@ def _checked_index(
     from fairmetric.audit.agreement import IndexDisagrees, check_index, refusal
 
     limit = nn_index.max_useful_nprobe if nn_index.index_used == "ivf" and index == "auto" else None
-    result = check_index(nn_index, data, attributes, seed=seed, k=k_search, max_nprobe=limit)
+    result = check_index(nn_index, data, attributes, seed=seed, max_nprobe=limit)
     if result["passed"]:
         if nn_index.index_used == "ivf" and result["nprobe_tried"][-1] > nn_index.max_useful_nprobe:
             warnings.warn(
@@ -423,7 +422,7 @@ def audit(
     index_agreement = None
     if nn_index.index_used != "exact" and gallery is None:
         nn_index, index_agreement = _checked_index(
-            nn_index, data, attributes, metric, index, threads, use_gpu, seed, k_search
+            nn_index, data, attributes, metric, index, threads, use_gpu, seed
         )
     t_search = time.perf_counter()
     reranked = expanded = 0
