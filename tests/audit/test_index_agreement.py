@@ -134,3 +134,27 @@ def test_auto_falls_back_to_exact_search_when_ivf_disagrees():
     assert report.metadata["index"] == "exact"
     exact = audit(data, index="exact", **FAST)
     assert report["recall@1"].values("g") == exact["recall@1"].values("g")
+
+
+def test_the_effort_setters_refuse_another_index_kind_and_out_of_range_values():
+    data = _clustered(n=400)
+    exact = NeighborIndex(data.embeddings, metric="cosine", index="exact")
+    with pytest.raises(ValueError, match="nprobe applies to an IVF index"):
+        exact.set_nprobe(2)
+    with pytest.raises(ValueError, match="ef_search applies to an HNSW index"):
+        exact.set_ef_search(64)
+    ivf = NeighborIndex(data.embeddings, metric="cosine", index="ivf", nlist=8, nprobe=1)
+    with pytest.raises(ValueError, match="nprobe"):
+        ivf.set_nprobe(9)  # more lists than there are
+    ivf.set_nprobe(8)
+    assert ivf.params["nprobe"] == 8 and "nprobe=8" in ivf.description
+    # all lists probed: IVF returns what exact search does
+    from fairmetric.neighbors import search_rows
+
+    rows = np.arange(50)
+    assert np.array_equal(
+        search_rows(ivf, rows, 1).ids[:, 0], search_rows(exact, rows, 1).ids[:, 0]
+    )
+    hnsw = NeighborIndex(data.embeddings, metric="cosine", index="hnsw")
+    with pytest.raises(ValueError, match="ef_search"):
+        hnsw.set_ef_search(0)
