@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from fairmetric.downstream.balance import BalanceMode, check_mode, split_and_balance
 from fairmetric.downstream.estimator import make_classifier
 from fairmetric.downstream.evaluate import groups_of
-from fairmetric.downstream.result import DownstreamResult, finish
+from fairmetric.downstream.result import DownstreamResult, finish, value_counts
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.errors import UserError
 from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
@@ -159,18 +159,7 @@ def run_on_embeddings(
         "n_train": int(len(train_idx)),
         "n_train_before_balance": int(n_before),
         "n_test": int(len(test_idx)),
-        "train_counts": {
-            a: {
-                name: int(c)
-                for name, c in zip(
-                    train_set.attribute_value_names[a],
-                    np.bincount(
-                        train_set.attribute(a), minlength=len(train_set.attribute_value_names[a])
-                    ),
-                )
-            }
-            for a in emb.attribute_names
-        },
+        "train_counts": {a: value_counts(train_set, a) for a in emb.attribute_names},
     }
     return finish(
         labels=test_set.labels,

@@ -14,7 +14,7 @@ from fairmetric.downstream.evaluate import evaluate_downstream
 from fairmetric.report.result import AuditReport
 from fairmetric.report.writers import write_report
 
-__all__ = ["DownstreamResult", "finish"]
+__all__ = ["DownstreamResult", "finish", "value_counts"]
 
 
 @dataclass
@@ -38,6 +38,13 @@ class DownstreamResult:
     test_indices: np.ndarray
     classifier: Any
     paths: dict[str, Path] = field(default_factory=dict)
+
+
+def value_counts(data: Any, attribute: str) -> dict[str, int]:
+    """``{value name: count}`` of ``attribute`` in ``data`` (a dataset or embedding set)."""
+    names = data.attribute_value_names[attribute]
+    counts = np.bincount(data.attribute(attribute), minlength=len(names))
+    return {name: int(c) for name, c in zip(names, counts)}
 
 
 def finish(

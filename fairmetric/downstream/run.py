@@ -33,7 +33,7 @@ from fairmetric.downstream.evaluate import groups_of
 from fairmetric.downstream.finetune import FinetuneResult, finetune
 from fairmetric.downstream.knn import KNNClassifier
 from fairmetric.downstream.probe import LinearProbe
-from fairmetric.downstream.result import DownstreamResult, finish
+from fairmetric.downstream.result import DownstreamResult, finish, value_counts
 from fairmetric.models.embed import embed_dataset
 from fairmetric.models.embedder import CONFIG_FILE, load_embedder
 from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
@@ -161,13 +161,6 @@ def _resolve_pool(
             f"dataset {data!r} has no split {source_split!r}; it has: {', '.join(splits)}"
         )
     return splits[source_split]
-
-
-def _value_counts(data: AttributeDataset, attribute: str) -> dict[str, int]:
-    """``{value name: count}`` of ``attribute`` in ``data``."""
-    names = data.attribute_value_names[attribute]
-    counts = np.bincount(data.attribute(attribute), minlength=len(names))
-    return {name: int(c) for name, c in zip(names, counts)}
 
 
 def run_downstream(
@@ -350,7 +343,7 @@ def run_downstream(
         "n_train": int(len(train_idx)),
         "n_train_before_balance": int(n_before),
         "n_test": int(len(test_idx)),
-        "train_counts": {a: _value_counts(train_set, a) for a in pool.attribute_names},
+        "train_counts": {a: value_counts(train_set, a) for a in pool.attribute_names},
     }
     return finish(
         labels=test_set.labels,
