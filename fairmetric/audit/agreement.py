@@ -10,7 +10,11 @@ of that share (for a group searched in full, the measured difference itself: not
 sampled). The index keeps its promise when every group's bound is within ``tolerance``.
 
 An index is calibrated with it: IVF's ``nprobe`` and HNSW's ``efSearch`` double until the check
-passes (or a limit is reached). The check is on what the audit reports, Recall@1 per group, not
+passes (or a limit is reached). IVF-PQ has two knobs; each step doubles the one that the
+disagreeing queries point at: ``nprobe`` when most of them had their exact nearest neighbour in a
+list the search did not visit, ``refine_factor`` (candidates re-scored exactly) when the list was
+visited but the compressed codes ranked the neighbour too low. The sampled queries are searched as
+deep as the audit searches (``k``), so the candidates re-scored are the audit's. The check is on what the audit reports, Recall@1 per group, not
 on finding every exact nearest neighbour: a query whose true nearest neighbour is missed but whose
 found neighbour is of the same class scores the same hit, so far fewer lists are usually needed
 than for neighbour recall. :func:`check_index` returns the measurement, which the audit records in
@@ -39,6 +43,8 @@ DEFAULT_TOLERANCE = 0.005
 DEFAULT_PER_GROUP = 1000
 #: the largest HNSW efSearch the calibration tries
 MAX_EF_SEARCH = 4096
+#: the largest IVF-PQ refine_factor the calibration tries
+MAX_REFINE_FACTOR = 32
 
 
 class IndexDisagrees(ValueError):
@@ -84,11 +90,14 @@ def agreement(
     per_group: int = DEFAULT_PER_GROUP,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
-    exact_hits: np.ndarray | None = None,
+    k: int = 1,
+    exact: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Per-group Recall@1 of ``index`` against brute force on sampled rows (module docstring).
 
-    ``exact_hits``: the brute-force hits of the sample, when already measured (calibration).
+    ``k``: neighbours the index is asked for per query (the audit's depth; Recall@1 is read from
+    the first). ``exact``: the brute-force result of the sample, when already measured
+    (calibration).
     """
     least = int(np.ceil(np.log(0.05) / np.log1p(-tolerance)))  # 0 of m differ passes
     if per_group < least:
@@ -98,9 +107,11 @@ def agreement(
         )
     labels = np.asarray(data.labels, dtype=np.int64)
     rows = sample_rows(data, attributes, per_group, seed)
-    approx = _hits(search_rows(index, rows, 1), labels, rows)
-    if exact_hits is None:
-        exact_hits = _hits(search_rows_exact(index, rows, 1), labels, rows)
+    approx = _hits(search_rows(index, rows, min(k, index.n - 1)), labels, rows)
+    if exact is None:
+        nb = search_rows_exact(index, rows, 1)
+        exact = {"hits": _hits(nb, labels, rows), "first": nb.ids[:, 0]}
+    exact_hits = exact["hits"]
     differ = approx != exact_hits
     groups: dict[str, dict[str, Any]] = {}
     passed = True
@@ -133,8 +144,28 @@ def agreement(
         "per_group": per_group,
         "passed": bool(passed),
         "groups": groups,
-        "_exact_hits": exact_hits,
+        "_exact": exact,
+        "_differ": (rows[differ], exact["first"][differ]),
     }
+
+
+def _ivfpq_step(
+    index: NeighborIndex, result: dict[str, Any], nprobe_limit: int
+) -> tuple[str, int] | None:
+    """The IVF-PQ knob to double next and its new value (module docstring), or ``None`` when
+    both are at their limits."""
+    nprobe, factor = int(index.params["nprobe"]), int(index.params["refine_factor"])
+    rows, first = result["_differ"]
+    found = first >= 0
+    need = index.probes_needed(rows[found], first[found]) if found.any() else first[:0]
+    list_misses = int((need > nprobe).sum())
+    lists = list_misses >= len(need) - list_misses
+    can_lists, can_factor = nprobe < nprobe_limit, factor < MAX_REFINE_FACTOR
+    if can_lists and (lists or not can_factor):
+        return "nprobe", min(2 * nprobe, nprobe_limit)
+    if can_factor:
+        return "refine_factor", min(2 * factor, MAX_REFINE_FACTOR)
+    return None
 
 
 def check_index(
@@ -146,15 +177,18 @@ def check_index(
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     max_nprobe: int | None = None,
+    k: int = 1,
 ) -> dict[str, Any]:
     """Measure and calibrate an approximate index's agreement with exact search: IVF's
     ``nprobe`` and HNSW's ``efSearch`` double from their current values until every group
-    agrees; returns the measurement (``passed`` says whether it keeps the promise).
+    agrees (IVF-PQ: ``nprobe`` or ``refine_factor``, module docstring); returns the measurement
+    (``passed`` says whether it keeps the promise).
 
-    ``max_nprobe``: the most IVF lists to try (default: all).
+    ``max_nprobe``: the most IVF lists to try (default: all). ``k``: the neighbours per query
+    the index will be asked for (the check searches as deep).
     """
 
-    def measure(exact_hits: np.ndarray | None = None) -> dict[str, Any]:
+    def measure(exact: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
         return agreement(
             index,
             data,
@@ -162,10 +196,30 @@ def check_index(
             per_group=per_group,
             tolerance=tolerance,
             seed=seed,
-            exact_hits=exact_hits,
+            k=k,
+            exact=exact,
         )
 
+    def done(result: dict[str, Any]) -> dict[str, Any]:
+        result["search_depth"] = k
+        result.pop("_exact")
+        result.pop("_differ")
+        return result
+
     result = measure()
+    if index.index_used == "ivfpq":
+        limit = int(index.params["nlist"]) if max_nprobe is None else max_nprobe
+        tried = [(int(index.params["nprobe"]), int(index.params["refine_factor"]))]
+        while not result["passed"]:
+            step = _ivfpq_step(index, result, limit)
+            if step is None:
+                break
+            (index.set_nprobe if step[0] == "nprobe" else index.set_refine_factor)(step[1])
+            tried.append((int(index.params["nprobe"]), int(index.params["refine_factor"])))
+            result = measure(result["_exact"])
+        result["nprobe_tried"] = [t[0] for t in tried]
+        result["refine_factor_tried"] = [t[1] for t in tried]
+        return done(result)
     if index.index_used == "ivf":  # the effort knob, its start, its limit and its setter
         knob, value = "nprobe", int(index.params["nprobe"])
         limit = int(index.params["nlist"]) if max_nprobe is None else max_nprobe
@@ -177,17 +231,15 @@ def check_index(
         value = value if isinstance(value, int) else 64
         limit, setter = MAX_EF_SEARCH, index.set_ef_search
     else:
-        result.pop("_exact_hits")
-        return result
+        return done(result)
     tried = [value]
     while not result["passed"] and value < limit:
         value = min(2 * value, limit)
         setter(value)
         tried.append(value)
-        result = measure(result["_exact_hits"])
+        result = measure(result["_exact"])
     result[f"{knob}_tried"] = tried
-    result.pop("_exact_hits")
-    return result
+    return done(result)
 
 
 def refusal(result: dict[str, Any]) -> str:

@@ -164,16 +164,18 @@ def _checked_index(
     threads: int | None,
     use_gpu: bool | None,
     seed: int,
+    k_search: int,
 ) -> tuple[NeighborIndex, dict[str, Any]]:
     """An approximate index measured against exact search (:mod:`.agreement`; HNSW calibrated):
     kept when every group's Recall@1 is within the tolerance; otherwise ``"auto"`` falls back to
     exact search (with a warning) and a forced index is refused."""
     from fairmetric.audit.agreement import IndexDisagrees, check_index, refusal
 
-    limit = nn_index.max_useful_nprobe if nn_index.index_used == "ivf" and index == "auto" else None
-    result = check_index(nn_index, data, attributes, seed=seed, max_nprobe=limit)
+    ivf = nn_index.index_used in ("ivf", "ivfpq")
+    limit = nn_index.max_useful_nprobe if ivf and index == "auto" else None
+    result = check_index(nn_index, data, attributes, seed=seed, max_nprobe=limit, k=k_search)
     if result["passed"]:
-        if nn_index.index_used == "ivf" and result["nprobe_tried"][-1] > nn_index.max_useful_nprobe:
+        if ivf and result["nprobe_tried"][-1] > nn_index.max_useful_nprobe:
             warnings.warn(
                 f"IVF needs nprobe={result['nprobe_tried'][-1]} of {nn_index.params['nlist']} "
                 "lists to keep the audit's promise on this data, which is slower than exact "
@@ -190,6 +192,53 @@ def _checked_index(
         data.embeddings, metric=metric, index="exact", threads=threads, use_gpu=use_gpu, seed=seed
     )
     return exact, {**result, "fallback": "exact"}
+
+
+_KIND_NAMES = {"exact": "exact search", "ivf": "IVF-Flat", "ivfpq": "IVF-PQ", "hnsw": "HNSW"}
+
+
+def _index_choice(
+    index: str, nn_index: NeighborIndex, agreement: dict[str, Any] | None, exact_max: int
+) -> str:
+    """What the neighbour search used, and why, in one sentence for the report."""
+    n = nn_index.n
+    if agreement is None:
+        kind = _KIND_NAMES[nn_index.index_used]
+        if nn_index.index_used != "exact":  # a gallery's index: not checked (docs/audit.md)
+            how = "picked by auto" if index == "auto" else f"as asked (--index {index})"
+            return (
+                f"{kind} over the gallery ({nn_index.description}), {how}; not checked against "
+                "exact search (gallery audits are not checked yet: use --index exact where "
+                "the promise matters)"
+            )
+        if index != "auto":
+            return f"{kind}, as asked (--index {index})"
+        return (
+            f"exact search, picked by auto: N = {n:,} <= {exact_max:,} rows (exact_max), where "
+            "exact search is fast enough"
+        )
+    how = index if index != "auto" else "auto"
+    tried = agreement.get("nprobe_tried") or agreement.get("ef_search_tried") or []
+    effort = nn_index.description
+    if agreement.get("fallback") == "exact":
+        return (
+            f"exact search: auto built an approximate index above {exact_max:,} rows, but at "
+            f"its most effort ({effort}) it did not keep Recall@1 of every group within "
+            f"{agreement['tolerance']} of exact search on {agreement['sample_queries']:,} sampled "
+            "queries, so the audit searched exactly"
+        )
+    why = (
+        f"N = {n:,} > {exact_max:,} rows (exact_max): compressed codes scanned with SIMD, "
+        "re-scored exactly, cheaper than exact search even when every list is visited; "
+        if how == "auto"
+        else f"as asked (--index {index}); "
+    )
+    return (
+        f"{_KIND_NAMES[nn_index.index_used]}, {why}calibrated to {effort} in {len(tried)} "
+        f"step(s): the least effort tried that keeps every group's Recall@1 within "
+        f"{agreement['tolerance']} of exact search (one-sided 95%) on "
+        f"{agreement['sample_queries']:,} sampled queries"
+    )
 
 
 def _process_group(distributed: bool | None) -> tuple[int, int]:
@@ -407,9 +456,10 @@ def audit(
 
     # -- one neighbour search serves every neighbour metric and every group ----------------
     options = dict(index_options or {})
-    if gallery is None and index in ("auto", "ivf") and "nprobe" not in options:
+    if gallery is None and index in ("auto", "ivf", "ivfpq") and "nprobe" not in options:
         # IVF starts from one list and is calibrated on the audit's own promise below
         options["nprobe"] = 1
+    t_index = time.perf_counter()
     nn_index = NeighborIndex(
         data.embeddings if gallery is None else gallery.embeddings,
         metric=metric,
@@ -422,9 +472,12 @@ def audit(
     index_agreement = None
     if nn_index.index_used != "exact" and gallery is None:
         nn_index, index_agreement = _checked_index(
-            nn_index, data, attributes, metric, index, threads, use_gpu, seed
+            nn_index, data, attributes, metric, index, threads, use_gpu, seed, k_search
         )
+    exact_max = int(options.get("exact_max", 100_000))
+    index_choice = _index_choice(index, nn_index, index_agreement, exact_max)
     t_search = time.perf_counter()
+    t_index = t_search - t_index
     reranked = expanded = 0
     rank, world = _process_group(distributed)
     lo, hi = n * rank // world, n * (rank + 1) // world  # this process's queries
@@ -508,6 +561,7 @@ def audit(
             "index": nn_index.index_used,
             "index_description": nn_index.description,
             "index_params": nn_index.params,
+            "index_choice": index_choice,
             "index_agreement": index_agreement,
             "tied_queries": stats.tied_queries,
             "tie_rule": "tie-averaged credit (expected value under a random order of tied "
@@ -532,6 +586,7 @@ def audit(
             "fairmetric_version": __version__,
             **ctx.metadata,
             "seconds": {
+                "index": round(t_index, 3),
                 "search": round(t_search, 3),
                 "metrics": round(t_metrics, 3),
                 "total": round(time.perf_counter() - t0, 3),

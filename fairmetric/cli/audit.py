@@ -89,7 +89,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--index",
-        choices=["auto", "exact", "ivf", "hnsw"],
+        choices=["auto", "exact", "ivf", "ivfpq", "hnsw"],
         default="auto",
         help="faiss index: exact, or approximate for millions of embeddings",
     )

@@ -19,8 +19,22 @@ Metrics (``metric=``):
 - ``"ip"``: raw inner products ``⟨x_i, x_j⟩``, descending.
 
 Indexes (``index=``): ``"exact"`` (``IndexFlatL2``/``IndexFlatIP``), ``"ivf"`` (``IndexIVFFlat``),
-``"hnsw"`` (``IndexHNSWFlat``), or ``"auto"`` = exact when ``N <= exact_max``, else IVF (IVF
-settings are then ignored when exact is picked).
+``"ivfpq"`` (IVF over 4-bit product-quantised codes scanned with SIMD, ``IndexIVFPQFastScan``,
+whose best candidates are re-scored exactly from the stored rows, ``IndexRefineFlat``),
+``"hnsw"`` (``IndexHNSWFlat``), or ``"auto"`` = exact when ``N <= exact_max``, else IVF-PQ (IVF
+on a GPU, which has no fast-scan index; IVF settings are ignored when exact is picked).
+
+**IVF-PQ.** Each row is stored twice: as a code of ``pq_m`` 4-bit numbers (``pq_m/2`` bytes) and as
+its float32 row. A query scans the codes of the ``nprobe`` lists it visits, keeps the
+``refine_factor · k`` best by their approximate scores and re-scores those from the rows (the same
+float32 scores as exact search, then the float64 re-ranking of
+:mod:`~fairmetric.neighbors.search`). Scanning a code costs about a twentieth of an exact
+(BLAS) distance on this project's 2-core CPU, so IVF-PQ stays cheaper than exact search even when
+it visits every list; on data where a query's nearest neighbour often lies in a far list it is
+the approximate index that can still keep the audit's promise (measured at 1M × 128 in
+``benchmarks/RESULTS.md``). Codes are of the rows themselves, not of their residuals to the list
+centroid: one look-up table per query serves every list, which scans about twice as fast at the
+same accuracy after re-scoring.
 
 **IVF.** ``nlist ≈ 4·sqrt(N)`` lists (:func:`default_nlist`), trained by seeded k-means on a random
 sample, with an L2 coarse quantizer for every metric (it probes better lists than an inner-product
@@ -107,7 +121,14 @@ from fairmetric.neighbors.checks import (
     _normalized,
     _offset_centre,
 )
-from fairmetric.neighbors.ivf import default_nlist, nprobe_for_recall, nprobe_needed
+from fairmetric.neighbors.ivf import (
+    default_nlist,
+    default_nlist_pq,
+    default_pq_m,
+    nprobe_for_recall,
+    nprobe_needed,
+    probes_to_reach,
+)
 from fairmetric.utils import faiss_threads
 
 __all__ = [
@@ -116,13 +137,14 @@ __all__ = [
     "Metric",
     "NeighborIndex",
     "default_nlist",
+    "default_nlist_pq",
     "nprobe_for_recall",
     "nprobe_needed",
     "knn_bruteforce",
 ]
 
 Metric = Literal["l2", "cosine", "ip"]
-IndexKind = Literal["auto", "exact", "ivf", "hnsw"]
+IndexKind = Literal["auto", "exact", "ivf", "ivfpq", "hnsw"]
 
 _METRICS: tuple[str, ...] = get_args(Metric)
 _INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
@@ -137,9 +159,20 @@ _GPU_MAX_K = 2048
 # project's 2-core CPU, 200k and 1M x 128, IVF time / exact time = 0.7 at 1/32 of the lists
 # probed and 1.3-1.6 at 1/16, so beyond ~1/25 IVF costs more than it saves
 _IVF_MAX_PROBE_FRACTION = 1 / 25
+#: candidates per neighbour an IVF-PQ search re-scores exactly (``refine_factor``)
+DEFAULT_REFINE_FACTOR = 4
+_IVF_KINDS = ("ivf", "ivfpq")
 
 
 # ----------------------------------------------------------------------------- index
+
+
+def _auto_kind(n: int, exact_max: int, gpu: bool) -> str:
+    """What ``index="auto"`` builds: exact search up to ``exact_max`` rows, then IVF-PQ (IVF-Flat
+    on a GPU: faiss has no GPU fast-scan index)."""
+    if n <= exact_max:
+        return "exact"
+    return "ivf" if gpu else "ivfpq"
 
 
 class NeighborIndex:
@@ -153,18 +186,22 @@ class NeighborIndex:
         x: ``(N, D)`` real array (or tensor), ``N >= 2``, finite.
         metric: ``"l2"`` (squared distances, ascending), ``"cosine"`` or ``"ip"`` (similarities,
             descending).
-        index: ``"exact"``, ``"ivf"``, ``"hnsw"`` or ``"auto"`` (exact when ``N <= exact_max``,
-            else IVF).
+        index: ``"exact"``, ``"ivf"``, ``"ivfpq"``, ``"hnsw"`` or ``"auto"`` (exact when
+            ``N <= exact_max``, else IVF-PQ on the CPU and IVF on a GPU).
         threads: OpenMP threads for faiss during build and search (the previous count is
             restored after each call); ``None`` leaves faiss's setting alone.
         use_gpu: ``None`` = GPU faiss when the installed faiss sees a GPU, ``True`` = require it,
             ``False`` = CPU. HNSW has no GPU version (``None`` falls back to CPU for it).
         exact_max: largest ``N`` for which ``"auto"`` picks exact search.
-        nlist: IVF lists (default :func:`default_nlist`).
+        nlist: IVF lists (default :func:`default_nlist`; for IVF-PQ, whose lists are cheap to
+            scan, :func:`default_nlist_pq`).
         nprobe: IVF lists visited per query. Default: calibrated on this data by
             :func:`nprobe_needed`, the smallest value whose Recall@1 against exact search on
             a 2000-query sample reaches ``target_recall`` plus 1.645 standard errors (so the
             recall over all queries reaches the target with ~95% confidence).
+        pq_m: IVF-PQ code length in 4-bit numbers, a divisor of ``D`` (default: the largest
+            divisor of ``D`` up to ``D/4``, 32 for ``D = 128``).
+        refine_factor: IVF-PQ candidates re-scored exactly per neighbour asked (default 4).
         hnsw_m: HNSW graph degree ``M``.
         ef_search: HNSW search beam; default ``max(64, 2·k')`` per search with ``k'`` the number
             of neighbours asked of faiss (``k + 1`` with ``exclude_self``).
@@ -176,7 +213,8 @@ class NeighborIndex:
         seed: seed for the IVF training sample, k-means and the calibration sample.
 
     Attributes:
-        index_used: ``"exact"``, ``"ivf"`` or ``"hnsw"`` (what ``"auto"`` resolved to).
+        index_used: ``"exact"``, ``"ivf"``, ``"ivfpq"`` or ``"hnsw"`` (what ``"auto"`` resolved
+            to).
         description: human-readable index, e.g. ``"IndexFlatIP (exact, cosine)"``.
         params: JSON-serialisable settings actually used.
         build_seconds: wall time of normalisation, training and adding.
@@ -194,6 +232,8 @@ class NeighborIndex:
         exact_max: int = 100_000,
         nlist: int | None = None,
         nprobe: int | None = None,
+        pq_m: int | None = None,
+        refine_factor: int | None = None,
         hnsw_m: int = 32,
         ef_search: int | None = None,
         train_size: int | None = None,
@@ -214,6 +254,12 @@ class NeighborIndex:
             for name, value in ivf_args:
                 if value is not None:
                     raise ValueError(f"{name} applies to IVF only, but index={index!r}")
+        if index not in ("ivfpq", "auto"):
+            for name, value in (("pq_m", pq_m), ("refine_factor", refine_factor)):
+                if value is not None:
+                    raise ValueError(f"{name} applies to index='ivfpq' only, but index={index!r}")
+        if refine_factor is not None:
+            refine_factor = _check_int(refine_factor, "refine_factor", low=1, high=1024)
         if isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)):
             raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
         if not 0 < target_recall <= 1:
@@ -248,23 +294,35 @@ class NeighborIndex:
         self._score_shift = 0 if metric == "cosine" else -2 * shift
         n, d = x32.shape
 
-        kind = index if index != "auto" else ("exact" if n <= exact_max else "ivf")
+        if pq_m is not None:
+            pq_m = _check_int(pq_m, "pq_m", low=1, high=d)
+            if d % pq_m:
+                raise ValueError(f"pq_m must divide the dimension {d}, got {pq_m}")
+        gpu_seen = use_gpu if use_gpu is not None else _gpu_available()
+        if index != "auto":
+            kind = index
+        else:
+            kind = _auto_kind(n, exact_max, bool(gpu_seen))
+        if use_gpu is True and kind in ("hnsw", "ivfpq"):
+            name = "HNSW" if kind == "hnsw" else "fast-scan IVF-PQ"
+            raise ValueError(
+                f"use_gpu=True, but faiss has no GPU {name} index; use index='ivf' or 'exact' on "
+                "the GPU, or use_gpu=False"
+            )
         if use_gpu is True and not _gpu_available():
             raise ValueError(
                 "use_gpu=True, but the installed faiss has no GPU support "
                 f"(faiss.get_num_gpus() = {faiss.get_num_gpus()}); install a GPU build of faiss "
                 "(e.g. `pip install faiss-gpu-cu12`) or pass use_gpu=False"
             )
-        if use_gpu is True and kind == "hnsw":
-            raise ValueError(
-                "use_gpu=True, but faiss has no GPU HNSW index; use index='ivf' or 'exact' on "
-                "the GPU, or use_gpu=False"
-            )
-        gpu = kind != "hnsw" and (use_gpu if use_gpu is not None else _gpu_available())
+        gpu = kind not in ("hnsw", "ivfpq") and bool(gpu_seen)
         self._auto = index == "auto"
 
-        if kind == "ivf":
-            nlist = default_nlist(n) if nlist is None else _check_int(nlist, "nlist", low=1, high=n)
+        if kind in _IVF_KINDS:
+            if nlist is None:
+                nlist = default_nlist(n) if kind == "ivf" else default_nlist_pq(n)
+            else:
+                nlist = _check_int(nlist, "nlist", low=1, high=n)
             if train_size is None:
                 train_size = min(n, max(39 * nlist, 50_000))
             train_size = _check_int(
@@ -279,9 +337,12 @@ class NeighborIndex:
         self._ef_search = ef_search
         self._gpu_res = faiss.StandardGpuResources() if self._gpu else None
         extra: dict[str, Any] = {}
+        self._pq = (pq_m or default_pq_m(d), refine_factor or DEFAULT_REFINE_FACTOR)
         with faiss_threads(threads):
-            if kind == "ivf":
-                ivf = self._build_ivf(x32, nlist, nprobe, train_size, target_recall, seed)
+            if kind in _IVF_KINDS:
+                ivf = self._build_ivf(
+                    x32, nlist, nprobe, train_size, target_recall, seed, kind == "ivfpq"
+                )
                 if ivf is None:  # "auto", and IVF would be slower than exact search
                     kind = "exact"
                     extra["ivf_rejected"] = self._rejected
@@ -297,10 +358,11 @@ class NeighborIndex:
         self.index_used: str = kind
         self._index = idx
         self._x_in_index = False  # True when the rows are the faiss index's own memory
-        if kind == "exact" and not self._gpu and owned:
+        if kind in ("exact", "ivfpq") and not self._gpu and owned:
             # our float32 copy duplicates the index storage: read queries from the index instead
             copy = x32
-            x32 = faiss.rev_swig_ptr(idx.get_xb(), n * d).reshape(n, d)
+            flat = idx if kind == "exact" else faiss.downcast_index(idx.refine_index)
+            x32 = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d)
             x32.flags.writeable = False
             self._x_in_index = True
             if self._source is copy:  # the same values: do not hold both
@@ -328,9 +390,11 @@ class NeighborIndex:
         train_size: int,
         target_recall: float,
         seed: int,
+        compressed: bool = False,
     ) -> tuple[Any, dict[str, Any]] | None:
-        """Train, calibrate and fill an ``IndexIVFFlat``; ``None`` when ``index="auto"`` and the
-        calibrated ``nprobe`` makes IVF slower than exact search."""
+        """Train, calibrate and fill an ``IndexIVFFlat`` (``compressed``: an IVF-PQ fast-scan
+        index inside an ``IndexRefineFlat``); ``None`` when ``index="auto"`` and the calibrated
+        ``nprobe`` makes IVF slower than exact search."""
         n, d = x32.shape
         metric = self.metric
         faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
@@ -339,13 +403,25 @@ class NeighborIndex:
         # 0.993 with a spherical IP quantizer for cosine, 0.996 vs 0.989 with faiss's default IP
         # quantizer for ip)
         quantizer = faiss.IndexFlatL2(d)
-        idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
-        idx.cp.seed = seed
+        if compressed:
+            pq_m, refine_factor = self._pq
+            ivf = faiss.IndexIVFPQFastScan(quantizer, d, nlist, pq_m, 4, faiss_metric)
+            ivf.by_residual = False  # one look-up table per query for every list (docstring)
+            ivf.pq.cp.seed = seed
+        else:
+            ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
+        ivf.cp.seed = seed
         if train_size == n:
-            idx.train(x32)
+            ivf.train(x32)
         else:
             rows = np.random.default_rng(seed).choice(n, train_size, replace=False)
-            idx.train(x32[np.sort(rows)])
+            ivf.train(x32[np.sort(rows)])
+        if compressed:
+            idx = faiss.IndexRefineFlat(ivf)
+            idx.k_factor = refine_factor
+            self._ivf = ivf  # the refine index does not own it
+        else:
+            idx = ivf
         needed = nprobe_needed(
             x32, quantizer, nlist, metric=metric, seed=seed, gpu_resources=self._gpu_res
         )
@@ -358,7 +434,7 @@ class NeighborIndex:
         source = "given" if nprobe is not None else "calibrated"
         if nprobe is None:
             nprobe = nprobe_for_recall(needed, sample_target)
-            if nprobe > nlist * _IVF_MAX_PROBE_FRACTION:
+            if not compressed and nprobe > nlist * _IVF_MAX_PROBE_FRACTION:
                 message = (
                     f"IVF needs nprobe={nprobe} of nlist={nlist} lists for Recall@1 >= "
                     f"{target_recall} on this data; scanning more than "
@@ -382,18 +458,23 @@ class NeighborIndex:
             raise ValueError(
                 f"nprobe={nprobe} exceeds faiss GPU's limit of {_GPU_MAX_K}; use use_gpu=False"
             )
-        idx.nprobe = nprobe
+        ivf.nprobe = nprobe
         if self._gpu:
             idx = self._to_gpu(idx)
             faiss.GpuParameterSpace().set_index_parameter(idx, "nprobe", nprobe)
         else:
             self._quantizer = quantizer  # the IVF index does not own it
         idx.add(x32)
-        prefix = "Gpu" if self._gpu else ""
-        self.description = f"{prefix}IndexIVFFlat(nlist={nlist}, nprobe={nprobe}, {metric})"
+        extra: dict[str, Any] = {}
+        if compressed:
+            extra = {"pq_m": pq_m, "pq_bits": 4, "refine_factor": refine_factor}
+        self.index_used = "ivfpq" if compressed else "ivf"
+        self.params = {"nlist": nlist, "nprobe": nprobe, **extra}
+        self.description = self._describe()
         return idx, {
             "nlist": nlist,
             "nprobe": nprobe,
+            **extra,
             "train_size": train_size,
             "calibration": {
                 "nprobe_source": source,
@@ -563,9 +644,20 @@ class NeighborIndex:
                 s, i = faiss.knn(q, self._x, k_search, metric=faiss_metric)
         return self._finish_raw(s, i, rows)
 
+    def _describe(self) -> str:
+        """The IVF index in words, with its current ``nprobe``."""
+        p = self.params
+        if self.index_used == "ivfpq":
+            return (
+                f"IndexIVFPQFastScan(nlist={p['nlist']}, nprobe={p['nprobe']}, "
+                f"PQ{p['pq_m']}x4, re-scored {p['refine_factor']}x, {self.metric})"
+            )
+        prefix = "Gpu" if self._gpu else ""
+        return f"{prefix}IndexIVFFlat(nlist={p['nlist']}, nprobe={p['nprobe']}, {self.metric})"
+
     def set_nprobe(self, nprobe: int) -> None:
         """The IVF lists probed per query in later searches."""
-        if self.index_used != "ivf":
+        if self.index_used not in _IVF_KINDS:
             raise ValueError(f"nprobe applies to an IVF index, this one is {self.index_used}")
         nlist = int(self.params["nlist"])
         nprobe = _check_int(nprobe, "nprobe", low=1, high=nlist, hint=f" (nlist={nlist})")
@@ -576,13 +668,42 @@ class NeighborIndex:
         else:
             faiss.extract_index_ivf(self._index).nprobe = nprobe
         self.params["nprobe"] = nprobe
-        prefix = "Gpu" if self._gpu else ""
-        self.description = f"{prefix}IndexIVFFlat(nlist={nlist}, nprobe={nprobe}, {self.metric})"
+        self.description = self._describe()
+
+    def set_refine_factor(self, refine_factor: int) -> None:
+        """The IVF-PQ candidates re-scored exactly per neighbour, in later searches."""
+        if self.index_used != "ivfpq":
+            raise ValueError(
+                f"refine_factor applies to an IVF-PQ index, this one is {self.index_used}"
+            )
+        refine_factor = _check_int(refine_factor, "refine_factor", low=1, high=1024)
+        self._index.k_factor = refine_factor
+        self._pq = (self._pq[0], refine_factor)
+        self.params["refine_factor"] = refine_factor
+        self.description = self._describe()
+
+    def probes_needed(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """For IVF indexes: the ``nprobe`` the query row ``rows[i]`` needs for its search to
+        visit the list holding row ``targets[i]``."""
+        if self.index_used not in _IVF_KINDS or self._gpu:
+            raise ValueError(
+                f"probes_needed applies to a CPU IVF index, this one is {self.index_used}"
+            )
+        return probes_to_reach(
+            self._x[np.asarray(rows)],
+            self._x[np.asarray(targets)],
+            self._quantizer,
+            int(self.params["nlist"]),
+        )
 
     @property
     def max_useful_nprobe(self) -> int:
-        """The most IVF lists worth probing: beyond, IVF costs more than exact search."""
-        return max(1, int(int(self.params["nlist"]) * _IVF_MAX_PROBE_FRACTION))
+        """The most IVF lists worth probing: beyond, IVF costs more than exact search (IVF-PQ
+        stays cheaper when it probes every list)."""
+        nlist = int(self.params["nlist"])
+        if self.index_used == "ivfpq":
+            return nlist
+        return max(1, int(nlist * _IVF_MAX_PROBE_FRACTION))
 
     def set_ef_search(self, ef_search: int) -> None:
         """The HNSW search beam for later searches (see ``ef_search``)."""

@@ -53,6 +53,7 @@ _METADATA_LABELS = {
     "classes": "classes",
     "metric": "distance",
     "index": "neighbour index",
+    "index_choice": "why this index",
     "index_description": "index details",
     "index_params": "index parameters",
     "k": "k",

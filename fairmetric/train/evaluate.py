@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fairmetric.audit.metrics.spread import group_spread
+from fairmetric.audit.metrics.spread import crossed, group_spread
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.neighbors.index import Metric, NeighborIndex
 from fairmetric.neighbors.search import iter_neighbours
@@ -215,10 +215,12 @@ def spread_by_group(
         for key in SPREAD_KEYS
     }
     small: dict[str, dict[str, list[str]]] = {key: {} for key in SPREAD_KEYS}
+    # the audit pools each group from its attributes' crossed cells: the same bits here
+    partition = crossed([emb.attribute(a) for a in attributes])
     for a in attributes:
         col = emb.attribute(a)
         names = list(emb.attribute_value_names[a])
-        per = group_spread(x, col, names)
+        per = group_spread(x, col, names, partition=partition)
         counts = {names[c]: int(n) for c, n in enumerate(np.bincount(col, minlength=len(names)))}
         for key in SPREAD_KEYS:
             values = per[key]["by_group"]

@@ -118,19 +118,27 @@ def test_a_forced_index_that_cannot_agree_is_refused(monkeypatch):
 
     monkeypatch.setattr(agreement_module, "MAX_EF_SEARCH", 2)  # a beam that cannot reach it
     with pytest.raises(IndexDisagrees, match="does not keep the audit's promise") as e:
-        audit(_hard(), index="hnsw", index_options={"ef_search": 1}, **FAST)
+        audit(_hard(), index="hnsw", index_options={"ef_search": 1, "hnsw_m": 2}, **FAST)
     assert "g=" in str(e.value) and "--index exact" in str(e.value)
 
 
-def test_auto_falls_back_to_exact_search_when_ivf_disagrees():
+def test_auto_falls_back_to_exact_search_when_ivf_disagrees(monkeypatch):
+    import fairmetric.audit.agreement as agreement_module
+
+    monkeypatch.setattr(agreement_module, "MAX_REFINE_FACTOR", 1)
     data = _hard()
-    options = {"exact_max": 100, "nlist": 64, "nprobe": 1}
+    # one 4-bit number per row, one candidate re-scored per neighbour: hopeless at any nprobe
+    options = {"exact_max": 100, "nlist": 64, "nprobe": 1, "pq_m": 1, "refine_factor": 1}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = audit(data, index="auto", index_options=options, **FAST)
     assert any("uses exact search instead" in str(w.message) for w in caught)
     meta = report.metadata["index_agreement"]
     assert meta["fallback"] == "exact" and not meta["passed"]
+    assert report.metadata["index_choice"].startswith("exact search: auto built an approximate")
+    assert (
+        meta["nprobe_tried"] == [1, 2, 4, 8, 16, 32, 64] and meta["refine_factor_tried"] == [1] * 7
+    )
     assert report.metadata["index"] == "exact"
     exact = audit(data, index="exact", **FAST)
     assert report["recall@1"].values("g") == exact["recall@1"].values("g")
@@ -158,3 +166,52 @@ def test_the_effort_setters_refuse_another_index_kind_and_out_of_range_values():
     hnsw = NeighborIndex(data.embeddings, metric="cosine", index="hnsw")
     with pytest.raises(ValueError, match="ef_search"):
         hnsw.set_ef_search(0)
+
+
+def test_ivfpq_is_calibrated_on_both_knobs():
+    """nprobe doubles while the disagreeing queries' exact neighbours lie in unvisited lists,
+    refine_factor while they were visited but ranked too low by the codes."""
+    data = _hard()
+    lists = NeighborIndex(
+        data.embeddings, metric="cosine", index="ivfpq", nlist=64, nprobe=1, refine_factor=32
+    )
+    result = check_index(lists, data, ["g"], k=10)
+    assert result["passed"] and result["nprobe_tried"][:2] == [1, 2]
+    assert set(result["refine_factor_tried"]) == {32}
+    codes = NeighborIndex(
+        data.embeddings, metric="cosine", index="ivfpq", nlist=64, nprobe=64, refine_factor=1
+    )
+    result = check_index(codes, data, ["g"], k=10)
+    assert result["passed"] and result["refine_factor_tried"][:2] == [1, 2]
+    assert set(result["nprobe_tried"]) == {64} and result["search_depth"] == 10
+    assert codes.params["refine_factor"] == result["refine_factor_tried"][-1]
+
+
+def test_the_audit_with_ivfpq_equals_exact_within_the_promise():
+    data = _clustered(n=4000)
+    exact = audit(data, index="exact", **FAST)
+    approx = audit(data, index="ivfpq", index_options={"nlist": 40}, **FAST)
+    meta = approx.metadata["index_agreement"]
+    assert meta["passed"] and approx.metadata["index"] == "ivfpq"
+    assert meta["nprobe_tried"][0] == 1 and len(meta["refine_factor_tried"]) == len(
+        meta["nprobe_tried"]
+    )
+    for g, v in exact["recall@1"].values("g").items():
+        assert abs(approx["recall@1"].values("g")[g] - v) <= 0.005
+
+
+def test_the_report_says_which_index_was_used_and_why():
+    data = _clustered(n=4000)
+    exact = audit(data, **FAST).metadata["index_choice"]
+    assert exact.startswith("exact search, picked by auto: N = 4,000 <= 100,000 rows")
+    forced = audit(data, index="exact", **FAST).metadata["index_choice"]
+    assert forced == "exact search, as asked (--index exact)"
+    report = audit(data, index_options={"exact_max": 1000}, **FAST)
+    choice, meta = report.metadata["index_choice"], report.metadata["index_agreement"]
+    assert report.metadata["index"] == "ivfpq"
+    assert choice.startswith("IVF-PQ, N = 4,000 > 1,000 rows (exact_max)")
+    assert report.metadata["index_description"] in choice
+    assert f"on {meta['sample_queries']:,} sampled queries" in choice
+    assert f"in {len(meta['nprobe_tried'])} step(s)" in choice
+    seconds = report.metadata["seconds"]
+    assert 0 < seconds["index"] < seconds["total"]

@@ -15,6 +15,7 @@ from fairmetric.audit.metrics.spread import (
     FEW,
     NO_DIRECTION,
     SpreadStatistic,
+    crossed,
     effective_rank,
     group_spread,
     mean_resultant_length,
@@ -383,3 +384,52 @@ def test_group_metric_from_statistic_assembles_groups_gaps_and_overall():
     )
     assert alone.overall.value == 5.0 and alone.by_group == {}
     assert alone.overall.ci_low is not None
+
+
+def test_crossed_cells_are_the_distinct_code_tuples_in_order():
+    a = np.array([1, 0, 1, 2, 0, 1])
+    b = np.array([5, 5, 0, 0, 5, 0])
+    tuples = sorted(set(zip(a.tolist(), b.tolist(), strict=True)))
+    ref = np.array([tuples.index(t) for t in zip(a.tolist(), b.tolist(), strict=True)])
+    np.testing.assert_array_equal(crossed([a, b]), ref)
+    # crossing in the intersection again changes nothing; no grouping gives None
+    np.testing.assert_array_equal(crossed([a, b, ref]), ref)
+    assert crossed([]) is None
+
+
+def test_groups_pooled_from_the_partition_equal_groups_summed_from_rows():
+    """Unions of the partition's parts are pooled (equal to float64 rounding, far from the
+    origin too); a group that is not a union is summed from its rows (the same bits)."""
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(900, 12)) + 30.0).astype(np.float32)  # an offset: pooling must centre
+    a, b = rng.integers(0, 3, 900), rng.integers(0, 4, 900)
+    part = crossed([a, b])
+    for codes in (a, b, part):
+        cells = [np.flatnonzero(codes == c) for c in np.unique(codes)]
+        direct = SpreadStatistic(x).compute(cells, 0, 0)
+        pooled = SpreadStatistic(x, partition=part).compute(cells, 0, 0)
+        np.testing.assert_allclose(pooled[0], direct[0], rtol=1e-12)
+        np.testing.assert_allclose(pooled[3], direct[3], rtol=1e-9)
+    odd = [np.arange(0, 450), np.arange(450, 900)]  # not unions of parts
+    direct = SpreadStatistic(x).compute(odd, 0, 0)
+    pooled = SpreadStatistic(x, partition=part).compute(odd, 0, 0)
+    np.testing.assert_array_equal(pooled[0], direct[0])
+    np.testing.assert_array_equal(pooled[3], direct[3])
+    with pytest.raises(ValueError, match="partition must have shape"):
+        SpreadStatistic(x, partition=part[:5])
+
+
+def test_the_training_log_has_the_audits_bits_with_two_attributes():
+    from fairmetric.train.evaluate import spread_by_group
+
+    rng = np.random.default_rng(8)
+    emb = EmbeddingSet(
+        embeddings=rng.normal(size=(400, 8)).astype(np.float32),
+        labels=np.arange(400) % 40,
+        attributes={"s": rng.integers(0, 2, 400), "t": rng.integers(0, 3, 400)},
+    )
+    log = spread_by_group(emb, min_group_size=1)
+    report = audit(emb, bootstrap=0, projection_points=0, linear_probe=False, ks=(1,))
+    for key in ("mean_resultant_length", "effective_rank"):
+        for a in ("s", "t"):
+            assert report[key].values(a) == log[key]["by_group"][a]

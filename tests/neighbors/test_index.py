@@ -11,10 +11,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fairmetric.neighbors.index as index_module
 from fairmetric.neighbors.index import (
     NeighborIndex,
     _drop_self,
     default_nlist,
+    default_nlist_pq,
     knn_bruteforce,
     nprobe_for_recall,
     nprobe_needed,
@@ -249,17 +251,25 @@ def test_hnsw_ef_search_and_params():
 # ----------------------------------------------------------------------------- auto, threads, GPU
 
 
-def test_auto_picks_exact_then_ivf():
+def test_auto_picks_exact_then_ivfpq_on_the_cpu():
     x = _clustered(2000, 8, 20)
     assert NeighborIndex(x, exact_max=2000).index_used == "exact"
-    index = NeighborIndex(x, exact_max=1999, target_recall=0.5)
-    assert index.index_used == "ivf" and index.params["index"] == "ivf"
-    assert index.params["nlist"] == default_nlist(2000) == 51
+    index = NeighborIndex(x, exact_max=1999, target_recall=0.5, use_gpu=False)
+    assert index.index_used == "ivfpq" and index.params["index"] == "ivfpq"
+    assert index.params["nlist"] == default_nlist_pq(2000) == 45 < default_nlist(2000)
     assert index.params["train_size"] == 2000
 
 
-def test_auto_falls_back_to_exact_when_ivf_would_be_slower():
+def test_ivf_that_would_be_slower_than_exact_search_is_rejected_or_warned(monkeypatch):
     x = np.random.default_rng(0).normal(size=(4000, 32)).astype(np.float32)  # no structure
+    with pytest.warns(UserWarning, match="consider index='exact'"):
+        forced = NeighborIndex(x, index="ivf")
+    assert forced.index_used == "ivf" and forced.params["nprobe"] > 102 / 25
+    # "auto" picks IVF-Flat on a GPU only (there is no GPU fast-scan index), and there falls back
+    # to exact search instead; simulated on the CPU by what "auto" resolves to
+    monkeypatch.setattr(
+        index_module, "_auto_kind", lambda n, top, gpu: "exact" if n <= top else "ivf"
+    )
     with pytest.warns(UserWarning, match="index='auto' uses exact search"):
         index = NeighborIndex(x, exact_max=100)
     assert index.index_used == "exact" and index.description == "IndexFlatL2 (exact, l2)"
@@ -269,6 +279,13 @@ def test_auto_falls_back_to_exact_when_ivf_would_be_slower():
     with pytest.warns(UserWarning, match="uses exact search"):
         small = NeighborIndex(x[:300], exact_max=10)
     np.testing.assert_array_equal(small.search(None, 3)[1], ref)
+
+
+def test_auto_on_unstructured_data_keeps_ivfpq_and_probes_more_lists():
+    x = np.random.default_rng(0).normal(size=(4000, 32)).astype(np.float32)
+    index = NeighborIndex(x, exact_max=100, use_gpu=False)
+    assert index.index_used == "ivfpq"
+    assert index.params["nprobe"] > index.params["nlist"] / 25  # IVF-Flat would have given up
 
 
 def test_default_nlist():
@@ -380,7 +397,11 @@ def test_gpu_matches_cpu(kind):
         (np.array([["a", "b"], ["c", "d"]]), {}, "real numeric"),
         (np.eye(4, dtype=complex), {}, "real numeric"),
         (_random(10, 4), {"metric": "euclid"}, "unknown metric 'euclid'.*'l2', 'cosine', 'ip'"),
-        (_random(10, 4), {"index": "flat"}, "unknown index 'flat'.*'auto', 'exact', 'ivf', 'hnsw'"),
+        (
+            _random(10, 4),
+            {"index": "flat"},
+            "unknown index 'flat'.*'auto', 'exact', 'ivf', 'ivfpq', 'hnsw'",
+        ),
         (_random(10, 4), {"threads": 0}, "threads must be >= 1"),
         (_random(10, 4), {"use_gpu": "yes"}, "use_gpu must be"),
         (_random(10, 4), {"hnsw_m": 1}, "hnsw_m must be >= 2"),

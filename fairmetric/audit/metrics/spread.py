@@ -46,6 +46,7 @@ from fairmetric.audit.metrics.base import AuditContext, AuditMetric, Job, regist
 __all__ = [
     "SpreadMetric",
     "SpreadStatistic",
+    "crossed",
     "effective_rank",
     "group_spread",
     "mean_resultant_length",
@@ -145,6 +146,31 @@ def _cell(
     return _Cell(centre, count, ndir, e_sum, s_sum, q_sum)
 
 
+def _merge(parts: list[_Cell]) -> _Cell:
+    """The one-unit sums of the union of cells (each one unit, disjoint), about the union's
+    mean: ``Σ y`` and ``Σ y yᵀ`` move from each part's centre ``m_f`` to the union's ``m`` by
+    ``y + (m_f - m)``, expanded exactly (the parallel-axis step of a pooled scatter)."""
+    d = len(parts[0].centre)
+    counts = np.array([p.count.sum() for p in parts])
+    n = counts.sum()
+    centre = sum(p.centre * c for p, c in zip(parts, counts)) / n
+    s_sum, q_sum = np.zeros(d), np.zeros((d, d))
+    for p, c in zip(parts, counts):
+        delta = p.centre - centre
+        sp = p.s.sum(axis=0)
+        s_sum += sp + c * delta
+        q_sum += p.q.sum(axis=0).reshape(d, d)
+        q_sum += np.outer(delta, sp) + np.outer(sp, delta) + c * np.outer(delta, delta)
+    return _Cell(
+        centre,
+        np.array([n]),
+        np.array([sum(p.ndir.sum() for p in parts)]),
+        sum(p.e.sum(axis=0) for p in parts)[None],
+        s_sum[None],
+        q_sum.reshape(1, d * d),
+    )
+
+
 def _finish(
     n: np.ndarray, ndir: np.ndarray, e: np.ndarray, scatter: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -165,9 +191,20 @@ class SpreadStatistic:
         x: ``(N, D)`` embeddings (float32 or float64).
         max_units: resampling units per group (see the module docstring); groups up to this size
             are resampled row by row.
+        partition: ``(N,)`` integer codes of a partition every later group is a union of (the
+            audit's: all its groupings crossed). The values of a group are then pooled from
+            the sums of its parts, one pass over the rows for all groupings instead of one per
+            grouping (equal up to float64 rounding); a group that is not such a union is summed
+            from its rows.
     """
 
-    def __init__(self, x: np.ndarray, *, max_units: int | None = None) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        *,
+        max_units: int | None = None,
+        partition: np.ndarray | None = None,
+    ) -> None:
         self.x = np.asarray(x)
         if self.x.ndim != 2:
             raise ValueError(f"x must have shape (N, D), got {self.x.shape}")
@@ -177,6 +214,11 @@ class SpreadStatistic:
         if max_units < 1:
             raise ValueError(f"max_units must be >= 1, got {max_units}")
         self.max_units = max_units
+        self.partition = None if partition is None else np.asarray(partition, dtype=np.int64)
+        if self.partition is not None and self.partition.shape != (self.n,):
+            raise ValueError(f"partition must have shape ({self.n},), got {self.partition.shape}")
+        self._parts: dict[int, _Cell] | None = None
+        self._part_sizes: np.ndarray | None = None
         self._cache: dict[tuple, tuple[np.ndarray, list, np.ndarray, list, np.ndarray]] = {}
 
     def entry(self, which: str):
@@ -226,13 +268,33 @@ class SpreadStatistic:
             _centred(erank_reps, erank, 0.0, top),
         )
 
+    def _whole(self, rows: np.ndarray) -> _Cell:
+        """The one-unit sums of a group: pooled from the partition's parts when the group is a
+        union of them, else summed from its rows."""
+        if self.partition is not None and len(rows):
+            if self._parts is None:
+                codes = self.partition
+                self._part_sizes = np.bincount(codes)
+                self._parts = {
+                    int(c): _cell(self.x, np.flatnonzero(codes == c), 1, None)
+                    for c in np.flatnonzero(self._part_sizes)
+                }
+            ids = np.unique(self.partition[rows])
+            if self._part_sizes[ids].sum() == len(rows):  # rows are distinct: the whole parts
+                return (
+                    self._parts[int(ids[0])]
+                    if len(ids) == 1
+                    else _merge([self._parts[int(i)] for i in ids])
+                )
+        return _cell(self.x, rows, 1, None)
+
     def _compute(self, cells: list[np.ndarray], n_boot: int, seed: int) -> tuple:
         d, g = self.d, len(cells)
         rng = np.random.default_rng(seed)
         cells = [np.asarray(c, dtype=np.int64) for c in cells]
         # the values from one sum per cell, in row order (independent of the seed and of
         # n_boot); the replicates from units of rows or of random blocks of rows
-        whole = [_cell(self.x, c, 1, None) for c in cells]
+        whole = [self._whole(c) for c in cells]
         n_all = sum(len(c) for c in cells)
         mu = sum(p.centre * p.count.sum() for p in whole) / n_all if n_all else np.zeros(d)
 
@@ -304,8 +366,27 @@ def _centred(reps: np.ndarray, value: np.ndarray, low: float, high: np.ndarray) 
     return np.clip(reps + shift, low, high)
 
 
+def crossed(codes: list[np.ndarray]) -> np.ndarray | None:
+    """The cells of several groupings crossed, as dense codes numbered in the lexicographic
+    order of the groupings' codes (``None`` for no grouping). Crossing in a grouping that is
+    already a crossing of the others (the audit's intersection) changes nothing."""
+    out = None
+    for c in codes:
+        c = np.asarray(c, dtype=np.int64)
+        if out is None:
+            out = np.unique(c, return_inverse=True)[1].ravel()
+        else:  # a 1-D key per pair of codes, renumbered densely (no overflow)
+            key = out * (int(c.max(initial=0)) + 1) + c
+            out = np.unique(key, return_inverse=True)[1].ravel()
+    return out
+
+
 def group_spread(
-    embeddings: np.ndarray, groups: np.ndarray, names: list[str] | None = None
+    embeddings: np.ndarray,
+    groups: np.ndarray,
+    names: list[str] | None = None,
+    *,
+    partition: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Mean resultant length and effective rank of each group and overall (no bootstrap).
 
@@ -313,6 +394,9 @@ def group_spread(
         embeddings: ``(N, D)`` embeddings.
         groups: ``(N,)`` non-negative integer group codes.
         names: display name of each code (default: the code as text).
+        partition: a partition every group is a union of (see :class:`SpreadStatistic`): pass
+            the same one as the audit (its attributes crossed, :func:`crossed`) for the same
+            bits as the audit's values.
 
     Returns:
         ``{"mean_resultant_length": {"overall": v, "by_group": {name: v}}, "effective_rank":
@@ -329,7 +413,7 @@ def group_spread(
         raise ValueError("groups must be non-negative integer codes")
     present = np.unique(codes)
     label = [str(c) if names is None else names[c] for c in present]
-    mrl, _, _, erank, _, _ = SpreadStatistic(x).compute(
+    mrl, _, _, erank, _, _ = SpreadStatistic(x, partition=partition).compute(
         [np.flatnonzero(codes == c) for c in present], 0, 0
     )
 
@@ -348,7 +432,8 @@ class SpreadMetric(AuditMetric):
     searched rows (unit-norm under cosine), recomputed on every bootstrap resample."""
 
     def jobs(self, ctx: AuditContext) -> list[Job]:
-        stat = SpreadStatistic(ctx.x)
+        # every grouping's groups are unions of the groupings' crossed cells: one pass over rows
+        stat = SpreadStatistic(ctx.x, partition=crossed([g.codes for g in ctx.groupings]))
         return [
             (
                 "mean_resultant_length",
