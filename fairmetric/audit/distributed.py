@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["gather_shards", "join_process_group"]
+__all__ = ["gather_shards", "join_process_group", "leave_process_group"]
+
+#: whether join_process_group created the default process group (leave_process_group ends it)
+_JOINED = False
 
 
 def _per_query_arrays(stats: Any) -> list[tuple[dict[Any, np.ndarray] | None, Any]]:
@@ -82,4 +85,20 @@ def join_process_group() -> tuple[int, int]:
         return 0, 1
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        global _JOINED
+        _JOINED = True
     return dist.get_rank(), dist.get_world_size()
+
+
+def leave_process_group() -> None:
+    """After a successful distributed audit: wait for every process (rank 0 writes the reports),
+    then destroy the process group :func:`join_process_group` created (none else)."""
+    global _JOINED
+    if not _JOINED:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    _JOINED = False

@@ -314,19 +314,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from fairmetric.audit import audit
-    from fairmetric.report import check_conditions, parse_condition, render_summary, write_report
+    from fairmetric.report import parse_condition
     from fairmetric.report.frame import check_min_group_size
-    from fairmetric.sources import Columns, load_source
 
     for condition in args.fail_if:  # fail fast on a typo, before any work
         parse_condition(condition)
     check_min_group_size(args.min_group_size)
     if args.out is not None:
         check_output(args.out)
-    from fairmetric.audit.distributed import join_process_group
+    from fairmetric.audit.distributed import join_process_group, leave_process_group
 
     rank, _ = join_process_group()  # under torchrun: the processes share the search
+    status = _audit_in_group(args, rank)
+    # every process waits for rank 0's reports, then all leave together (a process that exits
+    # while a peer still holds its Gloo connections can abort in the C++ teardown)
+    leave_process_group()
+    return status
+
+
+def _audit_in_group(args: argparse.Namespace, rank: int) -> int:
+    from fairmetric.audit import audit
+    from fairmetric.report import check_conditions, render_summary, write_report
+    from fairmetric.sources import Columns, load_source
+
     progress = not args.no_progress and rank == 0
     data = load_source(
         args.source,
