@@ -109,13 +109,34 @@ def parse(text: str) -> list[Block]:
     return blocks
 
 
+#: CPU features beyond torch's capability level that select other float32 kernels in oneDNN and
+#: MKL (two AVX-512 machines, one with bf16/VNNI, trained the demo to different numbers)
+_KERNEL_FLAGS = ("avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_tile")
+
+
+def _cpu_detail() -> str:
+    """`` (vendor, flags...)`` from /proc/cpuinfo, or nothing where it cannot be read."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    vendor = re.search(r"^vendor_id\s*:\s*(\S+)", info, re.M)
+    flags = re.search(r"^flags\s*:(.*)$", info, re.M)
+    have = set(flags.group(1).split()) if flags else set()
+    parts = ([vendor.group(1)] if vendor else []) + [f for f in _KERNEL_FLAGS if f in have]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def platform() -> str:
-    """What decides the demo's float32 training numbers: torch's version and the CPU kernels it
-    dispatches to (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512, ...).
+    """What decides the demo's float32 training numbers: torch's version, the CPU kernels it
+    dispatches to (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512, ...) and
+    the CPU's vendor and the features that pick other oneDNN/MKL kernels (:data:`_KERNEL_FLAGS`).
     The demo pins one thread, so the core count does not enter."""
     import torch
 
-    return f"torch {torch.__version__.split('+')[0]}, CPU kernels {torch.backends.cpu.get_cpu_capability()}"
+    version = torch.__version__.split("+")[0]
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"torch {version}, CPU kernels {capability}{_cpu_detail()}"
 
 
 def demo_platform_note(results: list[Result]) -> str | None:

@@ -128,10 +128,15 @@ def test_compile_trains_the_same_model(tmp_path):
     assert compiled["final"]["loss"] == pytest.approx(eager["final"]["loss"], rel=1e-4)
     a, b = _weights(tmp_path / "eager"), _weights(tmp_path / "compiled")
     assert a.keys() == b.keys()  # compiling in place keeps the checkpoint's keys
-    # Adam turns even float-rounding differences of near-zero gradients into steps of up to lr
-    # (1e-3), so 2 steps bound the difference by 2e-3; a miscompiled model would be far off
+    # Adam normalises each gradient, so a gradient that is pure rounding noise (a bias followed
+    # by BatchNorm has none in exact arithmetic) becomes a step of +lr or -lr whose sign the
+    # rounding picks: eager and compiled kernels (which round differently, and differently on
+    # AVX2 and AVX-512 CPUs) can then differ by 2 lr per step, 4e-3 after 2 steps. The weights,
+    # whose gradients are real, agree far more closely; a miscompiled model would be far off.
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=2e-3, msg=key)
+        tight = key.endswith("weight") and a[key].dtype.is_floating_point
+        atol = 1e-5 if tight else 2 * 2 * 1e-3
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=key)
 
 
 @pytest.mark.parametrize(
