@@ -14,13 +14,12 @@ passes (or a limit is reached). IVF-PQ has two knobs; each step doubles the one 
 disagreeing queries point at: ``nprobe`` when most of them had their exact nearest neighbour in a
 list the search did not visit, ``refine_factor`` (candidates re-scored exactly) when the list was
 visited but the compressed codes ranked the neighbour too low. The sampled queries are searched as
-deep as the audit searches (``k``), so the candidates re-scored are the audit's. The check is on what the audit reports, Recall@1 per group, not
-on finding every exact nearest neighbour: a query whose true nearest neighbour is missed but whose
-found neighbour is of the same class scores the same hit, so far fewer lists are usually needed
-than for neighbour recall. :func:`check_index` returns the measurement, which the audit records in
-``metadata["index_agreement"]``; the audit refuses an index that fails (``"auto"`` falls back to
-exact search instead).
-"""
+deep as the audit searches (``k``), so the candidates re-scored are the audit's. The check is on
+what the audit reports, Recall@1 per group, not on finding every exact nearest neighbour: a query
+whose true nearest neighbour is missed but whose found neighbour is of the same class scores the
+same hit, so far fewer lists are usually needed than for neighbour recall. :func:`check_index`
+returns the measurement, which the audit records in ``metadata["index_agreement"]``; the audit
+refuses an index that fails (``"auto"`` falls back to exact search instead)."""
 
 from __future__ import annotations
 
