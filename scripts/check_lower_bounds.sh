@@ -118,14 +118,17 @@ for name in ["torch", "torchvision", "timm", "pytorch-metric-learning", "faiss-c
 EOF
 installed=$(date +%s)
 
-# a smoke subset: PML reducers and losses, timm backbones, faiss search, the audit and its
-# reports (matplotlib), samplers, config loading (yaml), checkpoints (safetensors), a training run
+# a smoke subset: PML reducers and losses, timm backbones, faiss search (the IVF-PQ index and its
+# agreement check too), the audit and its reports (matplotlib), samplers, config loading (yaml),
+# checkpoints (safetensors), a training run
 smoke=(
     tests/test_dependencies.py
     tests/losses/test_reducers.py
     tests/losses/test_objective.py
     tests/models/test_embedder.py
     tests/neighbors/test_search.py
+    tests/neighbors/test_ivfpq.py
+    tests/audit/test_index_agreement.py
     tests/audit/test_audit.py
     tests/audit/test_min_group_size.py
     tests/report/test_writers.py

@@ -4,7 +4,8 @@ search, measured on the data before the search, never assumed.
 For every group of every audited attribute, up to ``per_group`` of its rows (a seeded sample; all
 of them when the group is smaller) are searched twice, by the approximate index and by brute
 force (:func:`~fairmetric.neighbors.search.search_rows_exact`, the same float64 re-ranking and
-tie rule), and their Recall@1 hits compared. ``|ΔRecall@1|`` of a group is at most the share of
+tie rule), and their Recall@1 hits compared (a group on the rows sampled for it alone, which are
+a uniform sample of it; the brute-force search runs once over the union). ``|ΔRecall@1|`` of a group is at most the share of
 its queries whose hit differs; the check's bound is the one-sided 95% Clopper–Pearson upper bound
 of that share (for a group searched in full, the measured difference itself: nothing is
 sampled). The index keeps its promise when every group's bound is within ``tolerance``.
@@ -55,24 +56,35 @@ def _upper(x: int, m: int, level: float = 0.95) -> float:
     return 1.0 if x >= m else float(beta.ppf(level, x + 1, m - x))
 
 
+def _samples(
+    data: EmbeddingSet, attributes: Sequence[str], per_group: int, seed: int
+) -> tuple[np.ndarray, dict[str, dict[int, np.ndarray]]]:
+    """The union of the per-group samples (sorted, unique) and, per attribute and group code,
+    the rows sampled for that group: up to ``per_group`` of it, a seeded uniform sample without
+    replacement (all rows of a smaller group)."""
+    rng = np.random.default_rng([seed, 7])
+    per: dict[str, dict[int, np.ndarray]] = {}
+    for a in attributes:
+        codes = data.attribute(a)
+        per[a] = {}
+        for g in np.unique(codes):
+            members = np.flatnonzero(codes == g)
+            if len(members) > per_group:
+                members = np.sort(rng.choice(members, per_group, replace=False))
+            per[a][int(g)] = members
+    chosen = [m for groups in per.values() for m in groups.values()]
+    if not chosen:  # no attribute: a sample of the whole set
+        n = len(data)
+        return np.sort(rng.choice(n, min(n, per_group), replace=False)), per
+    return np.unique(np.concatenate(chosen)), per
+
+
 def sample_rows(
     data: EmbeddingSet, attributes: Sequence[str], per_group: int, seed: int
 ) -> np.ndarray:
     """The sampled rows (sorted, unique): up to ``per_group`` of every group of every
     attribute, a seeded uniform sample without replacement (all rows of a smaller group)."""
-    rng = np.random.default_rng([seed, 7])
-    chosen: list[np.ndarray] = []
-    for a in attributes:
-        codes = data.attribute(a)
-        for g in np.unique(codes):
-            members = np.flatnonzero(codes == g)
-            if len(members) > per_group:
-                members = np.sort(rng.choice(members, per_group, replace=False))
-            chosen.append(members)
-    if not chosen:  # no attribute: a sample of the whole set
-        n = len(data)
-        return np.sort(rng.choice(n, min(n, per_group), replace=False))
-    return np.unique(np.concatenate(chosen))
+    return _samples(data, attributes, per_group, seed)[0]
 
 
 def _hits(nb: Any, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -105,7 +117,7 @@ def agreement(
             f"95% even when none differs; sample at least {least}"
         )
     labels = np.asarray(data.labels, dtype=np.int64)
-    rows = sample_rows(data, attributes, per_group, seed)
+    rows, per = _samples(data, attributes, per_group, seed)
     approx = _hits(search_rows(index, rows, min(k, index.n - 1)), labels, rows)
     if exact is None:
         nb = search_rows_exact(index, rows, 1)
@@ -118,9 +130,11 @@ def agreement(
         codes = data.attribute(a)
         names = data.attribute_value_names[a]
         groups[a] = {}
-        for g in np.unique(codes):
-            in_group = codes[rows] == g
-            m = int(in_group.sum())
+        for g, own in per[a].items():
+            # only the rows sampled for this group: a uniform sample of it (rows sampled for
+            # another attribute's groups would weight its members unequally)
+            in_group = np.searchsorted(rows, own)
+            m = len(own)
             whole = m == int((codes == g).sum())
             x = int(differ[in_group].sum())
             delta = float(approx[in_group].mean() - exact_hits[in_group].mean())
