@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from fairmetric.downstream.balance import BalanceMode, check_mode, split_and_balance
 from fairmetric.downstream.estimator import make_classifier
 from fairmetric.downstream.evaluate import groups_of
-from fairmetric.downstream.result import DownstreamResult, finish, value_counts
+from fairmetric.downstream.result import DownstreamResult, finish, split_metadata
 from fairmetric.embeddings import EmbeddingSet
 from fairmetric.errors import UserError
 from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
@@ -154,12 +154,13 @@ def run_on_embeddings(
         "dataset": str(emb.metadata.get("dataset", source)),
         "dim": emb.dim,
         "classifier": clf.describe(),
-        "balance": balance,
-        "balance_attribute": balance_attribute,
-        "n_train": int(len(train_idx)),
-        "n_train_before_balance": int(n_before),
-        "n_test": int(len(test_idx)),
-        "train_counts": {a: value_counts(train_set, a) for a in emb.attribute_names},
+        **split_metadata(
+            train_set,
+            n_before=n_before,
+            n_test=len(test_idx),
+            balance=balance,
+            balance_attribute=balance_attribute,
+        ),
     }
     return finish(
         labels=test_set.labels,

@@ -14,7 +14,7 @@ from fairmetric.downstream.evaluate import evaluate_downstream
 from fairmetric.report.result import AuditReport
 from fairmetric.report.writers import write_report
 
-__all__ = ["DownstreamResult", "finish", "value_counts"]
+__all__ = ["DownstreamResult", "finish", "split_metadata", "value_counts"]
 
 
 @dataclass
@@ -45,6 +45,26 @@ def value_counts(data: Any, attribute: str) -> dict[str, int]:
     names = data.attribute_value_names[attribute]
     counts = np.bincount(data.attribute(attribute), minlength=len(names))
     return {name: int(c) for name, c in zip(names, counts)}
+
+
+def split_metadata(
+    train_set: Any,
+    *,
+    n_before: int,
+    n_test: int,
+    balance: str,
+    balance_attribute: str | None,
+) -> dict[str, Any]:
+    """The report metadata of a downstream split (both routes): balancing, sizes before and
+    after it, and the training half's count of each attribute value."""
+    return {
+        "balance": balance,
+        "balance_attribute": balance_attribute,
+        "n_train": len(train_set),
+        "n_train_before_balance": int(n_before),
+        "n_test": int(n_test),
+        "train_counts": {a: value_counts(train_set, a) for a in train_set.attribute_names},
+    }
 
 
 def finish(

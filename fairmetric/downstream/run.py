@@ -33,7 +33,7 @@ from fairmetric.downstream.evaluate import groups_of
 from fairmetric.downstream.finetune import FinetuneResult, finetune
 from fairmetric.downstream.knn import KNNClassifier
 from fairmetric.downstream.probe import LinearProbe
-from fairmetric.downstream.result import DownstreamResult, finish, value_counts
+from fairmetric.downstream.result import DownstreamResult, finish, split_metadata
 from fairmetric.models.embed import embed_dataset
 from fairmetric.models.embedder import CONFIG_FILE, load_embedder
 from fairmetric.report.frame import DEFAULT_MIN_GROUP_SIZE
@@ -338,12 +338,13 @@ def run_downstream(
         "dataset": pool.name,
         "dim": dim,
         "classifier": described,
-        "balance": balance,
-        "balance_attribute": balance_attribute,
-        "n_train": int(len(train_idx)),
-        "n_train_before_balance": int(n_before),
-        "n_test": int(len(test_idx)),
-        "train_counts": {a: value_counts(train_set, a) for a in pool.attribute_names},
+        **split_metadata(
+            train_set,
+            n_before=n_before,
+            n_test=len(test_idx),
+            balance=balance,
+            balance_attribute=balance_attribute,
+        ),
     }
     return finish(
         labels=test_set.labels,

@@ -381,6 +381,8 @@ class NeighborIndex:
         }
         if shift:
             self.params["scale"] = f"2^{shift}"
+        if kind in _IVF_KINDS:
+            self.description = self._describe()
 
     def _build_ivf(
         self,
@@ -468,9 +470,6 @@ class NeighborIndex:
         extra: dict[str, Any] = {}
         if compressed:
             extra = {"pq_m": pq_m, "pq_bits": 4, "refine_factor": refine_factor}
-        self.index_used = "ivfpq" if compressed else "ivf"
-        self.params = {"nlist": nlist, "nprobe": nprobe, **extra}
-        self.description = self._describe()
         return idx, {
             "nlist": nlist,
             "nprobe": nprobe,
